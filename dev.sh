@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine with python3:
+#   ./dev.sh demo [PROMPT] [FLAGS]   set everything up, then generate with the default model
+#   ./dev.sh test [PYTEST ARGS]      set everything up, then run the test suite
+#   ./dev.sh setup                   only set up (.venv with llamakit and its CPU backend)
+#   ./dev.sh lint                    ruff and mypy
+# Setup installs missing system packages with apt-get (as root or through sudo), creates
+# .venv, and installs llamakit, llamakit-cpu and the dev tools into it. llama.cpp itself is
+# fetched (checksum-verified) and built on first use into a cache keyed by its inputs.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v patch >/dev/null 2>&1 || need_apt+=(patch)
+if ! "$PY" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" 2>/dev/null; then
+    need_apt+=(python3-dev)
+fi
+if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
+    need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "dev.sh: installing system packages: ${need_apt[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+stamp=.venv/.llamakit-installed
+want=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu
+    echo "$want" > "$stamp"
+fi
+
+cmd=${1:-setup}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) ;;
+    demo) exec .venv/bin/python -m llamakit demo "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    lint) .venv/bin/ruff check llamakit plugins tests && exec .venv/bin/mypy ;;
+    *) echo "usage: ./dev.sh {setup|demo|test|lint} [ARGS...]" >&2; exit 2 ;;
+esac

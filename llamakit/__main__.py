@@ -1,0 +1,144 @@
+"""The ``llamakit`` command line (also ``python -m llamakit``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ._errors import LlamakitError
+
+__all__ = ["main"]
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from ._backends import backends
+
+    for status in backends():
+        mark = "yes" if status.available else "no "
+        print(f"{status.name:10} available={mark} priority={status.priority:<3} "
+              f"plugin={status.plugin}  {status.reason}")
+        for device in status.devices:
+            print(f"    [{device.index}] {device.name} ({device.type}): {device.description}, "
+                  f"{device.memory_total / 2**30:.1f} GiB")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from ._build.variant import build_variant
+    from ._plugins.manager import get_plugin_host
+
+    specs = get_plugin_host().backends()
+    names = args.backend or sorted(specs)
+    for name in names:
+        if name not in specs:
+            raise LlamakitError(f"no backend named {name!r} (installed: {', '.join(specs)})")
+        variant = build_variant(specs[name], force=args.force)
+        print(f"{name}: {variant.module_path}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ._model import load_model
+
+    with load_model(args.model, backend=args.backend, vocab_only=True) as model:
+        info = model.info
+        for field in ("architecture", "description", "n_vocab", "n_ctx_train", "n_embd",
+                      "n_layer", "n_head", "n_head_kv", "n_params", "size", "ftype"):
+            print(f"{field:12} {getattr(info, field)}")
+        print(f"{'bos/eos/eot':12} {model.bos_token}/{model.eos_token}/{model.eot_token}")
+        if args.metadata:
+            for key, value in model.metadata.items():
+                print(f"  {key} = {value[:200]}")
+    return 0
+
+
+def _generate(model_path: str, args: argparse.Namespace) -> int:
+    from ._model import load_model
+
+    with load_model(model_path, backend=args.backend) as model, \
+            model.new_context(n_ctx=args.n_ctx) as ctx:
+        stream = ctx.stream(args.prompt, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, seed=args.seed)
+        sys.stdout.write(args.prompt)
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        result = stream.result
+        if result is not None:
+            t = result.timings
+            print(f"[{result.finish_reason}; {t.prompt_tokens} prompt tokens, "
+                  f"{t.generated_tokens} generated at {t.generated_tokens_per_s:.1f} tokens/s; "
+                  f"backend {model.backend}]", file=sys.stderr)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    return _generate(args.model, args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import demo_model_path
+
+    path = demo_model_path()
+    print("llamakit demo: a synthetic llama-shaped model with RANDOM WEIGHTS and a real "
+          "tokenizer (llama-spm); its text is noise, the pipeline is real.", file=sys.stderr)
+    return _generate(str(path), args)
+
+
+def _add_generation_flags(parser: argparse.ArgumentParser, prompt_default: str | None) -> None:
+    if prompt_default is None:
+        parser.add_argument("prompt")
+    else:
+        parser.add_argument("prompt", nargs="?", default=prompt_default)
+    parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--n-ctx", dest="n_ctx", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamakit", description="Run GGUF models on llama.cpp.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--backend", default=None, help="auto, cpu, ... (default: auto)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list backends and their availability").set_defaults(
+        func=_cmd_backends)
+    build = sub.add_parser("build", help="build (or rebuild) backend variants")
+    build.add_argument("backend", nargs="*")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.set_defaults(func=_cmd_build)
+    info = sub.add_parser("info", help="show a model's facts")
+    info.add_argument("model")
+    info.add_argument("--metadata", action="store_true", help="print every GGUF key")
+    info.set_defaults(func=_cmd_info)
+    generate = sub.add_parser("generate", help="generate text from a prompt")
+    generate.add_argument("model")
+    _add_generation_flags(generate, None)
+    generate.set_defaults(func=_cmd_generate)
+    demo = sub.add_parser("demo", help="generate with the embedded default model")
+    _add_generation_flags(demo, "Once upon a time")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except LlamakitError as exc:
+        if args.debug:
+            raise
+        print(f"llamakit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

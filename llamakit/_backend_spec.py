@@ -1,0 +1,79 @@
+"""What a backend plugin registers: a ``BackendSpec`` and the records its probe returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["BackendSpec", "DeviceInfo", "Prerequisite"]
+
+DeviceType = Literal["cpu", "gpu", "igpu", "accel", "other"]
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """A system requirement that is missing, with the command that installs it."""
+
+    problem: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.problem} (install: {self.hint})"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One compute device as ggml's device API reports it."""
+
+    index: int
+    name: str
+    description: str
+    type: DeviceType
+    memory_free: int
+    memory_total: int
+
+
+def _no_prerequisites() -> list[Prerequisite]:
+    return []
+
+
+def _no_flags() -> dict[str, str]:
+    return {}
+
+
+def _cpu_score(devices: Sequence[DeviceInfo]) -> float:
+    return 1.0 if devices else 0.0
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A compute backend: how to build its llama.cpp variant and how good it is here.
+
+    ``cmake_flags`` and ``key_extras`` are called when a build key is computed, so they
+    must be cheap; whatever they return is part of the key. ``check_prerequisites`` runs
+    before CMake and returns what is missing (empty when all is there). ``score`` turns
+    the probed devices into a number: 0 means "cannot run usefully here"; ``auto`` picks
+    the highest ``(priority, score)`` among backends with a positive score.
+    """
+
+    name: str
+    priority: int
+    description: str
+    libraries: Sequence[str]
+    """Static libraries, relative to the CMake build folder, in link order."""
+    cmake_flags: Callable[[], Mapping[str, str]] = _no_flags
+    link_args: Sequence[str] = ()
+    """Linker arguments after the static group, for system libraries (``-lvulkan``)."""
+    cmake_targets: Sequence[str] = ("llama",)
+    check_prerequisites: Callable[[], Sequence[Prerequisite]] = _no_prerequisites
+    key_extras: Callable[[], Mapping[str, str]] = _no_flags
+    score: Callable[[Sequence[DeviceInfo]], float] = _cpu_score
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables set for CMake and the compiler."""
+    plugin: str = ""
+    """Set by the plugin manager: the distribution that registered the spec."""
+
+    @property
+    def module_name(self) -> str:
+        return f"_llamakit_native_{self.name}"

@@ -1,0 +1,111 @@
+"""Which backends exist, which can run here, and choosing one (``auto`` or by name)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from ._backend_spec import BackendSpec, DeviceInfo
+from ._build.variant import find_variant
+from ._errors import BackendUnavailableError, BuildError
+from ._native.lib import NativeLib, load_native
+from ._plugins.manager import get_plugin_host
+
+__all__ = ["BackendStatus", "backends", "resolve_backend"]
+
+logger = logging.getLogger("llamakit.backends")
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """One registered backend as seen from this machine."""
+
+    name: str
+    priority: int
+    plugin: str
+    description: str
+    available: bool
+    built: bool
+    reason: str
+    devices: tuple[DeviceInfo, ...] = ()
+    score: float | None = None
+
+
+def _status(spec: BackendSpec) -> BackendStatus:
+    missing = list(spec.check_prerequisites())
+    variant = find_variant(spec)
+    common = {"name": spec.name, "priority": spec.priority, "plugin": spec.plugin,
+              "description": spec.description, "built": variant is not None}
+    if variant is None:
+        if missing:
+            return BackendStatus(**common, available=False,  # type: ignore[arg-type]
+                                 reason="cannot be built: missing "
+                                        + "; ".join(str(m) for m in missing))
+        return BackendStatus(**common, available=True,  # type: ignore[arg-type]
+                             reason="not built yet; builds on first use")
+    try:
+        devices = tuple(load_native(spec).devices())
+    except Exception as exc:  # a probe failure makes the backend unavailable, not the listing
+        return BackendStatus(**common, available=False,  # type: ignore[arg-type]
+                             reason=f"probe failed: {exc}")
+    score = float(spec.score(devices))
+    reason = "ready" if score > 0 else "no usable device found by the probe"
+    return BackendStatus(**common, available=score > 0, reason=reason,  # type: ignore[arg-type]
+                         devices=devices, score=score)
+
+
+def backends() -> list[BackendStatus]:
+    """Every registered backend with its availability and the reason, best first."""
+    statuses = [_status(spec) for spec in get_plugin_host().backends().values()]
+    return sorted(statuses, key=lambda s: (-s.priority, s.name))
+
+
+def _requested(name: str | None) -> str:
+    if name is None:
+        name = os.environ.get("LLAMAKIT_BACKEND") or "auto"
+    return name.strip().lower()
+
+
+def resolve_backend(name: str | None = None) -> NativeLib:
+    """The loaded native module of the chosen backend, building it on first use.
+
+    ``name`` comes from a keyword or the config; None falls back to ``$LLAMAKIT_BACKEND``,
+    then ``auto``: the available backend with the best ``(priority, score)``.
+    """
+    wanted = _requested(name)
+    specs = get_plugin_host().backends()
+    if wanted != "auto":
+        spec = specs.get(wanted)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise BackendUnavailableError(
+                f"no backend named {wanted!r} is installed (installed: {known}); "
+                f"install the llamakit-{wanted} plugin", backend=wanted)
+        return _load_usable(spec)
+    if not specs:
+        raise BackendUnavailableError(
+            "no llamakit backend is installed; pip install llamakit-cpu", backend="auto")
+    reasons = []
+    for spec in sorted(specs.values(), key=lambda s: -s.priority):
+        try:
+            return _load_usable(spec)
+        except BackendUnavailableError as exc:
+            reasons.append(str(exc))
+            logger.info("auto: skipping backend %r: %s", spec.name, exc)
+    raise BackendUnavailableError(
+        "no installed backend can run here: " + " | ".join(reasons), backend="auto")
+
+
+def _load_usable(spec: BackendSpec) -> NativeLib:
+    try:
+        native = load_native(spec)
+    except BuildError as exc:
+        raise BackendUnavailableError(f"backend {spec.name!r}: {exc}", backend=spec.name) from exc
+    devices = native.devices()
+    if spec.score(devices) <= 0:
+        names = ", ".join(f"{d.name} ({d.type})" for d in devices) or "none"
+        raise BackendUnavailableError(
+            f"backend {spec.name!r} found no usable device (devices: {names})",
+            backend=spec.name)
+    return native

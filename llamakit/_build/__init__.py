@@ -1,0 +1,1 @@
+"""Building llama.cpp variants and their native modules, cached by their inputs."""

@@ -1,0 +1,298 @@
+"""Build a backend's llama.cpp variant (static libraries) and its cffi module, cached.
+
+Two cache levels, each keyed by everything that changes its output:
+
+* ``llama/<backend>-<key>/``: llama.cpp's static libraries and headers. Key: llama.cpp
+  source identity, backend, final CMake flags, the backend's key extras, compiler, platform.
+* ``modules/<backend>-<key>/``: the cffi extension. Key: the libraries' key, llamakit's
+  native sources (cdef, shim), the Python ABI.
+
+Changing the shim recompiles only the module (seconds), not llama.cpp (minutes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .._backend_spec import BackendSpec
+from .._errors import BuildError
+from .cache import atomic_directory, cache_dir, file_lock, hash_files, hash_json
+from .source import data_path, source_identity, source_tree
+
+__all__ = ["BuiltVariant", "ProgressCallback", "build_variant", "find_variant", "tool_path"]
+
+logger = logging.getLogger("llamakit.build")
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``(stage, done, total)`` while CMake/Ninja and the compiler run."""
+
+COMMON_CMAKE_FLAGS: Mapping[str, str] = {
+    "CMAKE_BUILD_TYPE": "Release",
+    "BUILD_SHARED_LIBS": "OFF",
+    "CMAKE_POSITION_INDEPENDENT_CODE": "ON",
+    "LLAMA_BUILD_TESTS": "OFF",
+    "LLAMA_BUILD_EXAMPLES": "OFF",
+    "LLAMA_BUILD_TOOLS": "OFF",
+    "LLAMA_BUILD_SERVER": "OFF",
+    "LLAMA_BUILD_COMMON": "OFF",
+    "LLAMA_CURL": "OFF",
+    "GGML_CCACHE": "OFF",
+}
+_NATIVE_FILES = ("llamakit.cdef", "lk_shim.c", "lk_shim.h")
+_PROGRESS = re.compile(rb"^\[(\d+)/(\d+)\]")
+
+
+@dataclass(frozen=True)
+class BuiltVariant:
+    """A finished build: where its module is and what went into it."""
+
+    backend: str
+    module_path: Path
+    lib_dir: Path
+    info: Mapping[str, Any]
+
+    @property
+    def include_dir(self) -> Path:
+        return self.lib_dir / "include"
+
+    @property
+    def libraries(self) -> list[Path]:
+        return [self.lib_dir / "lib" / name for name in self.info["libraries"]]
+
+    @property
+    def link_args(self) -> list[str]:
+        return list(self.info["link_args"])
+
+
+def tool_path(name: str) -> str | None:
+    """A build tool from this Python's environment (PyPI's cmake/ninja) or the PATH."""
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
+
+
+@lru_cache(maxsize=1)
+def _compiler_identity() -> str:
+    parts = []
+    for compiler in (os.environ.get("CC", "cc"), os.environ.get("CXX", "c++")):
+        try:
+            out = subprocess.run([compiler, "--version"], capture_output=True, text=True)
+            parts.append(out.stdout.splitlines()[0] if out.stdout else compiler)
+        except OSError:
+            parts.append(f"{compiler}: missing")
+    return " | ".join(parts)
+
+
+def _lib_key(spec: BackendSpec) -> tuple[str, dict[str, Any]]:
+    inputs = {
+        "llama.cpp": source_identity(),
+        "backend": spec.name,
+        "cmake_flags": {**COMMON_CMAKE_FLAGS, **spec.cmake_flags()},
+        "cmake_targets": list(spec.cmake_targets),
+        "libraries": list(spec.libraries),
+        "extras": dict(spec.key_extras()),
+        "compiler": _compiler_identity(),
+        "platform": [sys.platform, platform.machine()],
+    }
+    return hash_json(inputs), inputs
+
+
+def _module_key(lib_key: str) -> tuple[str, dict[str, Any]]:
+    native = [data_path(f"native/{name}") for name in _NATIVE_FILES]
+    inputs = {
+        "llama": lib_key,
+        "native": hash_files(native),
+        "python": sysconfig.get_config_var("EXT_SUFFIX"),
+        "compiler": _compiler_identity(),
+    }
+    return hash_json(inputs), inputs
+
+
+def _paths(spec: BackendSpec) -> tuple[Path, Path, str]:
+    lib_key, _ = _lib_key(spec)
+    mod_key, _ = _module_key(lib_key)
+    root = cache_dir()
+    return (root / "llama" / f"{spec.name}-{lib_key[:16]}",
+            root / "modules" / f"{spec.name}-{mod_key[:16]}", lib_key)
+
+
+def _load_variant(spec: BackendSpec, lib_dir: Path, mod_dir: Path) -> BuiltVariant | None:
+    lib_info = lib_dir / "build.json"
+    mod_info = mod_dir / "module.json"
+    if not (lib_info.is_file() and mod_info.is_file()):
+        return None
+    info = {**json.loads(lib_info.read_text()), **json.loads(mod_info.read_text())}
+    module = mod_dir / info["module_file"]
+    if not module.is_file():
+        return None
+    return BuiltVariant(backend=spec.name, module_path=module, lib_dir=lib_dir, info=info)
+
+
+def find_variant(spec: BackendSpec) -> BuiltVariant | None:
+    """The cached build for ``spec``'s current inputs, or None; never builds."""
+    lib_dir, mod_dir, _ = _paths(spec)
+    return _load_variant(spec, lib_dir, mod_dir)
+
+
+def _run_logged(command: list[str], *, cwd: Path | None, env: Mapping[str, str], log: Path,
+                stage: str, backend: str, progress: ProgressCallback | None) -> None:
+    with open(log, "ab") as sink:
+        sink.write(b"$ " + " ".join(command).encode() + b"\n")
+        sink.flush()
+        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        last_report = 0.0
+        for line in proc.stdout:
+            sink.write(line)
+            match = _PROGRESS.match(line)
+            if match:
+                done, total = int(match.group(1)), int(match.group(2))
+                if progress is not None:
+                    progress(stage, done, total)
+                now = time.monotonic()
+                if now - last_report > 10 or done == total:
+                    last_report = now
+                    logger.info("building %s: %s %d/%d", backend, stage, done, total)
+        code = proc.wait()
+    if code != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise BuildError(f"{stage} of the '{backend}' variant failed (exit {code}); "
+                         f"full log: {log}\n{tail}", backend=backend, log_path=log)
+
+
+def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool,
+                     progress: ProgressCallback | None) -> None:
+    _, inputs = _lib_key(spec)
+    cmake, ninja = tool_path("cmake"), tool_path("ninja")
+    if cmake is None or ninja is None:
+        raise BuildError("cmake and ninja are needed to build llama.cpp: "
+                         "pip install cmake ninja (or apt-get install cmake ninja-build)",
+                         backend=spec.name)
+    source = source_tree()
+    build_dir = cache_dir() / "cmake" / f"{spec.name}-{lib_key[:16]}"
+    if force and build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log = build_dir / "build.log"
+    log.write_bytes(b"")
+    flags = inputs["cmake_flags"]
+    configure = [cmake, "-S", str(source.path), "-B", str(build_dir), "-G", "Ninja",
+                 f"-DCMAKE_MAKE_PROGRAM={ninja}", *(f"-D{k}={v}" for k, v in flags.items())]
+    started = time.monotonic()
+    logger.warning("building llama.cpp variant '%s' (once per set of inputs; a few minutes; "
+                   "log: %s)", spec.name, log)
+    _run_logged(configure, cwd=None, env=spec.env, log=log, stage="configure",
+                backend=spec.name, progress=progress)
+    jobs = str(os.cpu_count() or 2)
+    _run_logged([ninja, "-C", str(build_dir), "-j", jobs, *spec.cmake_targets], cwd=None,
+                env=spec.env, log=log, stage="compile", backend=spec.name, progress=progress)
+    openmp = b"-fopenmp" in (build_dir / "build.ninja").read_bytes()
+    with atomic_directory(lib_dir) as tmp:
+        (tmp / "lib").mkdir()
+        (tmp / "include").mkdir()
+        for relative in spec.libraries:
+            library = build_dir / relative
+            if not library.is_file():
+                raise BuildError(f"the build did not produce {relative}", backend=spec.name,
+                                 log_path=log)
+            shutil.copy2(library, tmp / "lib" / library.name)
+        for header in [*source.include_dirs[0].glob("*.h"), *source.include_dirs[1].glob("*.h")]:
+            shutil.copy2(header, tmp / "include" / header.name)
+        info = {
+            "backend": spec.name,
+            "key": lib_key,
+            "inputs": inputs,
+            "libraries": [Path(r).name for r in spec.libraries],
+            "link_args": [*(["-fopenmp"] if openmp else []), *spec.link_args],
+            "llama_cpp": str(source.path),
+            "build_seconds": round(time.monotonic() - started, 1),
+        }
+        (tmp / "build.json").write_text(json.dumps(info, indent=2))
+    logger.warning("built llama.cpp variant '%s' in %.0f s", spec.name,
+                   time.monotonic() - started)
+
+
+def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: str) -> None:
+    import cffi  # a build-time need only
+
+    mod_key, inputs = _module_key(lib_key)
+    lib_info = json.loads((lib_dir / "build.json").read_text())
+    native = data_path("native")
+    with atomic_directory(mod_dir) as tmp:
+        ffi = cffi.FFI()
+        ffi.cdef((native / "llamakit.cdef").read_text())
+        ffi.set_source(spec.module_name, '#include "llama.h"\n#include "lk_shim.h"\n')
+        c_file = tmp / f"{spec.module_name}.c"
+        with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes
+            ffi.emit_c_code(str(c_file))
+        module_file = spec.module_name + sysconfig.get_config_var("EXT_SUFFIX")
+        libraries = [str(lib_dir / "lib" / name) for name in lib_info["libraries"]]
+        command = [
+            os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
+            f"-I{sysconfig.get_paths()['include']}", f"-I{lib_dir / 'include'}", f"-I{native}",
+            str(c_file), str(native / "lk_shim.c"), "-o", str(tmp / module_file),
+            "-Wl,--start-group", *libraries, "-Wl,--end-group", "-Wl,--exclude-libs,ALL",
+            *lib_info["link_args"], "-lstdc++", "-lm", "-lpthread",
+        ]
+        log = tmp / "compile.log"
+        _run_logged(command, cwd=tmp, env=spec.env, log=log, stage="native module",
+                    backend=spec.name, progress=None)
+        check = subprocess.run(
+            [sys.executable, "-c",
+             "import importlib.util as u, sys; s = u.spec_from_file_location(sys.argv[1], "
+             "sys.argv[2]); m = u.module_from_spec(s); s.loader.exec_module(m); "
+             "assert m.lib.lk_shim_version() == 1",
+             spec.module_name, str(tmp / module_file)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise BuildError(f"the '{spec.name}' native module does not import: "
+                             f"{check.stderr.strip()[-2000:]}", backend=spec.name)
+        (tmp / "module.json").write_text(json.dumps(
+            {"module_file": module_file, "module_key": mod_key, "module_inputs": inputs},
+            indent=2))
+
+
+def build_variant(spec: BackendSpec, *, force: bool = False,
+                  progress: ProgressCallback | None = None) -> BuiltVariant:
+    """Return the built variant for ``spec``, building what the cache lacks.
+
+    Raises ``BuildError`` naming the missing prerequisites (before CMake runs) or the
+    failing step and its log.
+    """
+    lib_dir, mod_dir, lib_key = _paths(spec)
+    if not force:
+        found = _load_variant(spec, lib_dir, mod_dir)
+        if found is not None:
+            return found
+    missing = list(spec.check_prerequisites())
+    if missing:
+        raise BuildError(
+            f"cannot build the '{spec.name}' backend; missing: "
+            + "; ".join(str(m) for m in missing), backend=spec.name)
+    with file_lock(lib_dir.with_name(lib_dir.name + ".lock")):
+        if force or not (lib_dir / "build.json").is_file():
+            _build_libraries(spec, lib_dir, lib_key, force, progress)
+        if force or not (mod_dir / "module.json").is_file():
+            _compile_module(spec, lib_dir, mod_dir, lib_key)
+    found = _load_variant(spec, lib_dir, mod_dir)
+    if found is None:  # pragma: no cover - publication is atomic
+        raise BuildError(f"the '{spec.name}' build finished but is incomplete",
+                         backend=spec.name)
+    return found

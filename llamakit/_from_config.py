@@ -1,0 +1,50 @@
+"""``from_config``: a ready model and context from a TOML file."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._config import Config, load_config
+from ._context import Context
+from ._errors import ConfigError
+from ._model import Model, load_model
+from ._sampling import SamplingParams
+
+__all__ = ["from_config"]
+
+
+def context_from_config(model: Model, config: Config) -> Context:
+    """A context over ``model`` with the ``[context]`` and ``[sampling]`` settings."""
+    c, s = config.context, config.sampling
+    ctx = model.new_context(n_ctx=c.n_ctx, n_batch=c.n_batch, n_ubatch=c.n_ubatch,
+                            n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
+                            embeddings=c.embeddings, seed=c.seed)
+    ctx.sampling = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                  min_p=s.min_p, seed=s.seed)
+    ctx.max_new_tokens = s.max_new_tokens
+    ctx.stop = list(s.stop)
+    return ctx
+
+
+def from_config(path: str | os.PathLike[str] | None = None,
+                **overrides: Any) -> tuple[Model, Context]:
+    """Load the model and create the context a config file describes.
+
+    ``overrides`` are keyword overrides by section, as for ``load_config``. Returns
+    ``(model, context)``; the context's ``generate``/``stream`` defaults come from
+    ``[sampling]``. Closing the model closes the context too.
+    """
+    config = load_config(path, **overrides)
+    m = config.model
+    if m.path is None:
+        raise ConfigError("no model to load: set [model] path in the config file, "
+                          "LLAMAKIT_MODEL, or model={'path': ...}", path=config.source,
+                          key="model.path")
+    model = load_model(m.path, backend=config.backend.name, n_gpu_layers=m.n_gpu_layers,
+                       use_mmap=m.use_mmap, use_mlock=m.use_mlock, vocab_only=m.vocab_only)
+    try:
+        return model, context_from_config(model, config)
+    except BaseException:
+        model.close()
+        raise

@@ -1,0 +1,1 @@
+"""The handle layer: the only code that touches a backend's cffi ``lib``."""

@@ -1,0 +1,123 @@
+"""Loading a backend's native module and routing its log lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from .. import _logging
+from .._backend_spec import BackendSpec, DeviceInfo
+from .._build.variant import BuiltVariant, build_variant
+
+__all__ = ["NativeLib", "load_native", "loaded_natives"]
+
+# ggml_log_level -> logging level; CONT continues the previous line's level.
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
+
+
+@dataclass
+class _LogState:
+    level: int = logging.INFO
+    pending: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class NativeLib:
+    """One loaded variant: its cffi ``ffi`` and ``lib`` plus where it came from."""
+
+    backend: str
+    module: ModuleType
+    variant: BuiltVariant
+    _log: _LogState = field(default_factory=_LogState)
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ffi(self) -> Any:
+        return self.module.ffi
+
+    @property
+    def lib(self) -> Any:
+        return self.module.lib
+
+    def devices(self) -> list[DeviceInfo]:
+        """Every device ggml registered in this variant."""
+        lib, ffi = self.lib, self.ffi
+        found = []
+        free, total = ffi.new("size_t *"), ffi.new("size_t *")
+        for index in range(lib.ggml_backend_dev_count()):
+            dev = lib.ggml_backend_dev_get(index)
+            lib.ggml_backend_dev_memory(dev, free, total)
+            found.append(DeviceInfo(
+                index=index,
+                name=ffi.string(lib.ggml_backend_dev_name(dev)).decode(errors="replace"),
+                description=ffi.string(lib.ggml_backend_dev_description(dev)).decode(
+                    errors="replace"),
+                type=_DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "other"),  # type: ignore[arg-type]
+                memory_free=int(free[0]), memory_total=int(total[0])))
+        return found
+
+    def supports_gpu_offload(self) -> bool:
+        return bool(self.lib.llama_supports_gpu_offload())
+
+    def system_info(self) -> str:
+        return str(self.ffi.string(self.lib.llama_print_system_info()).decode())
+
+    def _on_log(self, level: int, text: bytes) -> None:
+        state = self._log
+        with self._log_lock:
+            if level != 5:
+                state.level = _LEVELS.get(level, logging.INFO)
+            if state.level < _logging.threshold():
+                return
+            state.pending.append(text.decode("utf-8", errors="replace"))
+            if not state.pending[-1].endswith("\n"):
+                return
+            line = "".join(state.pending).rstrip("\n")
+            state.pending.clear()
+        _logging.native_logger.log(state.level, "[%s] %s", self.backend, line)
+
+
+_loaded: dict[str, NativeLib] = {}
+_load_lock = threading.Lock()
+
+
+def _import(variant: BuiltVariant, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, variant.module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_native(spec: BackendSpec) -> NativeLib:
+    """Import the native module of ``spec``, building it first if the cache lacks it."""
+    with _load_lock:
+        native = _loaded.get(spec.name)
+        if native is not None:
+            return native
+        variant = build_variant(spec)
+        module = _import(variant, spec.module_name)
+        native = NativeLib(backend=spec.name, module=module, variant=variant)
+        ffi, lib = module.ffi, module.lib
+
+        @ffi.def_extern(name="lk_py_log")  # type: ignore[untyped-decorator]
+        def _log(level: int, text: Any, _user_data: Any) -> None:
+            if level != 5 and _LEVELS.get(level, logging.INFO) < _logging.threshold():
+                native._log.level = _LEVELS.get(level, logging.INFO)
+                return
+            native._on_log(level, ffi.string(text))
+
+        lib.llama_log_set(lib.lk_py_log, ffi.NULL)
+        lib.llama_backend_init()
+        _loaded[spec.name] = native
+        return native
+
+
+def loaded_natives() -> dict[str, NativeLib]:
+    """The variants imported into this process so far."""
+    return dict(_loaded)

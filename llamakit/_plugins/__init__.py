@@ -1,0 +1,1 @@
+"""Plugin discovery: hookspecs, entry-point loading and the typed facade."""

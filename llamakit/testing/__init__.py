@@ -1,0 +1,63 @@
+"""Helpers for testing llamakit and its plugins: synthetic models and a reference decoder.
+
+- :func:`write_llama_model` writes a small llama-architecture GGUF with random weights and
+  a real tokenizer copied from one of llama.cpp's vocab files (:func:`vocab_path`).
+- :func:`compile_greedy_reference` / :func:`run_greedy_reference` build and run a tiny C
+  program that greedy-decodes with llama.cpp's C API directly, to cross-check llamakit.
+- :mod:`llamakit.testing.fixtures` is a pytest plugin (registered through the ``pytest11``
+  entry point) with the session fixtures ``llama_cpp_dir``, ``tiny_model_path``,
+  ``tiny_bpe_model_path`` and the factory ``synthetic_model``.
+
+The names are imported lazily, so importing this package (as the pytest plugin does) stays
+cheap: numpy, gguf and the build machinery load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._reference import (
+        compile_greedy_reference as compile_greedy_reference,
+    )
+    from ._reference import (
+        greedy_reference_source as greedy_reference_source,
+    )
+    from ._reference import (
+        run_greedy_reference as run_greedy_reference,
+    )
+    from ._synthetic import MetadataValue as MetadataValue
+    from ._synthetic import vocab_path as vocab_path
+    from ._synthetic import write_llama_model as write_llama_model
+
+__all__ = [
+    "MetadataValue",
+    "compile_greedy_reference",
+    "greedy_reference_source",
+    "run_greedy_reference",
+    "vocab_path",
+    "write_llama_model",
+]
+
+_LAZY = {
+    "MetadataValue": "._synthetic",
+    "vocab_path": "._synthetic",
+    "write_llama_model": "._synthetic",
+    "compile_greedy_reference": "._reference",
+    "greedy_reference_source": "._reference",
+    "run_greedy_reference": "._reference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
