@@ -19,7 +19,8 @@ from ._errors import (
     ContextOverflowError,
     EmptyPromptError,
 )
-from ._native.handles import ContextHandle, SamplerHandle
+from ._native.context import ContextHandle
+from ._native.sampler import SamplerHandle
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampling import SamplingParams, check_seed, random_seed
 
@@ -242,7 +243,7 @@ class Context:
         """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length."""
         handle = self._handle
         common = 0
-        for old, new in zip(self._past, tokens):
+        for old, new in zip(self._past, tokens, strict=False):
             if old != new:
                 break
             common += 1

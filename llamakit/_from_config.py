@@ -38,7 +38,8 @@ def from_config(path: str | os.PathLike[str] | None = None,
     config = load_config(path, **overrides)
     m = config.model
     if m.path is None:
-        raise ConfigError("no model to load: set [model] path in the config file, "
+        raise ConfigError("no model to load (model.path is unset): set [model] path in the "
+                          "config file, "
                           "LLAMAKIT_MODEL, or model={'path': ...}", path=config.source,
                           key="model.path")
     model = load_model(m.path, backend=config.backend.name, n_gpu_layers=m.n_gpu_layers,

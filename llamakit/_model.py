@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, TokenizeError
-from ._native.handles import ModelHandle
+from ._native.model import ModelHandle
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -187,11 +187,11 @@ class Model:
         """The vocabulary entry of ``token`` as stored in the GGUF."""
         return self._handle.token_text(token)
 
-    def token_to_bytes(self, token: int, special: bool = True) -> bytes:
+    def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         """The bytes ``token`` stands for (a byte-fallback token may be a partial character)."""
         return self._handle.token_to_piece(token, special)
 
-    def token_to_piece(self, token: int, special: bool = True) -> str:
+    def token_to_piece(self, token: int, special: bool = False) -> str:
         """The text of one token; invalid UTF-8 of a partial character becomes U+FFFD."""
         return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
 

@@ -10,7 +10,7 @@ import llamakit
 
 _SEP = "\n__ggml_vocab_test__\n"
 VOCABS = ["llama-spm", "llama-bpe", "gpt-2", "qwen2", "phi-3", "falcon", "deepseek-coder",
-          "command-r", "mpt", "starcoder", "refact", "gpt-neox"]
+          "command-r", "mpt", "starcoder", "refact"]
 
 
 def _cases(base: Path) -> list[tuple[str, list[int]]]:
@@ -27,7 +27,7 @@ def _cases(base: Path) -> list[tuple[str, list[int]]]:
     outputs = [[int(t) for t in line.split()] for line in
                Path(str(base) + ".out").read_text(encoding="utf-8").splitlines()]
     assert len(inputs) == len(outputs)
-    return list(zip(inputs, outputs))
+    return list(zip(inputs, outputs, strict=False))
 
 
 @pytest.mark.parametrize("vocab", VOCABS)

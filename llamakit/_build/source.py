@@ -86,7 +86,7 @@ def _sha256(path: Path) -> str:
 
 def _download_artifact(pin: dict[str, Any], downloads: Path) -> Path:
     artifact = pin["artifact"]
-    target = downloads / artifact["filename"]
+    target: Path = downloads / str(artifact["filename"])
     if not target.exists():
         downloads.mkdir(parents=True, exist_ok=True)
         spec = f"{artifact['project']}=={artifact['version']}"

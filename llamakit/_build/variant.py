@@ -54,7 +54,7 @@ COMMON_CMAKE_FLAGS: Mapping[str, str] = {
     "LLAMA_CURL": "OFF",
     "GGML_CCACHE": "OFF",
 }
-_NATIVE_FILES = ("llamakit.cdef", "lk_shim.c", "lk_shim.h")
+_SHIM_FILES = ("lk_shim.c", "lk_shim.h")
 _PROGRESS = re.compile(rb"^\[(\d+)/(\d+)\]")
 
 
@@ -78,6 +78,11 @@ class BuiltVariant:
     @property
     def link_args(self) -> list[str]:
         return list(self.info["link_args"])
+
+
+def cdef_files(folder: Path) -> list[Path]:
+    """The module's declarations: every ``native/*.cdef``, in name order (one per area)."""
+    return sorted(folder.glob("*.cdef"))
 
 
 def tool_path(name: str) -> str | None:
@@ -115,7 +120,8 @@ def _lib_key(spec: BackendSpec) -> tuple[str, dict[str, Any]]:
 
 
 def _module_key(lib_key: str) -> tuple[str, dict[str, Any]]:
-    native = [data_path(f"native/{name}") for name in _NATIVE_FILES]
+    folder = data_path("native")
+    native = [*cdef_files(folder), *(folder / name for name in _SHIM_FILES)]
     inputs = {
         "llama": lib_key,
         "native": hash_files(native),
@@ -156,22 +162,22 @@ def _run_logged(command: list[str], *, cwd: Path | None, env: Mapping[str, str],
     with open(log, "ab") as sink:
         sink.write(b"$ " + " ".join(command).encode() + b"\n")
         sink.flush()
-        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        last_report = 0.0
-        for line in proc.stdout:
-            sink.write(line)
-            match = _PROGRESS.match(line)
-            if match:
-                done, total = int(match.group(1)), int(match.group(2))
-                if progress is not None:
-                    progress(stage, done, total)
-                now = time.monotonic()
-                if now - last_report > 10 or done == total:
-                    last_report = now
-                    logger.info("building %s: %s %d/%d", backend, stage, done, total)
-        code = proc.wait()
+        with subprocess.Popen(command, cwd=cwd, env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            last_report = 0.0
+            for line in proc.stdout:
+                sink.write(line)
+                match = _PROGRESS.match(line)
+                if match:
+                    done, total = int(match.group(1)), int(match.group(2))
+                    if progress is not None:
+                        progress(stage, done, total)
+                    now = time.monotonic()
+                    if now - last_report > 10 or done == total:
+                        last_report = now
+                        logger.info("building %s: %s %d/%d", backend, stage, done, total)
+            code = proc.wait()
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise BuildError(f"{stage} of the '{backend}' variant failed (exit {code}); "
@@ -238,7 +244,7 @@ def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: st
     native = data_path("native")
     with atomic_directory(mod_dir) as tmp:
         ffi = cffi.FFI()
-        ffi.cdef((native / "llamakit.cdef").read_text())
+        ffi.cdef("\n".join(path.read_text() for path in cdef_files(native)))
         ffi.set_source(spec.module_name, '#include "llama.h"\n#include "lk_shim.h"\n')
         c_file = tmp / f"{spec.module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes

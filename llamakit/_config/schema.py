@@ -1,0 +1,229 @@
+"""The validated configuration schema: one strict pydantic model per config section."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from .provenance import _Provenance
+
+#: The largest seed llama.cpp accepts as a fixed seed; 0xFFFFFFFF means "random" there.
+_MAX_SEED = 2**32 - 2
+
+
+def _expand_user(path: Path) -> Path:
+    """``path`` with a leading ``~`` expanded; as it is when there is no home to expand to."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
+
+
+def _is_class(annotation: Any) -> TypeGuard[type[Any]]:
+    """Whether an annotation is a plain class (``list[str]`` passes isinstance(type) on 3.10)."""
+    return isinstance(annotation, type) and typing.get_origin(annotation) is None
+
+
+# Every section is strict: a TOML string is not an integer, 1 is not a boolean. Floats
+# still accept integers (``temperature = 0``) and paths accept strings.
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class BackendConfig(BaseModel):
+    """Which compute backend runs the model."""
+
+    model_config = _STRICT
+
+    name: str = Field(
+        default="auto",
+        min_length=1,
+        description='"auto", "cpu", "vulkan", or any installed backend plugin\'s name. '
+        '"auto" picks a backend that works on this machine.',
+    )
+
+
+class ModelConfig(BaseModel):
+    """The GGUF model file and how it is loaded."""
+
+    model_config = _STRICT
+
+    path: Path | None = Field(
+        default=None,
+        strict=False,
+        description="The GGUF model file. A relative path in a config file is relative to "
+        "that file's folder; `~` is expanded.",
+    )
+    n_gpu_layers: int = Field(
+        default=0,
+        ge=-1,
+        description="How many layers to offload to the GPU: 0 = none, -1 = all.",
+    )
+    use_mmap: bool = Field(
+        default=True, description="Map the model file into memory instead of reading it."
+    )
+    use_mlock: bool = Field(
+        default=False,
+        description="Lock the model's memory so the operating system cannot swap it out.",
+    )
+    vocab_only: bool = Field(
+        default=False, description="Load only the vocabulary (for tokenizing), no weights."
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("should be a file path, not an empty string")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _expand_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else _expand_user(value)
+
+
+class ContextConfig(BaseModel):
+    """The inference context: its length, batching and threads."""
+
+    model_config = _STRICT
+
+    n_ctx: int | None = Field(
+        default=None,
+        gt=0,
+        description="Context length in tokens. Unset: the model's training context length, "
+        "at most 4096.",
+    )
+    n_batch: int = Field(
+        default=512, gt=0, description="Most tokens submitted in one decode call (logical batch)."
+    )
+    n_ubatch: int = Field(
+        default=512, gt=0, description="Most tokens computed at once (physical micro-batch)."
+    )
+    n_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="CPU threads used while generating. Unset: chosen automatically.",
+    )
+    n_threads_batch: int | None = Field(
+        default=None,
+        gt=0,
+        description="CPU threads used while processing prompts. Unset: chosen automatically.",
+    )
+    embeddings: bool = Field(
+        default=False, description="Extract embeddings (for embedding models)."
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=_MAX_SEED,
+        description="Random seed of the context. Unset: a random seed.",
+    )
+
+
+class SamplingConfig(BaseModel):
+    """How the next token is chosen, and when generation stops."""
+
+    model_config = _STRICT
+
+    max_new_tokens: int = Field(
+        default=256, ge=0, description="Most tokens generated per call."
+    )
+    temperature: float = Field(
+        default=0.8,
+        ge=0,
+        allow_inf_nan=False,
+        description="Sampling temperature; 0 = greedy (always the most likely token).",
+    )
+    top_k: int = Field(
+        default=40, ge=0, description="Keep only the k most likely tokens; 0 = no limit."
+    )
+    top_p: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Nucleus sampling: keep the most likely tokens whose probabilities add "
+        "up to p; 1 = off.",
+    )
+    min_p: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Drop tokens less likely than min_p times the most likely one; 0 = off.",
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=_MAX_SEED,
+        description="Random seed of the sampler. Unset: a random seed.",
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description="Generation stops when the output contains any of these strings.",
+    )
+
+
+class PluginsConfig(BaseModel):
+    """Which installed llamakit plugins are not loaded."""
+
+    model_config = _STRICT
+
+    disable: list[str] = Field(
+        default_factory=list, description="Names of installed plugins not to load."
+    )
+
+
+class Config(BaseModel):
+    """All of llamakit's settings; :func:`load_config` builds one from files and environment."""
+
+    model_config = _STRICT
+
+    backend: BackendConfig = Field(
+        default_factory=BackendConfig, description=BackendConfig.__doc__ or ""
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig, description=ModelConfig.__doc__ or "")
+    context: ContextConfig = Field(
+        default_factory=ContextConfig, description=ContextConfig.__doc__ or ""
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description=SamplingConfig.__doc__ or ""
+    )
+    plugins: PluginsConfig = Field(
+        default_factory=PluginsConfig, description=PluginsConfig.__doc__ or ""
+    )
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of individual backends, one table per backend name "
+        "(e.g. `[backends.vulkan]`); each backend validates its own table.",
+    )
+    source: Path | None = Field(
+        default=None,
+        strict=False,
+        exclude=True,
+        description="The TOML file these settings were read from, if any.",
+    )
+
+    _provenance: _Provenance = PrivateAttr(default_factory=_Provenance)
+
+    def origin(self, key: str) -> str:
+        """Where the value of the dotted ``key`` (e.g. ``"context.n_ctx"``) came from:
+        ``"default"``, ``"config file PATH"``, ``"environment variable NAME"`` or
+        ``"keyword argument NAME="``."""
+        found = self._provenance.lookup(tuple(key.split(".")), tables=False)
+        return found.describe() if found is not None else "default"
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "backend": BackendConfig,
+    "model": ModelConfig,
+    "context": ContextConfig,
+    "sampling": SamplingConfig,
+    "plugins": PluginsConfig,
+}
+# The free-form table of tables.
+_FREE_SECTION = "backends"
+_SECTION_NAMES = [name for name in Config.model_fields if name != "source"]

@@ -1,0 +1,220 @@
+"""``ModelHandle``: a loaded ``llama_model`` and its vocabulary.
+
+Every input that would make llama.cpp assert or throw (a token id outside the
+vocabulary, a path that is not a GGUF file) is checked here before the C call.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._errors import (
+    InvalidTokenError,
+    ModelLoadError,
+    ModelNotFoundError,
+    TokenizeError,
+)
+from .handle import Handle
+from .lib import NativeLib
+
+__all__ = ["ModelHandle"]
+
+_INT32_MAX = 2**31 - 1
+_GGUF_MAGIC = b"GGUF"
+
+
+def _check_path(path: str) -> None:
+    if not os.path.exists(path):
+        raise ModelNotFoundError(f"model file not found: {path}", path=path)
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path} is a directory, not a GGUF model file", path=path)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}", path=path) from exc
+    if magic != _GGUF_MAGIC:
+        raise ModelLoadError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
+            "convert it with llama.cpp's convert_hf_to_gguf.py", path=path)
+
+
+class ModelHandle(Handle):
+    """A loaded ``llama_model`` and its vocabulary."""
+
+    kind = "model"
+
+    def __init__(self, native: NativeLib, ptr: Any, path: str) -> None:
+        super().__init__(native, ptr, native.lib.llama_model_free)
+        self.path = path
+        self.vocab = self.lib.llama_model_get_vocab(ptr)
+        self.n_vocab = int(self.lib.llama_vocab_n_tokens(self.vocab))
+
+    @classmethod
+    def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
+             use_mlock: bool, vocab_only: bool, main_gpu: int = 0) -> ModelHandle:
+        _check_path(path)
+        lib, ffi = native.lib, native.ffi
+        params = lib.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.main_gpu = main_gpu
+        params.vocab_only = vocab_only
+        params.load_mode = {
+            (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK, (True, False): lib.LLAMA_LOAD_MODE_MMAP,
+            (False, True): lib.LLAMA_LOAD_MODE_MLOCK, (False, False): lib.LLAMA_LOAD_MODE_NONE,
+        }[(use_mmap, use_mlock)]
+        ptr = lib.llama_model_load_from_file(os.fsencode(path), params)
+        if ptr == ffi.NULL:
+            raise ModelLoadError(
+                f"llama.cpp could not load {path}; it may be truncated, of an unsupported "
+                "architecture or newer format (see the 'llamakit.native' log for details)",
+                path=path)
+        return cls(native, ptr, path)
+
+    # -- model facts -------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        lib, ptr = self.lib, self.ptr
+        buf = self.ffi.new("char[]", 256)
+        lib.llama_model_desc(ptr, buf, 256)
+        n_layer = int(lib.llama_model_n_layer(ptr))
+        # n_head/n_head_kv abort on a model without layers (vocab-only loads).
+        has_layers = n_layer > 0
+        return {
+            "n_ctx_train": int(lib.llama_model_n_ctx_train(ptr)),
+            "n_embd": int(lib.llama_model_n_embd(ptr)),
+            "n_vocab": self.n_vocab,
+            "n_layer": n_layer,
+            "n_head": int(lib.llama_model_n_head(ptr)) if has_layers else 0,
+            "n_head_kv": int(lib.llama_model_n_head_kv(ptr)) if has_layers else 0,
+            "description": self.ffi.string(buf).decode(errors="replace"),
+            "size": int(lib.llama_model_size(ptr)),
+            "n_params": int(lib.llama_model_n_params(ptr)),
+            "ftype": self.ffi.string(
+                lib.llama_ftype_name(lib.llama_model_ftype(ptr))).decode(errors="replace"),
+            "has_encoder": bool(lib.llama_model_has_encoder(ptr)),
+            "has_decoder": bool(lib.llama_model_has_decoder(ptr)),
+        }
+
+    def _read_string(self, call: Callable[[Any, int], int]) -> str | None:
+        size = 256
+        while True:
+            buf = self.ffi.new("char[]", size)
+            n = call(buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return bytes(self.ffi.buffer(buf, n)).decode("utf-8", errors="replace")
+            size = n + 1
+
+    def metadata(self) -> dict[str, str]:
+        lib, ptr = self.lib, self.ptr
+        result: dict[str, str] = {}
+        for i in range(lib.llama_model_meta_count(ptr)):
+            key = self._read_string(functools.partial(lib.llama_model_meta_key_by_index, ptr, i))
+            value = self._read_string(
+                functools.partial(lib.llama_model_meta_val_str_by_index, ptr, i))
+            if key is not None and value is not None:
+                result[key] = value
+        return result
+
+    def chat_template(self, name: str | None) -> str | None:
+        raw = self.lib.llama_model_chat_template(
+            self.ptr, name.encode() if name is not None else self.ffi.NULL)
+        return None if raw == self.ffi.NULL else self.ffi.string(raw).decode("utf-8", "replace")
+
+    # -- vocabulary ---------------------------------------------------------------------
+    def special_token(self, which: str) -> int | None:
+        token = int(getattr(self.lib, f"llama_vocab_{which}")(self.vocab))
+        self.ptr  # noqa: B018 - raises ClosedError after close
+        return None if token < 0 else token
+
+    def add_bos(self) -> bool:
+        return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
+
+    def check_token(self, token: int) -> int:
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise TokenizeError(f"token ids are integers, got {token!r}")
+        if not 0 <= token < self.n_vocab:
+            raise InvalidTokenError(int(token), self.n_vocab)
+        return int(token)
+
+    def check_tokens(self, tokens: Iterable[int]) -> list[int]:
+        values = list(tokens)
+        if not values:
+            return values
+        try:
+            array = np.asarray(values)
+        except (TypeError, ValueError) as exc:
+            raise TokenizeError(f"token ids must be integers: {exc}") from None
+        if array.dtype.kind not in "iu" or array.ndim != 1:
+            raise TokenizeError("token ids must be a flat sequence of integers")
+        bad = np.flatnonzero((array < 0) | (array >= self.n_vocab))
+        if bad.size:
+            raise InvalidTokenError(int(array[bad[0]]), self.n_vocab)
+        return [int(t) for t in values]
+
+    def is_eog(self, token: int) -> bool:
+        self.ptr  # noqa: B018
+        return bool(self.lib.llama_vocab_is_eog(self.vocab, self.check_token(token)))
+
+    def is_control(self, token: int) -> bool:
+        self.ptr  # noqa: B018
+        return bool(self.lib.llama_vocab_is_control(self.vocab, self.check_token(token)))
+
+    def token_attr(self, token: int) -> int:
+        self.ptr  # noqa: B018
+        return int(self.lib.llama_vocab_get_attr(self.vocab, self.check_token(token)))
+
+    def token_text(self, token: int) -> str:
+        self.ptr  # noqa: B018
+        raw = self.lib.llama_vocab_get_text(self.vocab, self.check_token(token))
+        return str(self.ffi.string(raw).decode("utf-8", errors="replace"))
+
+    def tokenize(self, text: bytes, add_special: bool, parse_special: bool) -> list[int]:
+        self.ptr  # noqa: B018
+        if len(text) >= _INT32_MAX:
+            raise TokenizeError(f"text of {len(text)} bytes is too long to tokenize")
+        capacity = len(text) + 8
+        while True:
+            buf = self.ffi.new("llama_token[]", capacity)
+            n = self.lib.llama_tokenize(self.vocab, text, len(text), buf, capacity,
+                                        add_special, parse_special)
+            if n >= 0:
+                return list(self.ffi.unpack(buf, n))
+            if n == -(2**31):
+                raise TokenizeError("the text produces more tokens than fit in an int32")
+            capacity = -n
+
+    def piece(self, token: int, special: bool) -> bytes:
+        """``token_to_piece`` for a token already known to be valid."""
+        buf = self.ffi.new("char[]", 64)
+        n = self.lib.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = self.ffi.new("char[]", -n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return bytes(self.ffi.buffer(buf, n))
+
+    def token_to_piece(self, token: int, special: bool) -> bytes:
+        self.ptr  # noqa: B018
+        return self.piece(self.check_token(token), special)
+
+    def detokenize(self, tokens: Sequence[int], remove_special: bool,
+                   unparse_special: bool) -> bytes:
+        self.ptr  # noqa: B018
+        values = self.check_tokens(tokens)
+        if not values:
+            return b""
+        array = self.ffi.new("llama_token[]", values)
+        capacity = 8 * len(values) + 16
+        while True:
+            buf = self.ffi.new("char[]", capacity)
+            n = self.lib.llama_detokenize(self.vocab, array, len(values), buf, capacity,
+                                          remove_special, unparse_special)
+            if n >= 0:
+                return bytes(self.ffi.buffer(buf, n))
+            capacity = -n
