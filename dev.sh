@@ -5,7 +5,8 @@
 #   ./dev.sh setup                   only set up (.venv with llamakit and its CPU backend)
 #   ./dev.sh lint                    ruff and mypy
 # Setup installs missing system packages with apt-get (as root or through sudo), creates
-# .venv, and installs llamakit, llamakit-cpu and the dev tools into it. llama.cpp itself is
+# .venv, and installs llamakit, llamakit-cpu, llamakit-vulkan and the dev tools into it.
+# llama.cpp itself is
 # fetched (checksum-verified) and built on first use into a cache keyed by its inputs.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +23,12 @@ fi
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
+# The Vulkan backend: shader compiler, SPIR-V headers, loader (+ its link library) and
+# Mesa's lavapipe, a CPU-type Vulkan device the tests run on when there is no GPU.
+command -v glslc >/dev/null 2>&1 || need_apt+=(glslc)
+[ -e /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake ] || need_apt+=(spirv-headers)
+compgen -G "/usr/lib/*/libvulkan.so" >/dev/null || need_apt+=(libvulkan-dev)
+compgen -G "/usr/share/vulkan/icd.d/lvp_icd.*.json" >/dev/null || need_apt+=(mesa-vulkan-drivers)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -37,7 +44,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu
+    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan
     echo "$want" > "$stamp"
 fi
 

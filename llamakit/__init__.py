@@ -6,7 +6,7 @@
 """
 
 from ._backend_spec import BackendSpec, DeviceInfo, Prerequisite
-from ._backends import BackendStatus, backends
+from ._backends import BackendStatus, backends, devices
 from ._config import Config, config_schema_markdown, load_config
 from ._context import Context
 from ._errors import (
@@ -32,7 +32,7 @@ from ._errors import (
 from ._from_config import from_config
 from ._gpu import supports_gpu
 from ._logging import get_verbosity, set_verbosity
-from ._model import Model, ModelInfo, load_model
+from ._model import Model, ModelInfo, OffloadInfo, load_model
 from ._plugins.hookspecs import hookimpl
 from ._results import GenerationResult, TextStream, Timings
 from ._version import __version__
@@ -60,6 +60,7 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
+    "OffloadInfo",
     "PluginError",
     "Prerequisite",
     "SamplerError",
@@ -70,6 +71,7 @@ __all__ = [
     "__version__",
     "backends",
     "config_schema_markdown",
+    "devices",
     "from_config",
     "get_verbosity",
     "hookimpl",

@@ -25,6 +25,17 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from ._backends import devices
+
+    for backend, found in devices().items():
+        for d in found:
+            print(f"{backend:10} [{d.index}] {d.registry or '-':8} {d.type:5} {d.name}: "
+                  f"{d.description} ({d.memory_free / 2**30:.1f}/{d.memory_total / 2**30:.1f} "
+                  "GiB free)")
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from ._build.variant import build_variant
     from ._plugins.manager import get_plugin_host
@@ -106,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list backends and their availability").set_defaults(
         func=_cmd_backends)
+    sub.add_parser("devices", help="list the devices of every built backend").set_defaults(
+        func=_cmd_devices)
     build = sub.add_parser("build", help="build (or rebuild) backend variants")
     build.add_argument("backend", nargs="*")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["BackendSpec", "DeviceInfo", "Prerequisite"]
 
@@ -32,6 +32,13 @@ class DeviceInfo:
     type: DeviceType
     memory_free: int
     memory_total: int
+    registry: str = ""
+    """The ggml backend that provides the device (``CPU``, ``Vulkan``, ``CUDA``, ...)."""
+
+    @property
+    def is_accelerator(self) -> bool:
+        """Whether layers can be offloaded to it (anything but the CPU backend's device)."""
+        return self.registry != "CPU" and self.type != "cpu"
 
 
 def _no_prerequisites() -> list[Prerequisite]:
@@ -40,6 +47,14 @@ def _no_prerequisites() -> list[Prerequisite]:
 
 def _no_flags() -> dict[str, str]:
     return {}
+
+
+def _no_preparation() -> None:
+    return None
+
+
+def _nothing(settings: Mapping[str, Any]) -> None:
+    del settings
 
 
 def _cpu_score(devices: Sequence[DeviceInfo]) -> float:
@@ -71,6 +86,14 @@ class BackendSpec:
     score: Callable[[Sequence[DeviceInfo]], float] = _cpu_score
     env: Mapping[str, str] = field(default_factory=dict)
     """Environment variables set for CMake and the compiler."""
+    prepare: Callable[[], None] = _no_preparation
+    """Runs before CMake configures a new build (after the prerequisite check), e.g. to
+    fetch headers. What it fetches must already be named by ``cmake_flags`` or
+    ``key_extras``, so that the cache key stays truthful."""
+    before_load: Callable[[Mapping[str, Any]], None] = _nothing
+    """Runs before the variant's module is first imported, with the backend's settings
+    (the ``[backends.<name>]`` config table); the place to set environment variables the
+    native library reads at initialisation."""
     plugin: str = ""
     """Set by the plugin manager: the distribution that registered the spec."""
 

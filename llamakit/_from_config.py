@@ -43,7 +43,10 @@ def from_config(path: str | os.PathLike[str] | None = None,
                           "LLAMAKIT_MODEL, or model={'path': ...}", path=config.source,
                           key="model.path")
     model = load_model(m.path, backend=config.backend.name, n_gpu_layers=m.n_gpu_layers,
-                       use_mmap=m.use_mmap, use_mlock=m.use_mlock, vocab_only=m.vocab_only)
+                       main_gpu=m.main_gpu, split_mode=m.split_mode,
+                       tensor_split=m.tensor_split, use_mmap=m.use_mmap,
+                       use_mlock=m.use_mlock, vocab_only=m.vocab_only,
+                       backend_settings=config.backends)
     try:
         return model, context_from_config(model, config)
     except BaseException:

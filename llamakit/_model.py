@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._backend_spec import DeviceInfo
 from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
 
 if TYPE_CHECKING:
     from ._context import Context
 
-__all__ = ["Model", "ModelInfo", "load_model"]
+__all__ = ["Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model"]
 
 _TOKEN_ATTR_CONTROL = 1 << 3
 
@@ -36,6 +39,60 @@ class ModelInfo:
     """Bytes of tensor data."""
     n_params: int
     ftype: str
+
+
+@dataclass(frozen=True)
+class OffloadInfo:
+    """Where a model's layers live."""
+
+    backend: str
+    devices: tuple[str, ...]
+    """Accelerator devices that hold layers (empty when everything is on the CPU)."""
+    n_gpu_layers: int
+    """What was asked for (-1: all)."""
+    n_layers_offloaded: int
+    """Layers placed on accelerators, counting the output layer as llama.cpp does."""
+    n_layers_total: int
+    split_mode: str
+    main_gpu: int
+
+
+SPLIT_MODES = ("none", "layer", "row")
+
+
+def check_offload(accelerators: Sequence[DeviceInfo], max_devices: int, *, n_gpu_layers: Any,
+                  main_gpu: Any, split_mode: Any,
+                  tensor_split: Sequence[float] | None) -> list[float] | None:
+    """Validate the offload arguments against the variant's devices before llama.cpp sees
+    them (it would index past its arrays or assert); returns tensor_split as floats."""
+    _as_int("n_gpu_layers", n_gpu_layers, -1)
+    if split_mode not in SPLIT_MODES:
+        raise ConfigError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}",
+                          key="split_mode")
+    n_devices = len(accelerators)
+    _as_int("main_gpu", main_gpu, 0)
+    if main_gpu >= max(1, n_devices):
+        raise ConfigError(f"main_gpu={main_gpu} but this backend has {n_devices} "
+                          "accelerator device(s) (valid: 0"
+                          f"{'..' + str(n_devices - 1) if n_devices > 1 else ''})",
+                          key="main_gpu")
+    if tensor_split is None:
+        return None
+    if isinstance(tensor_split, (str, bytes)) or not isinstance(tensor_split, Sequence):
+        raise ConfigError(f"tensor_split must be a sequence of numbers, got {tensor_split!r}",
+                          key="tensor_split")
+    shares = list(tensor_split)
+    if not shares or len(shares) > n_devices or len(shares) > max_devices:
+        raise ConfigError(f"tensor_split has {len(shares)} entries but this backend has "
+                          f"{n_devices} accelerator device(s)", key="tensor_split")
+    for share in shares:
+        if isinstance(share, bool) or not isinstance(share, (int, float)) \
+                or not math.isfinite(share) or share < 0:
+            raise ConfigError(f"tensor_split entries must be finite numbers >= 0, got {share!r}",
+                              key="tensor_split")
+    if sum(shares) <= 0:
+        raise ConfigError("tensor_split must not be all zero", key="tensor_split")
+    return [float(s) for s in shares]
 
 
 def _as_int(name: str, value: Any, minimum: int) -> int:
@@ -65,11 +122,17 @@ class Model:
     twice; any use after that raises ``ClosedError``.
     """
 
-    def __init__(self, handle: ModelHandle, *, backend: str, n_gpu_layers: int) -> None:
+    def __init__(self, handle: ModelHandle, *, backend: str, n_gpu_layers: int,
+                 accelerators: Sequence[DeviceInfo] = (), split_mode: str = "layer",
+                 main_gpu: int = 0, tensor_split: Sequence[float] | None = None) -> None:
         self._handle = handle
         self.backend = backend
         self.n_gpu_layers = n_gpu_layers
         self.path = Path(handle.path)
+        self._accelerators = tuple(accelerators)
+        self._split_mode = split_mode
+        self._main_gpu = main_gpu
+        self._tensor_split = tuple(tensor_split) if tensor_split is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
@@ -117,6 +180,24 @@ class Model:
             n_embd=raw["n_embd"], n_vocab=raw["n_vocab"], n_layer=raw["n_layer"],
             n_head=raw["n_head"], n_head_kv=raw["n_head_kv"], size=raw["size"],
             n_params=raw["n_params"], ftype=raw["ftype"])
+
+    @property
+    def offload(self) -> OffloadInfo:
+        """The backend, the accelerator devices used and how many layers they hold."""
+        info = self.info
+        total = info.n_layer + 1 if info.n_layer > 0 else 0
+        devices = self._accelerators
+        if self._split_mode == "none":
+            devices = devices[self._main_gpu:self._main_gpu + 1]
+        elif self._tensor_split is not None:
+            devices = tuple(d for d, share in zip(devices, self._tensor_split) if share > 0)
+        wanted = total if self.n_gpu_layers < 0 else min(self.n_gpu_layers, total)
+        offloaded = wanted if devices else 0
+        return OffloadInfo(backend=self.backend,
+                           devices=tuple(d.name for d in devices) if offloaded else (),
+                           n_gpu_layers=self.n_gpu_layers, n_layers_offloaded=offloaded,
+                           n_layers_total=total, split_mode=self._split_mode,
+                           main_gpu=self._main_gpu)
 
     @property
     def has_encoder(self) -> bool:
@@ -228,11 +309,17 @@ class Model:
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
-               n_gpu_layers: int = 0, use_mmap: bool = True, use_mlock: bool = False,
-               vocab_only: bool = False) -> Model:
-    """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ...).
+               n_gpu_layers: int = 0, main_gpu: int = 0, split_mode: str = "layer",
+               tensor_split: Sequence[float] | None = None, use_mmap: bool = True,
+               use_mlock: bool = False, vocab_only: bool = False,
+               backend_settings: Mapping[str, Mapping[str, Any]] | None = None) -> Model:
+    """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
-    ``n_gpu_layers=-1`` offloads every layer. ``backend=None`` reads ``$LLAMAKIT_BACKEND``.
+    ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
+    ``"layer"``, ``"row"``) and ``tensor_split`` (a share per accelerator device) spread
+    them over several devices. ``backend=None`` (or ``"auto"`` with ``$LLAMAKIT_BACKEND``
+    set) reads ``$LLAMAKIT_BACKEND``. ``backend_settings`` are the ``[backends.<name>]``
+    config tables (default: those of ``$LLAMAKIT_CONFIG`` and the environment).
     """
     from ._backends import resolve_backend
 
@@ -242,7 +329,13 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
         _as_bool(name, flag)
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None
-    native = resolve_backend(backend)
+    native = resolve_backend(backend, backend_settings)
+    accelerators = [d for d in native.devices() if d.is_accelerator]
+    shares = check_offload(accelerators, native.max_devices(), n_gpu_layers=n_gpu_layers,
+                           main_gpu=main_gpu, split_mode=split_mode, tensor_split=tensor_split)
     handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
-                              use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only)
-    return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers)
+                              use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
+                              main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares)
+    return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
+                 accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
+                 tensor_split=shares)

@@ -121,7 +121,9 @@ def _extract(archive: Path, subdir: str, dest: Path) -> None:
             if not member.name.startswith(prefix):
                 continue
             member.name = member.name[len(prefix):]
-            if member.name:
+            # The carrier's .git is a gitfile pointing outside the tree; CMake's git probes
+            # would only print errors about it.
+            if member.name and member.name.split("/", 1)[0] != ".git":
                 members.append(member)
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, members=members, filter="data")

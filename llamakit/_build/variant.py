@@ -4,14 +4,17 @@ Two cache levels, each keyed by everything that changes its output:
 
 * ``llama/<backend>-<key>/``: llama.cpp's static libraries and headers. Key: llama.cpp
   source identity, backend, final CMake flags, the backend's key extras, compiler, platform.
-* ``modules/<backend>-<key>/``: the cffi extension. Key: the libraries' key, llamakit's
-  native sources (cdef, shim), the Python ABI.
+* ``modules/<backend>-<key>/``: the cffi extension. Key: the libraries' key, every file of
+  llamakit's ``native/`` (cdefs, shim sources, headers), the Python ABI.
+* ``objects/<name>-<key>.o``: the shim's C++ files (``native/*.cpp``), compiled against the
+  tree. Key: the source and ``native/*.h``, the libraries' key, compiler and flags.
 
 Changing the shim recompiles only the module (seconds), not llama.cpp (minutes).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -54,7 +57,6 @@ COMMON_CMAKE_FLAGS: Mapping[str, str] = {
     "LLAMA_CURL": "OFF",
     "GGML_CCACHE": "OFF",
 }
-_SHIM_FILES = ("lk_shim.c", "lk_shim.h")
 _PROGRESS = re.compile(rb"^\[(\d+)/(\d+)\]")
 
 
@@ -119,9 +121,15 @@ def _lib_key(spec: BackendSpec) -> tuple[str, dict[str, Any]]:
     return hash_json(inputs), inputs
 
 
+def native_files(folder: Path) -> list[Path]:
+    """Every file of ``native/`` (cdefs, C and C++ sources, headers): all of them shape the
+    module, so all of them key it."""
+    return sorted(path for path in folder.iterdir() if path.is_file())
+
+
 def _module_key(lib_key: str) -> tuple[str, dict[str, Any]]:
     folder = data_path("native")
-    native = [*cdef_files(folder), *(folder / name for name in _SHIM_FILES)]
+    native = native_files(folder)
     inputs = {
         "llama": lib_key,
         "native": hash_files(native),
@@ -199,6 +207,7 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     log.write_bytes(b"")
+    spec.prepare()
     flags = inputs["cmake_flags"]
     configure = [cmake, "-S", str(source.path), "-B", str(build_dir), "-G", "Ninja",
                  f"-DCMAKE_MAKE_PROGRAM={ninja}", *(f"-D{k}={v}" for k, v in flags.items())]
@@ -236,6 +245,44 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
                    time.monotonic() - started)
 
 
+def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
+                 tmp: Path) -> list[str]:
+    """Compile each ``native/*.cpp`` (C++ parts of the shim, some of which build files of
+    llama.cpp's ``common/`` from the tree) into an object file, cached by its inputs.
+
+    They sit in their own cache level because they are slow to compile (llama.cpp's JSON
+    code) and change rarely, while the cdefs that key the module change often.
+    """
+    sources = sorted(native.glob("*.cpp"))
+    if not sources:
+        return []
+    compiler = os.environ.get("CXX", "c++")
+    flags = ["-std=c++17", "-fPIC", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
+             f"-I{native}", *(f"-I{tree / d}" for d in
+                              ("common", "vendor", "include", "ggml/include", "src"))]
+    headers = sorted(native.glob("*.h"))
+    folder = cache_dir() / "objects"
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = []
+    for source in sources:
+        key = hash_json({"source": hash_files([source, *headers]), "llama": lib_key,
+                         "compiler": _compiler_identity(), "flags": flags})
+        targets.append(folder / f"{source.stem}-{key[:16]}.o")
+
+    def compile_one(source: Path, target: Path) -> None:
+        partial = tmp / (target.name + ".part")
+        _run_logged([compiler, *flags, "-c", str(source), "-o", str(partial)], cwd=tmp,
+                    env=spec.env, log=tmp / f"{source.stem}.log", stage=f"compile {source.name}",
+                    backend=spec.name, progress=None)
+        os.replace(partial, target)  # the cache's file system: published whole or not at all
+
+    missing = [(s, t) for s, t in zip(sources, targets, strict=True) if not t.is_file()]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for future in [pool.submit(compile_one, s, t) for s, t in missing]:
+            future.result()
+    return [str(t) for t in targets]
+
+
 def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: str) -> None:
     import cffi  # a build-time need only
 
@@ -245,16 +292,18 @@ def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: st
     with atomic_directory(mod_dir) as tmp:
         ffi = cffi.FFI()
         ffi.cdef("\n".join(path.read_text() for path in cdef_files(native)))
-        ffi.set_source(spec.module_name, '#include "llama.h"\n#include "lk_shim.h"\n')
+        headers = "".join(f'#include "{h.name}"\n' for h in sorted(native.glob("*.h")))
+        ffi.set_source(spec.module_name, '#include "llama.h"\n' + headers)
         c_file = tmp / f"{spec.module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes
             ffi.emit_c_code(str(c_file))
         module_file = spec.module_name + sysconfig.get_config_var("EXT_SUFFIX")
         libraries = [str(lib_dir / "lib" / name) for name in lib_info["libraries"]]
+        objects = _compile_cpp(spec, native, Path(lib_info["llama_cpp"]), lib_key, tmp)
         command = [
             os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
             f"-I{sysconfig.get_paths()['include']}", f"-I{lib_dir / 'include'}", f"-I{native}",
-            str(c_file), str(native / "lk_shim.c"), "-o", str(tmp / module_file),
+            str(c_file), str(native / "lk_shim.c"), *objects, "-o", str(tmp / module_file),
             "-Wl,--start-group", *libraries, "-Wl,--end-group", "-Wl,--exclude-libs,ALL",
             *lib_info["link_args"], "-lstdc++", "-lm", "-lpthread",
         ]

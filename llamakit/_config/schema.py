@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -60,6 +60,21 @@ class ModelConfig(BaseModel):
         default=0,
         ge=-1,
         description="How many layers to offload to the GPU: 0 = none, -1 = all.",
+    )
+    main_gpu: int = Field(
+        default=0, ge=0,
+        description="Index of the accelerator that holds the model with split_mode 'none' "
+        "(and the intermediate results otherwise).",
+    )
+    split_mode: Literal["none", "layer", "row"] = Field(
+        default="layer",
+        description="How to spread layers over several GPUs: 'none' (main_gpu only), "
+        "'layer' (whole layers per GPU) or 'row' (rows of each tensor).",
+    )
+    tensor_split: list[float] | None = Field(
+        default=None,
+        description="Share of the model for each accelerator device, e.g. [3, 1]; "
+        "default: in proportion to free memory.",
     )
     use_mmap: bool = Field(
         default=True, description="Map the model file into memory instead of reading it."
@@ -177,6 +192,33 @@ class PluginsConfig(BaseModel):
     )
 
 
+class ChatConfig(BaseModel):
+    """Chat templates: which one to use, and the limits on rendering one."""
+
+    model_config = _STRICT
+
+    template: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The chat template: Jinja source, or a name (a plugin's template, the "
+        "model's `tokenizer.chat_template.<name>`, or a llama.cpp built-in such as "
+        '"chatml"). Unset: a plugin\'s template for the model, else the model\'s own.',
+    )
+    max_output_chars: int = Field(
+        default=4_000_000,
+        gt=0,
+        description="Most characters a rendered template (and any string or list it builds "
+        "on the way) may have; a template that goes past it raises TemplateLimitError.",
+    )
+    max_render_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Most seconds one rendering may take; a template that runs longer "
+        "raises TemplateLimitError.",
+    )
+
+
 class Config(BaseModel):
     """All of llamakit's settings; :func:`load_config` builds one from files and environment."""
 
@@ -195,6 +237,7 @@ class Config(BaseModel):
     plugins: PluginsConfig = Field(
         default_factory=PluginsConfig, description=PluginsConfig.__doc__ or ""
     )
+    chat: ChatConfig = Field(default_factory=ChatConfig, description=ChatConfig.__doc__ or "")
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of individual backends, one table per backend name "
@@ -223,6 +266,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "context": ContextConfig,
     "sampling": SamplingConfig,
     "plugins": PluginsConfig,
+    "chat": ChatConfig,
 }
 # The free-form table of tables.
 _FREE_SECTION = "backends"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -35,6 +37,9 @@ class NativeLib:
     variant: BuiltVariant
     _log: _LogState = field(default_factory=_LogState)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Callbacks that see every whole log line, whatever the threshold (quantization
+    # progress reads llama.cpp's INFO lines); a tuple, so the C callback reads it unlocked.
+    _listeners: tuple[Callable[[int, str], None], ...] = ()
 
     @property
     def ffi(self) -> Any:
@@ -58,8 +63,13 @@ class NativeLib:
                 description=ffi.string(lib.ggml_backend_dev_description(dev)).decode(
                     errors="replace"),
                 type=_DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "other"),  # type: ignore[arg-type]
-                memory_free=int(free[0]), memory_total=int(total[0])))
+                memory_free=int(free[0]), memory_total=int(total[0]),
+                registry=ffi.string(lib.ggml_backend_reg_name(
+                    lib.ggml_backend_dev_backend_reg(dev))).decode(errors="replace")))
         return found
+
+    def max_devices(self) -> int:
+        return int(self.lib.llama_max_devices())
 
     def supports_gpu_offload(self) -> bool:
         return bool(self.lib.llama_supports_gpu_offload())
@@ -67,19 +77,41 @@ class NativeLib:
     def system_info(self) -> str:
         return str(self.ffi.string(self.lib.llama_print_system_info()).decode())
 
+    @contextmanager
+    def log_listener(self, callback: Callable[[int, str], None]) -> Iterator[None]:
+        """Call ``callback(level, line)`` for each whole log line while in the block.
+
+        Lines from every thread reach it, on the thread that logs them; it must be cheap
+        and must not raise.
+        """
+        with self._log_lock:
+            self._listeners = (*self._listeners, callback)
+        try:
+            yield
+        finally:
+            with self._log_lock:
+                rest = list(self._listeners)
+                rest.remove(callback)
+                self._listeners = tuple(rest)
+
     def _on_log(self, level: int, text: bytes) -> None:
         state = self._log
         with self._log_lock:
             if level != 5:
                 state.level = _LEVELS.get(level, logging.INFO)
-            if state.level < _logging.threshold():
+            listeners = self._listeners
+            if state.level < _logging.threshold() and not listeners:
                 return
             state.pending.append(text.decode("utf-8", errors="replace"))
             if not state.pending[-1].endswith("\n"):
                 return
             line = "".join(state.pending).rstrip("\n")
             state.pending.clear()
-        _logging.native_logger.log(state.level, "[%s] %s", self.backend, line)
+            line_level = state.level
+        for listener in listeners:
+            listener(line_level, line)
+        if line_level >= _logging.threshold():
+            _logging.native_logger.log(line_level, "[%s] %s", self.backend, line)
 
 
 _loaded: dict[str, NativeLib] = {}
@@ -94,20 +126,26 @@ def _import(variant: BuiltVariant, name: str) -> ModuleType:
     return module
 
 
-def load_native(spec: BackendSpec) -> NativeLib:
-    """Import the native module of ``spec``, building it first if the cache lacks it."""
+def load_native(spec: BackendSpec, settings: Mapping[str, Any] | None = None) -> NativeLib:
+    """Import the native module of ``spec``, building it first if the cache lacks it.
+
+    ``settings`` (the backend's config table) reach ``spec.before_load`` on the first
+    load only: a variant is initialised once per process.
+    """
     with _load_lock:
         native = _loaded.get(spec.name)
         if native is not None:
             return native
         variant = build_variant(spec)
+        spec.before_load(settings or {})
         module = _import(variant, spec.module_name)
         native = NativeLib(backend=spec.name, module=module, variant=variant)
         ffi, lib = module.ffi, module.lib
 
         @ffi.def_extern(name="lk_py_log")  # type: ignore[untyped-decorator]
         def _log(level: int, text: Any, _user_data: Any) -> None:
-            if level != 5 and _LEVELS.get(level, logging.INFO) < _logging.threshold():
+            if (level != 5 and _LEVELS.get(level, logging.INFO) < _logging.threshold()
+                    and not native._listeners):
                 native._log.level = _LEVELS.get(level, logging.INFO)
                 return
             native._on_log(level, ffi.string(text))

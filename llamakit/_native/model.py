@@ -57,18 +57,31 @@ class ModelHandle(Handle):
 
     @classmethod
     def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
-             use_mlock: bool, vocab_only: bool, main_gpu: int = 0) -> ModelHandle:
+             use_mlock: bool, vocab_only: bool, main_gpu: int = 0, split_mode: str = "layer",
+             tensor_split: Sequence[float] | None = None) -> ModelHandle:
+        """Load a model; the offload arguments must already be validated against the
+        variant's devices (``llamakit._model.check_offload``)."""
         _check_path(path)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.main_gpu = main_gpu
+        params.split_mode = {"none": lib.LLAMA_SPLIT_MODE_NONE, "layer": lib.LLAMA_SPLIT_MODE_LAYER,
+                             "row": lib.LLAMA_SPLIT_MODE_ROW}[split_mode]
+        split = None
+        if tensor_split is not None:
+            # llama.cpp reads llama_max_devices() floats; the array lives until the call ends.
+            split = ffi.new("float[]", max(int(lib.llama_max_devices()), len(tensor_split)))
+            for i, share in enumerate(tensor_split):
+                split[i] = share
+            params.tensor_split = split
         params.vocab_only = vocab_only
         params.load_mode = {
             (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK, (True, False): lib.LLAMA_LOAD_MODE_MMAP,
             (False, True): lib.LLAMA_LOAD_MODE_MLOCK, (False, False): lib.LLAMA_LOAD_MODE_NONE,
         }[(use_mmap, use_mlock)]
         ptr = lib.llama_model_load_from_file(os.fsencode(path), params)
+        del split
         if ptr == ffi.NULL:
             raise ModelLoadError(
                 f"llama.cpp could not load {path}; it may be truncated, of an unsupported "

@@ -1,0 +1,122 @@
+"""llamakit's Vulkan backend: llama.cpp's ggml-vulkan, plus its CPU backend for the layers
+that stay on the host.
+
+Settings (``[backends.vulkan]`` in the config, or the environment):
+
+- ``allow_cpu_device`` / ``LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE=1``: admit CPU-type Vulkan
+  devices such as Mesa's lavapipe (ggml-vulkan hides them otherwise). Tests and CI use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llamakit import BackendSpec, ConfigError, DeviceInfo, Prerequisite, hookimpl
+from llamakit_cpu import LIBRARIES as CPU_LIBRARIES
+from llamakit_cpu import cpu_backend
+
+from ._headers import header_problems, headers_include_dir, prepare_headers
+from ._loader import physical_devices
+
+__all__ = ["llamakit_register_backends", "vulkan_backend"]
+
+logger = logging.getLogger("llamakit.backends")
+
+LIBRARIES = (*CPU_LIBRARIES[:2], "ggml/src/ggml-vulkan/libggml-vulkan.a", *CPU_LIBRARIES[2:])
+_SETTINGS = {"allow_cpu_device"}
+_TRUE = ("1", "true", "yes", "on")
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+             "/usr/local/lib")
+
+
+def _cmake_flags() -> dict[str, str]:
+    flags = {**cpu_backend().cmake_flags(), "GGML_VULKAN": "ON"}
+    include = headers_include_dir()
+    if include is not None:
+        flags["Vulkan_INCLUDE_DIR"] = str(include)
+    return flags
+
+
+def _loader_library() -> bool:
+    sdk = os.environ.get("VULKAN_SDK")
+    dirs = [*(f"{sdk}/lib",) * bool(sdk), *_LIB_DIRS]
+    return any(Path(d, "libvulkan.so").exists() for d in dirs)
+
+
+def _spirv_headers() -> bool:
+    sdk = os.environ.get("VULKAN_SDK")
+    roots = [*(sdk,) * bool(sdk), "/usr", "/usr/local"]
+    return any(Path(root, base, "SPIRV-Headers", "SPIRV-HeadersConfig.cmake").exists()
+               for root in roots if root
+               for base in ("share/cmake", "lib/cmake", "lib/x86_64-linux-gnu/cmake",
+                            "lib/aarch64-linux-gnu/cmake"))
+
+
+def _prerequisites() -> list[Prerequisite]:
+    missing = list(cpu_backend().check_prerequisites())
+    if shutil.which("glslc") is None:
+        missing.append(Prerequisite("no glslc (the GLSL shader compiler)", "apt-get install glslc"))
+    if not _spirv_headers():
+        missing.append(Prerequisite("no SPIR-V headers (CMake package SPIRV-Headers)",
+                                    "apt-get install spirv-headers"))
+    if not _loader_library():
+        missing.append(Prerequisite("no Vulkan loader to link against (libvulkan.so)",
+                                    "apt-get install libvulkan-dev"))
+    return missing + header_problems()
+
+
+def allow_cpu_device(settings: Mapping[str, Any]) -> bool:
+    unknown = set(settings) - _SETTINGS
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [backends.vulkan]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(_SETTINGS))}",
+                          key=f"backends.vulkan.{sorted(unknown)[0]}")
+    value = settings.get("allow_cpu_device", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"backends.vulkan.allow_cpu_device must be true or false, "
+                          f"got {value!r}", key="backends.vulkan.allow_cpu_device")
+    return value or os.environ.get("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", "").lower() in _TRUE
+
+
+def _before_load(settings: Mapping[str, Any]) -> None:
+    if not allow_cpu_device(settings) or "GGML_VK_VISIBLE_DEVICES" in os.environ:
+        return
+    found = physical_devices()
+    if found:
+        # Every index the loader reports, so ggml-vulkan keeps CPU-type devices too; an
+        # index it does not know would make it throw during initialisation.
+        os.environ["GGML_VK_VISIBLE_DEVICES"] = ",".join(str(d.index) for d in found)
+        logger.info("vulkan: admitting CPU-type devices; visible: %s",
+                    ", ".join(f"{d.index}={d.name} ({d.type})" for d in found))
+
+
+def _score(devices: Sequence[DeviceInfo]) -> float:
+    return float(sum(1 for d in devices if d.registry == "Vulkan"))
+
+
+def vulkan_backend() -> BackendSpec:
+    """The Vulkan backend's spec (priority above the CPU's)."""
+    cpu = cpu_backend()
+    return BackendSpec(
+        name="vulkan",
+        priority=10,
+        description="llama.cpp on Vulkan GPUs (ggml-vulkan), CPU for the rest",
+        libraries=LIBRARIES,
+        cmake_flags=_cmake_flags,
+        link_args=("-lvulkan",),
+        check_prerequisites=_prerequisites,
+        key_extras=cpu.key_extras,
+        score=_score,
+        prepare=prepare_headers,
+        before_load=_before_load,
+    )
+
+
+@hookimpl
+def llamakit_register_backends() -> list[BackendSpec]:
+    return [vulkan_backend()]
