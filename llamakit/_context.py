@@ -2,113 +2,56 @@
 
 from __future__ import annotations
 
-import codecs
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
+from ._batch import BatchMixin
+from ._chat.mixin import ChatMixin
+from ._context_text import TextAssembler, stop_strings
+from ._embeddings import POOLING as _POOLING
+from ._embeddings import POOLING_NAMES as _POOLING_NAMES
+from ._embeddings import EmbeddingsMixin
 from ._errors import (
     ConfigError,
-    ContextError,
     ContextOverflowError,
     EmptyPromptError,
+    SamplerError,
 )
+from ._native import memory
 from ._native.context import ContextHandle
-from ._native.sampler import SamplerHandle
+from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
 from ._results import FinishReason, GenerationResult, TextStream, Timings
+from ._sampler_chain import SamplerChain
 from ._sampling import SamplingParams, check_seed, random_seed
+from ._state import ContextExtras
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._model import Model
+    from ._sampling import SamplingKwargs
 
 __all__ = ["Context"]
 
-_POOLING = {None: -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
-_POOLING_NAMES = {v: k for k, v in _POOLING.items() if k is not None}
+_MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ
 
 Prompt = str | bytes | Sequence[int]
 
 
 def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", key=name)
+    # llama.cpp keeps these in (u)int32 fields: a larger value would be an OverflowError
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise ConfigError(f"{name} must be a positive integer below 2**31, got {value!r}",
+                          key=name)
     return value
 
 
-def _stop_strings(stop: str | Sequence[str] | None) -> list[str]:
-    if stop is None:
-        return []
-    values = [stop] if isinstance(stop, str) else list(stop)
-    for value in values:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"stop strings must be non-empty str, got {value!r}", key="stop")
-    return values
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that could begin a stop string."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest
-
-
-class TextAssembler:
-    """Turns token bytes into text pieces that are safe to show.
-
-    Bytes of an unfinished UTF-8 character wait for the rest; text that could be the
-    beginning of a stop string waits until it is known not to be one.
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = list(stops)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
-        self.stopped = False
-        self.parts: list[str] = []
-
-    def feed(self, data: bytes) -> str:
-        """Add a token's bytes; return the text now ready (possibly empty)."""
-        pending = self._pending + self._decoder.decode(data)
-        keep = 0
-        if self.stops:
-            cut = min((i for i in (pending.find(s) for s in self.stops) if i >= 0), default=-1)
-            if cut >= 0:
-                self.stopped = True
-                self._pending = ""
-                return self._emit(pending[:cut])
-            keep = _held_back(pending, self.stops)
-        self._pending = pending[len(pending) - keep:]
-        return self._emit(pending[:len(pending) - keep])
-
-    def finish(self) -> str:
-        """Flush what was held back (nothing after a stop string matched)."""
-        if self.stopped:
-            return ""
-        rest = self._pending + self._decoder.decode(b"", final=True)
-        self._pending = ""
-        return self._emit(rest)
-
-    def _emit(self, text: str) -> str:
-        if text:
-            self.parts.append(text)
-        return text
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-class Context:
+class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
@@ -129,12 +72,13 @@ class Context:
         self.max_new_tokens = max_new_tokens
         self.stop = list(stop)
         self._past: list[int] = []
+        self._past_epoch = handle.memory_epoch
         self._lock = threading.RLock()
 
     @classmethod
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
-                seed: int | None, pooling: str | None) -> Context:
+                seed: int | None, pooling: str | None, n_seq_max: int = 1) -> Context:
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
@@ -152,9 +96,18 @@ class Context:
             raise ConfigError(f"pooling must be one of {sorted(k for k in _POOLING if k)} or "
                               f"None, got {pooling!r}", key="pooling")
         check_seed(seed)
+        _positive("n_seq_max", n_seq_max)
+        if n_seq_max > _MAX_SEQUENCES:
+            raise ConfigError(f"n_seq_max must be at most {_MAX_SEQUENCES} (llama.cpp's limit), "
+                              f"got {n_seq_max}", key="n_seq_max")
+        if n_seq_max > n_batch:
+            # llama.cpp reserves an output row per sequence within n_batch, and asserts.
+            raise ConfigError(f"n_seq_max={n_seq_max} must not exceed n_batch={n_batch}",
+                              key="n_seq_max")
         handle = ContextHandle(
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
-            n_seq_max=1, n_threads=n_threads, n_threads_batch=n_threads_batch,
+            n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
+            n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling])
         return cls(model, handle, seed=seed, n_threads=n_threads,
                    n_threads_batch=n_threads_batch)
@@ -220,13 +173,31 @@ class Context:
             self._handle.clear_memory()
             self._past = []
 
-    def abort(self) -> None:
-        """Ask a running generate/stream/embeddings call (in another thread) to stop; it
-        raises ``AbortedError``."""
+    def cancel(self) -> None:
+        """Stop a running generate/stream/embeddings call, from any thread.
+
+        llama.cpp stops at its next graph node and the call raises ``AbortedError``; the
+        tokens evaluated before stay cached, so the context stays usable. A call that
+        starts afterwards is not affected. (Ctrl-C stops a call on the main thread the same
+        way, raising ``KeyboardInterrupt``.)
+        """
         self._handle.set_abort(True)
 
+    abort = cancel
+
+    def _sync_past(self, pending: Sequence[int]) -> None:
+        # After a failed or interrupted decode llama.cpp keeps the micro-batches it finished
+        # and drops the one it was in: make _past what sequence 0 now holds.
+        known = [*self._past, *pending]
+        held = self._handle.pos_max(0) + 1
+        if held <= len(known):
+            self._past = known[:held]
+        else:
+            self.reset()
+
     # -- generation ------------------------------------------------------------------------
-    def _prompt_tokens(self, prompt: Prompt, parse_special: bool) -> list[int]:
+    def _prompt_tokens(self, prompt: Prompt, parse_special: bool,
+                       on_overflow: OverflowPolicy = "error", n_keep: int = 0) -> list[int]:
         if isinstance(prompt, (str, bytes)):
             tokens = self.model.tokenize(prompt, add_special=True, parse_special=parse_special)
         else:
@@ -235,13 +206,22 @@ class Context:
             raise EmptyPromptError(
                 "the prompt has no tokens (an empty string on a model that adds no BOS, or "
                 "an empty token list); give at least one token")
-        if len(tokens) > self.n_ctx:
-            raise ContextOverflowError(len(tokens), self.n_ctx)
-        return tokens
+        return fit_prompt(tokens, self.n_ctx, on_overflow, n_keep)
+
+    def _shift(self, n_keep: int) -> None:
+        """llama.cpp's context shift on sequence 0: keep ``n_keep`` tokens, drop half of
+        the rest, move what follows down."""
+        n_past = len(self._past)
+        discard = shift_plan(n_past, n_keep)
+        memory.kv_remove(self._handle, 0, n_keep, n_keep + discard)
+        memory.kv_add(self._handle, 0, n_keep + discard, n_past, -discard)
+        self._past = self._past[:n_keep] + self._past[n_keep + discard:]
 
     def _evaluate_prompt(self, tokens: list[int]) -> int:
         """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length."""
         handle = self._handle
+        if self._past_epoch != handle.memory_epoch:
+            self._past, self._past_epoch = [], handle.memory_epoch
         common = 0
         for old, new in zip(self._past, tokens, strict=False):
             if old != new:
@@ -258,50 +238,82 @@ class Context:
                 handle.decode(chunk)
                 self._past.extend(chunk)
         except BaseException:
-            self.reset()
+            self._sync_past(tokens[len(self._past):])
             raise
         return common
 
-    def _sampling(self, overrides: dict[str, Any]) -> SamplingParams:
-        base = self.sampling
-        values = {name: overrides[name] if overrides.get(name) is not None
-                  else getattr(base, name)
-                  for name in ("temperature", "top_k", "top_p", "min_p", "seed")}
-        if overrides.get("seed") is None and self.seed is not None:
-            values["seed"] = self.seed
-        return SamplingParams(**values)
+    @cached_property
+    def _model_sampling(self) -> SamplingParams:
+        return SamplingParams.from_metadata(self.model.metadata)
+
+    def _sampling(self, overrides: Mapping[str, Any], where: str = "generate()"
+                  ) -> SamplingParams:
+        """The call's keywords over the context's settings over the model's GGUF
+        recommendations over llamakit's defaults; the seed falls back to the context's."""
+        call = SamplingParams.from_kwargs(overrides, model=self.model, where=where)
+        params = self._model_sampling.merged(self.sampling).merged(call)
+        if params.values.get("seed") is None and self.seed is not None:
+            params = params.replace(seed=self.seed)
+        return params
 
     def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
-             parse_special: bool, sampling: dict[str, Any]) -> Iterator[str | GenerationResult]:
+             parse_special: bool, sampling: Mapping[str, Any],
+             sampler: SamplerChain | None = None, where: str = "generate()",
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             ) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
                 or max_new_tokens < 0:
             raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}",
                               key="max_new_tokens")
-        stops = _stop_strings(self.stop if stop is None else stop)
-        params = self._sampling(sampling)
-        seed = params.seed if params.seed is not None else random_seed()
+        stops = stop_strings(self.stop if stop is None else stop)
+        if sampler is not None:
+            if sampling:
+                raise SamplerError(f"{where}: give either sampler= or sampling keywords "
+                                   f"({', '.join(sorted(sampling))}), not both")
+            if not isinstance(sampler, SamplerChain):
+                raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
+            sampler._check_context(self)
+            params, seed = SamplingParams(), sampler.seed
+        else:
+            params = self._sampling(sampling, where)
+            chosen = params.values.get("seed")
+            seed = chosen if chosen is not None else random_seed()
         model_handle = self.model._handle
-        tokens = self._prompt_tokens(prompt, parse_special)
-        return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle)
+        on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
+        if on_overflow == "shift" and not self.kv.can_shift:
+            raise ConfigError("on_overflow='shift' needs a model whose KV cache can shift "
+                              "positions; use 'truncate'", key="on_overflow")
+        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
+        return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
+                          on_overflow, n_keep)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
-              params: SamplingParams, seed: int, model_handle: Any
-              ) -> Iterator[str | GenerationResult]:
+              params: SamplingParams, seed: int | None, model_handle: Any,
+              chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+              n_keep: int = 0) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock:
             handle.set_abort(False)
             handle.reset_perf()
             started = time.perf_counter()
-            sampler = SamplerHandle.chain(handle.native, params.stages(seed), model_handle)
+            owned = chain is None
+            if chain is None:
+                assert seed is not None
+                chain = SamplerChain.from_stages(self.model, params.stages(seed, handle.n_ctx))
+            else:
+                seed = chain.seed
             try:
+                chain._start(prompt)
+                sampler = chain._handle
                 cached = self._evaluate_prompt(prompt) if max_new_tokens > 0 else 0
                 prompt_done = time.perf_counter()
                 generated: list[int] = []
                 assembler = TextAssembler(stops)
                 finish: FinishReason = "length"
                 n_ctx = handle.n_ctx
+                overflowed = False
                 while len(generated) < max_new_tokens:
                     token = sampler.sample(handle)
                     if model_handle.is_eog(token):
@@ -314,12 +326,17 @@ class Context:
                     if assembler.stopped:
                         finish = "stop"
                         break
-                    if len(generated) >= max_new_tokens or len(self._past) >= n_ctx:
+                    if len(generated) >= max_new_tokens:
                         break
+                    if len(self._past) >= n_ctx:
+                        if on_overflow != "shift":
+                            overflowed = on_overflow == "error"
+                            break
+                        self._shift(n_keep)
                     try:
                         handle.decode([token])
                     except BaseException:
-                        self.reset()
+                        self._sync_past([token])
                         raise
                     self._past.append(token)
                 rest = assembler.finish()
@@ -331,107 +348,61 @@ class Context:
                     prompt_ms=(prompt_done - started) * 1000, generated_tokens=len(generated),
                     generated_ms=(finished - prompt_done) * 1000,
                     total_ms=(finished - started) * 1000, native=handle.perf())
-                yield GenerationResult(text=assembler.text, tokens=generated,
-                                       finish_reason=finish, timings=timings,
-                                       prompt_tokens=prompt,
-                                       seed=None if params.greedy else seed)
+                result = GenerationResult(text=assembler.text, tokens=generated,
+                                          finish_reason=finish, timings=timings,
+                                          prompt_tokens=prompt,
+                                          seed=None if owned and params.greedy else seed)
+                if overflowed:
+                    error = ContextOverflowError(len(prompt) + len(generated), n_ctx,
+                                                 what="prompt and generated text")
+                    error.result = result
+                    raise error
+                yield result
             finally:
-                sampler.close()
+                if owned:
+                    chain.close()
 
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
-                 temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, min_p: float | None = None,
-                 seed: int | None = None, stop: str | Sequence[str] | None = None,
-                 parse_special: bool = True) -> GenerationResult:
+                 stop: str | Sequence[str] | None = None, parse_special: bool = True,
+                 sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+                 n_keep: int = 0,
+                 **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
-        Defaults: ``max_new_tokens=256, temperature=0.8, top_k=40, top_p=0.95,
-        min_p=0.05`` (or the context's ``[sampling]`` config); ``temperature=0`` is greedy.
+        Sampling: llama.cpp's keywords (``temperature=0.8, top_k=40, top_p=0.95,
+        min_p=0.05, repeat_penalty, frequency_penalty, presence_penalty, typical_p,
+        mirostat, dry_*, xtc_*, logit_bias, seed``, ...; see ``SamplingKwargs``), a
+        constraint (``grammar``, ``json_schema``, ``response_format``), or a ``sampler=``
+        chain instead of all of these. Unset keywords come from the context's
+        ``[sampling]`` config, then the model's GGUF recommendations
+        (``general.sampling.*``), then llama.cpp's defaults; ``temperature=0`` is greedy.
         Generation ends at an end-of-generation token (``"eog"``), a stop string
-        (``"stop"``, cut from the text) or after ``max_new_tokens`` or a full context
-        (``"length"``). Special-token text in a string prompt is parsed unless
-        ``parse_special=False``.
+        (``"stop"``, cut from the text) or after ``max_new_tokens`` (default 256). A full
+        context follows ``on_overflow``: ``"error"`` raises ``ContextOverflowError`` (with
+        the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
+        ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
+        Special-token text in a string prompt is parsed unless ``parse_special=False``.
         """
         result: GenerationResult | None = None
-        for item in self._run(prompt, max_new_tokens, stop, parse_special, {
-                "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-                "seed": seed}):
+        for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
+                              "generate()", on_overflow, n_keep):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
         return result
 
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
-               temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, min_p: float | None = None,
-               seed: int | None = None, stop: str | Sequence[str] | None = None,
-               parse_special: bool = True) -> TextStream:
+               stop: str | Sequence[str] | None = None, parse_special: bool = True,
+               sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+               n_keep: int = 0,
+               **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
         A multi-byte character is never split across pieces, and text that might begin a
         stop string is held back until it is known not to. After the loop the stream's
         ``result`` holds the ``GenerationResult``.
         """
-        return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, {
-            "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-            "seed": seed}))
+        return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
+                                    sampler, "stream()", on_overflow, n_keep))
 
     # -- embeddings ---------------------------------------------------------------------
-    def embeddings(self, text_or_texts: str | Sequence[str], *, pooling: str | None = None,
-                   normalize: bool = True) -> npt.NDArray[np.float32]:
-        """Embedding of a text (1-D, ``n_embd``) or of each text in a list (2-D).
-
-        The context must be made with ``embeddings=True``. ``pooling`` (``"mean"``,
-        ``"cls"``, ``"last"``) applies when the model itself does not pool; a model that
-        pools uses its own method. ``normalize`` scales each vector to unit L2 norm.
-        """
-        handle = self._handle
-        if not handle.embeddings:
-            raise ContextError("this context was created without embeddings=True; use "
-                               "model.new_context(embeddings=True) for embeddings")
-        single = isinstance(text_or_texts, str)
-        texts = [text_or_texts] if single else list(text_or_texts)
-        if not texts:
-            raise EmptyPromptError("no texts to embed")
-        native_pooling = _POOLING_NAMES.get(handle.pooling_type, "none")
-        if pooling is not None and pooling not in ("mean", "cls", "last"):
-            raise ConfigError(f"pooling must be 'mean', 'cls' or 'last', got {pooling!r}",
-                              key="pooling")
-        if native_pooling != "none" and pooling not in (None, native_pooling):
-            raise ContextError(f"this context pools with {native_pooling!r}; create it with "
-                               f"new_context(embeddings=True, pooling={pooling!r}) instead")
-        n_embd = self.model.info.n_embd
-        encode = self.model.has_encoder and not self.model.has_decoder
-        vectors = []
-        with self._lock:
-            handle.set_abort(False)
-            for text in texts:
-                if not isinstance(text, str):
-                    raise ConfigError(f"texts must be str, got {type(text).__name__}")
-                tokens = self.model.tokenize(text, add_special=True, parse_special=False)
-                if not tokens:
-                    raise EmptyPromptError(f"text {text!r} has no tokens to embed")
-                limit = min(self.n_ctx, self.n_batch)
-                if len(tokens) > limit:
-                    raise ContextOverflowError(len(tokens), limit, what="text to embed")
-                self.reset()
-                try:
-                    handle.evaluate_sequences([tokens], encode=encode)
-                finally:
-                    handle.clear_memory()
-                if native_pooling != "none":
-                    vector = handle.sequence_embedding(0, n_embd)
-                    if vector is None:
-                        raise ContextError("llama.cpp returned no pooled embedding")
-                else:
-                    rows = np.stack([handle.token_embedding(i, n_embd)
-                                     for i in range(len(tokens))])
-                    method = pooling or "mean"
-                    vector = (rows.mean(axis=0) if method == "mean" else
-                              rows[0] if method == "cls" else rows[-1]).astype(np.float32)
-                if normalize:
-                    norm = float(np.linalg.norm(vector))
-                    if norm > 0:
-                        vector = (vector / norm).astype(np.float32)
-                vectors.append(vector)
-        return vectors[0] if single else np.stack(vectors)

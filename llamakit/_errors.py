@@ -11,16 +11,27 @@ subclasses the builtin a caller would naturally catch::
     │   └── BuildError                             building a llama.cpp variant failed
     │       └── SourceChecksumError (ValueError)   the llama.cpp source is not the pinned one
     ├── ModelLoadError              (ValueError)   a model file could not be loaded
-    │   └── ModelNotFoundError      (FileNotFoundError)
+    │   ├── ModelNotFoundError      (FileNotFoundError)
+    │   └── GGUFFormatError                        a malformed GGUF file (field, byte offset)
     ├── ClosedError                 (ValueError)   use of a closed Model/Context/Sampler
     ├── TokenizeError               (ValueError)   text or token ids that cannot be (de)tokenized
     │   └── InvalidTokenError       (IndexError)   a token id outside the vocabulary
-    ├── SamplerError                (ValueError)   invalid sampling parameters
+    ├── SamplerError                (ValueError)   invalid sampling parameters or a failed sample
+    │   └── GrammarError                           a grammar or JSON schema that cannot be used
+    ├── LoraError                   (ValueError)   an adapter that does not fit or load
+    ├── StateError                  (ValueError)   a saved state that does not fit or parse
+    ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
+    ├── ChatTemplateError           (ValueError)   a chat template cannot be found or rendered
+    │   ├── TemplateSecurityError   (PermissionError) the template reached for Python internals
+    │   └── TemplateLimitError                     rendering passed its size or time limit
     └── ContextError                (RuntimeError) creating or using a context failed
         ├── ContextOverflowError    (ValueError)   more tokens than the context holds
         ├── EmptyPromptError        (ValueError)   nothing to generate from
-        ├── DecodeError                            llama_decode/encode reported an error
-        └── AbortedError                           a decode was cancelled
+        └── DecodeError                            llama_decode/encode reported an error
+            ├── KVCacheFullError                   no room in the KV cache (status 1)
+            ├── AbortedError                       a decode was cancelled (status 2)
+            ├── InvalidBatchError   (ValueError)   the batch was rejected (status -1)
+            └── ComputeError                       allocation or compute failed (status < -1)
 
 Errors carry what they are about (``path``, ``backend``, ``plugin``, numbers) as
 attributes, and their messages say what to do next.
@@ -29,25 +40,37 @@ attributes, and their messages say what to do next.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AbortedError",
     "BackendError",
     "BackendUnavailableError",
     "BuildError",
+    "ChatTemplateError",
     "ClosedError",
+    "ComputeError",
     "ConfigError",
     "ContextError",
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
+    "GGUFFormatError",
+    "GrammarError",
+    "InvalidBatchError",
     "InvalidTokenError",
+    "KVCacheFullError",
     "LlamakitError",
+    "LoraError",
     "ModelLoadError",
     "ModelNotFoundError",
     "PluginError",
+    "QuantizeError",
     "SamplerError",
     "SourceChecksumError",
+    "StateError",
+    "TemplateLimitError",
+    "TemplateSecurityError",
     "TokenizeError",
 ]
 
@@ -111,6 +134,64 @@ class ModelNotFoundError(ModelLoadError, FileNotFoundError):
     """The model path does not exist."""
 
 
+class GGUFFormatError(ModelLoadError):
+    """The file is not well-formed GGUF, or holds a value on which llama.cpp would abort.
+
+    Raised by llamakit's validator before llama.cpp opens the file; ``field`` names what
+    is wrong (``"n_tensors"``, ``"kv[3] 'general.alignment'"``, ...) and ``offset`` is the
+    byte offset of that field in the file. ``reason`` is the message without the location.
+    """
+
+    def __init__(self, reason: str, *, path: Path | str | None = None, field: str,
+                 offset: int):
+        self.reason = reason
+        self.field = field
+        self.offset = offset
+        where = f"{path}: " if path is not None else ""
+        super().__init__(f"{where}invalid GGUF file: {field} at byte {offset}: {reason}. The "
+                         "file is damaged, truncated or not a llama.cpp model; download or "
+                         "convert it again", path=path)
+
+
+class QuantizeError(LlamakitError, ValueError):
+    """``quantize()`` was given something it cannot work with, or llama.cpp failed.
+
+    Input errors are raised before any work starts; ``status`` is llama.cpp's return code
+    when its quantizer itself failed.
+    """
+
+    def __init__(self, message: str, *, path: Path | str | None = None,
+                 status: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.status = status
+        super().__init__(message)
+
+
+class ChatTemplateError(LlamakitError, ValueError):
+    """A chat template could not be found, or rendering it failed (the template's own
+    ``raise_exception``, a syntax error, a message it cannot handle)."""
+
+    def __init__(self, message: str, *, template: str | None = None):
+        self.template = template
+        super().__init__(message)
+
+
+class TemplateSecurityError(ChatTemplateError, PermissionError):
+    """A template tried to reach Python internals (``__class__``, ``__globals__``, ...) or
+    to modify its inputs; the sandbox refused."""
+
+
+class TemplateLimitError(ChatTemplateError):
+    """Rendering passed a limit of the ``[chat]`` config: output size or time.
+
+    ``limit`` names the setting (``"max_output_chars"`` or ``"max_render_seconds"``).
+    """
+
+    def __init__(self, message: str, *, limit: str, template: str | None = None):
+        self.limit = limit
+        super().__init__(message, template=template)
+
+
 class ClosedError(LlamakitError, ValueError):
     """An object was used after ``close()``."""
 
@@ -131,7 +212,12 @@ class InvalidTokenError(TokenizeError, IndexError):
 
 
 class SamplerError(LlamakitError, ValueError):
-    """Sampling parameters are invalid."""
+    """Sampling parameters are invalid, or a sampler chain could not pick a token."""
+
+
+class GrammarError(SamplerError):
+    """A GBNF grammar or JSON schema is invalid, or generation reached a token the grammar
+    forbids; the message carries the parser's reason."""
 
 
 class ContextError(LlamakitError, RuntimeError):
@@ -139,14 +225,20 @@ class ContextError(LlamakitError, RuntimeError):
 
 
 class ContextOverflowError(ContextError, ValueError):
-    """More tokens than the context can hold."""
+    """More tokens than the context can hold.
+
+    When generation filled the context (``on_overflow="error"``), ``result`` holds what
+    was generated up to that point, so nothing is lost.
+    """
 
     def __init__(self, n_tokens: int, n_ctx: int, what: str = "prompt"):
         self.n_tokens = n_tokens
         self.n_ctx = n_ctx
+        self.result: Any = None
         super().__init__(
             f"{what} has {n_tokens} tokens but the context holds n_ctx={n_ctx}; "
-            "shorten it or create the context with a larger n_ctx"
+            "shorten it, create the context with a larger n_ctx, or pass "
+            "on_overflow='truncate' or 'shift'"
         )
 
 
@@ -163,4 +255,34 @@ class DecodeError(ContextError):
 
 
 class AbortedError(DecodeError):
-    """Evaluation was cancelled through the context's abort flag."""
+    """Evaluation was cancelled through the context's abort flag (``Context.cancel()``)."""
+
+
+class KVCacheFullError(DecodeError):
+    """llama.cpp found no room in the KV cache for the batch (status 1)."""
+
+
+class InvalidBatchError(DecodeError, ValueError):
+    """The batch was rejected as invalid: empty, larger than ``n_batch``, or bad positions
+    or sequence ids (status -1, or found by llamakit before the call)."""
+
+
+class ComputeError(DecodeError):
+    """llama.cpp could not allocate memory for the batch or failed computing it
+    (status -2, -3 or another negative code)."""
+
+
+class LoraError(LlamakitError, ValueError):
+    """A LoRA adapter could not be loaded or applied (wrong model, not an adapter, ...)."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class StateError(LlamakitError, ValueError):
+    """A saved context state does not belong to this model/context, or is damaged."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)

@@ -7,11 +7,41 @@ from typing import Any
 
 from ._config import Config, load_config
 from ._context import Context
-from ._errors import ConfigError
+from ._errors import ConfigError, GrammarError, SamplerError
+from ._grammar import Grammar
 from ._model import Model, load_model
 from ._sampling import SamplingParams
 
 __all__ = ["from_config"]
+
+
+# [sampling] keys that are not sampling keywords, or need converting first.
+_NOT_KEYWORDS = frozenset({"max_new_tokens", "stop", "grammar_file"})
+
+
+def sampling_from_config(model: Model, config: Config) -> SamplingParams:
+    """The ``[sampling]`` settings that the config sets (not its defaults, so that the
+    model's GGUF recommendations still apply under them), as sampling keywords."""
+    section = config.sampling
+    chosen: dict[str, Any] = {}
+    for name in sorted(section.model_fields_set - _NOT_KEYWORDS):
+        chosen[name] = getattr(section, name)
+    grammar_file = section.grammar_file
+    if grammar_file is not None:
+        origin = config.origin("sampling.grammar_file")
+        if not grammar_file.is_absolute() and origin.startswith("config file") \
+                and config.source is not None:
+            grammar_file = config.source.parent / grammar_file
+        if chosen.get("grammar") is not None:
+            raise ConfigError("set sampling.grammar or sampling.grammar_file, not both",
+                              path=config.source, key="sampling.grammar_file")
+        chosen["grammar"] = Grammar.from_file(grammar_file)
+    try:
+        return SamplingParams.from_kwargs(chosen, model=model, where="[sampling]")
+    except GrammarError:
+        raise
+    except (SamplerError, TypeError) as exc:
+        raise ConfigError(f"[sampling]: {exc}", path=config.source) from exc
 
 
 def context_from_config(model: Model, config: Config) -> Context:
@@ -20,10 +50,10 @@ def context_from_config(model: Model, config: Config) -> Context:
     ctx = model.new_context(n_ctx=c.n_ctx, n_batch=c.n_batch, n_ubatch=c.n_ubatch,
                             n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
                             embeddings=c.embeddings, seed=c.seed)
-    ctx.sampling = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                  min_p=s.min_p, seed=s.seed)
+    ctx.sampling = sampling_from_config(model, config)
     ctx.max_new_tokens = s.max_new_tokens
     ctx.stop = list(s.stop)
+    ctx.chat_config = config.chat
     return ctx
 
 

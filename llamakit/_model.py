@@ -16,7 +16,11 @@ from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
 
 if TYPE_CHECKING:
+    from ._chat.messages import Messages
+    from ._chat.resolve import TemplateSpec
+    from ._config.schema import ChatConfig
     from ._context import Context
+    from ._lora import LoraAdapter
 
 __all__ = ["Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model"]
 
@@ -190,7 +194,8 @@ class Model:
         if self._split_mode == "none":
             devices = devices[self._main_gpu:self._main_gpu + 1]
         elif self._tensor_split is not None:
-            devices = tuple(d for d, share in zip(devices, self._tensor_split) if share > 0)
+            devices = tuple(d for d, share in zip(devices, self._tensor_split, strict=False)
+                            if share > 0)
         wanted = total if self.n_gpu_layers < 0 else min(self.n_gpu_layers, total)
         offloaded = wanted if devices else 0
         return OffloadInfo(backend=self.backend,
@@ -210,6 +215,20 @@ class Model:
     def chat_template(self, name: str | None = None) -> str | None:
         """The GGUF's ``tokenizer.chat_template`` (or ``.<name>``), None when absent."""
         return self._handle.chat_template(name)
+
+    def apply_chat_template(self, messages: Messages, template: TemplateSpec | None = None, *,
+                            add_generation_prompt: bool = True,
+                            tools: Sequence[Mapping[str, Any]] | None = None,
+                            continue_final_message: bool = False,
+                            config: ChatConfig | None = None, **template_kwargs: Any) -> str:
+        """``llamakit.apply_chat_template`` with this model's template (resolved in the
+        order argument > config > plugin > GGUF > llama.cpp's default) and its BOS/EOS text
+        as ``bos_token``/``eos_token``."""
+        from ._chat.render import apply_model_chat_template
+
+        return apply_model_chat_template(
+            self, messages, template, add_generation_prompt=add_generation_prompt, tools=tools,
+            continue_final_message=continue_final_message, config=config, **template_kwargs)
 
     # -- vocabulary ----------------------------------------------------------------------
     @property
@@ -291,28 +310,41 @@ class Model:
         return raw.decode("utf-8", errors="replace")
 
     # -- contexts ------------------------------------------------------------------------
+    def load_lora(self, path: str | os.PathLike[str]) -> LoraAdapter:
+        """Load a LoRA adapter (GGUF, made for this model) to apply to its contexts.
+
+        A file that is not an adapter, or one made for other shapes, raises ``LoraError``.
+        """
+        from ._lora import load_lora
+
+        return load_lora(self._handle, path)
+
     def new_context(self, n_ctx: int | None = None, n_batch: int = 512, n_ubatch: int = 512,
                     n_threads: int | None = None, n_threads_batch: int | None = None,
                     embeddings: bool = False, seed: int | None = None,
-                    pooling: str | None = None) -> Context:
+                    pooling: str | None = None, n_seq_max: int = 1) -> Context:
         """A new inference context over this model.
 
         ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
         ``pooling`` (``"mean"``, ``"cls"``, ``"last"``, ``"none"``; default: the model's)
-        applies to ``embeddings=True`` contexts.
+        applies to ``embeddings=True`` contexts. ``n_seq_max`` is how many sequences the
+        context holds at once (``generate_batch`` slots, packed embeddings); llama.cpp gives
+        each sequence ``n_ctx / n_seq_max`` positions.
         """
         from ._context import Context
 
         return Context._create(self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
-                               embeddings=embeddings, seed=seed, pooling=pooling)
+                               embeddings=embeddings, seed=seed, pooling=pooling,
+                               n_seq_max=n_seq_max)
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                n_gpu_layers: int = 0, main_gpu: int = 0, split_mode: str = "layer",
                tensor_split: Sequence[float] | None = None, use_mmap: bool = True,
                use_mlock: bool = False, vocab_only: bool = False,
-               backend_settings: Mapping[str, Mapping[str, Any]] | None = None) -> Model:
+               backend_settings: Mapping[str, Mapping[str, Any]] | None = None,
+               validate: bool = True) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
     ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
@@ -320,12 +352,14 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     them over several devices. ``backend=None`` (or ``"auto"`` with ``$LLAMAKIT_BACKEND``
     set) reads ``$LLAMAKIT_BACKEND``. ``backend_settings`` are the ``[backends.<name>]``
     config tables (default: those of ``$LLAMAKIT_CONFIG`` and the environment).
+    ``validate=False`` skips llamakit's check of the GGUF structure (see
+    ``docs/security.md``); keep it on for files you did not make yourself.
     """
     from ._backends import resolve_backend
 
     _as_int("n_gpu_layers", n_gpu_layers, -1)
     for name, flag in (("use_mmap", use_mmap), ("use_mlock", use_mlock),
-                       ("vocab_only", vocab_only)):
+                       ("vocab_only", vocab_only), ("validate", validate)):
         _as_bool(name, flag)
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None
@@ -335,7 +369,8 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                            main_gpu=main_gpu, split_mode=split_mode, tensor_split=tensor_split)
     handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
                               use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
-                              main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares)
+                              main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares,
+                              validate=validate)
     return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
                  accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
                  tensor_split=shares)

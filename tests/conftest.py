@@ -6,12 +6,20 @@ The generic fixtures (llama.cpp tree, synthetic model writers) come from
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import llamakit
+
+# A variant initialises its devices once per process, so the first test that touches the
+# Vulkan backend would decide for all of them whether lavapipe (a CPU-type Vulkan device)
+# is visible. Admit it for the whole session, and keep `auto` on the CPU unless a test
+# asks for a backend by name or sets LLAMAKIT_BACKEND itself.
+os.environ.setdefault("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", "1")
+os.environ.setdefault("LLAMAKIT_BACKEND", "cpu")
 
 
 @pytest.fixture(scope="session")

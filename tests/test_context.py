@@ -124,10 +124,11 @@ def test_prompt_longer_than_context_raises(model: llamakit.Model) -> None:
 
 
 def test_generation_stops_when_context_is_full(model: llamakit.Model) -> None:
-    """Filling n_ctx ends generation with 'length' instead of failing."""
+    """With on_overflow='truncate', filling n_ctx ends generation with 'length'."""
     with model.new_context(n_ctx=16, n_batch=16) as small:
         n_ctx = small.n_ctx
-        result = small.generate("Hello world", max_new_tokens=n_ctx + 50, temperature=0)
+        result = small.generate("Hello world", max_new_tokens=n_ctx + 50, temperature=0,
+                                on_overflow="truncate")
         assert result.finish_reason == "length"
         assert len(result.prompt_tokens) + len(result.tokens) == n_ctx + 1
 

@@ -176,6 +176,129 @@ class SamplingConfig(BaseModel):
         le=_MAX_SEED,
         description="Random seed of the sampler. Unset: a random seed.",
     )
+    typical_p: float = Field(
+        default=1.0, ge=0, le=1, allow_inf_nan=False,
+        description="Locally typical sampling: keep the tokens closest to the expected "
+        "surprise whose probabilities add up to p; 1 = off.",
+    )
+    top_n_sigma: float = Field(
+        default=-1.0, allow_inf_nan=False,
+        description="Keep tokens within n standard deviations of the top logit; <= 0 = off.",
+    )
+    min_keep: int = Field(
+        default=1, ge=1,
+        description="Fewest tokens top_p, min_p, typical_p and XTC leave.",
+    )
+    xtc_probability: float = Field(
+        default=0.0, ge=0, le=1, allow_inf_nan=False,
+        description="XTC (exclude top choices): chance per token of dropping the likely "
+        "tokens above xtc_threshold but one; 0 = off.",
+    )
+    xtc_threshold: float = Field(
+        default=0.1, ge=0, le=1, allow_inf_nan=False,
+        description="XTC: probability above which a token counts as a top choice; > 0.5 = off.",
+    )
+    dynatemp_range: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="Dynamic temperature: vary it by up to this much with the entropy; 0 = off.",
+    )
+    dynatemp_exponent: float = Field(
+        default=1.0, ge=0, allow_inf_nan=False,
+        description="Dynamic temperature: exponent of the entropy mapping.",
+    )
+    repeat_penalty: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False,
+        description="Divide the logits of recently seen tokens by this; 1 = off.",
+    )
+    repeat_last_n: int = Field(
+        default=64, ge=-1, le=1 << 24,
+        description="How many recent tokens the penalties look at (prompt included); "
+        "0 = off, -1 = the whole context.",
+    )
+    frequency_penalty: float = Field(
+        default=0.0, allow_inf_nan=False,
+        description="Subtract this times a recent token's count from its logit; 0 = off.",
+    )
+    presence_penalty: float = Field(
+        default=0.0, allow_inf_nan=False,
+        description="Subtract this from the logit of any recently seen token; 0 = off.",
+    )
+    dry_multiplier: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="DRY (don't repeat yourself) penalty strength; 0 = off.",
+    )
+    dry_base: float = Field(
+        default=1.75, ge=0, allow_inf_nan=False,
+        description="DRY: the penalty grows as dry_base ** (length of the repeat "
+        "- dry_allowed_length).",
+    )
+    dry_allowed_length: int = Field(
+        default=2, ge=0, description="DRY: repeats up to this many tokens are not penalised."
+    )
+    dry_penalty_last_n: int = Field(
+        default=64, ge=-1, le=1 << 24,
+        description="DRY: how many recent tokens to scan; 0 = off, -1 = the whole context.",
+    )
+    dry_sequence_breakers: list[str] = Field(
+        default_factory=lambda: ["\n", ":", '"', "*"],
+        description="DRY: strings that end a repeated sequence.",
+    )
+    mirostat: Literal[0, 1, 2] = Field(
+        default=0,
+        description="Mirostat sampling (targets a perplexity): 0 = off, 1 = v1, 2 = v2. "
+        "Replaces top_k/top_p/min_p/typical_p/XTC and the penalties, as in llama.cpp.",
+    )
+    mirostat_tau: float = Field(
+        default=5.0, ge=0, allow_inf_nan=False, description="Mirostat: target surprise."
+    )
+    mirostat_eta: float = Field(
+        default=0.1, ge=0, allow_inf_nan=False, description="Mirostat: learning rate."
+    )
+    adaptive_target: float = Field(
+        default=-1.0, le=1, allow_inf_nan=False,
+        description="Adaptive-p: pick tokens near this probability over time (it then picks "
+        "the token instead of the usual random draw); < 0 = off.",
+    )
+    adaptive_decay: float = Field(
+        default=0.9, ge=0, le=0.99, allow_inf_nan=False,
+        description="Adaptive-p: decay of its moving average (history about 1/(1-decay) "
+        "tokens).",
+    )
+    logit_bias: dict[str, float] = Field(
+        default_factory=dict,
+        description='Add to the logits of token ids, e.g. {"15043" = 2.0}; -inf bans a token.',
+    )
+    grammar: str | None = Field(
+        default=None, description="A GBNF grammar the output must follow."
+    )
+    grammar_file: Path | None = Field(
+        default=None, strict=False,
+        description="A GBNF grammar file (relative to the config file's folder).",
+    )
+    json_schema: dict[str, Any] | str | None = Field(
+        default=None,
+        description="A JSON schema (a table, or JSON text) the output must validate against.",
+    )
+    grammar_trigger_patterns: list[str] = Field(
+        default_factory=list,
+        description="Make the grammar lazy: it applies once the output matches one of these "
+        "regular expressions.",
+    )
+    grammar_trigger_words: list[str] = Field(
+        default_factory=list,
+        description="Make the grammar lazy: it applies once one of these strings appears.",
+    )
+    grammar_trigger_tokens: list[int] = Field(
+        default_factory=list,
+        description="Make the grammar lazy: it applies once one of these token ids appears.",
+    )
+    samplers: list[str | dict[str, Any]] | None = Field(
+        default=None,
+        description="Order of the sampling stages, llama.cpp's names (penalties, dry, "
+        "top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature, infill) and samplers "
+        'from plugins ({name = "...", ...parameters}). Unset: the model\'s '
+        "general.sampling.sequence, else llama.cpp's order.",
+    )
     stop: list[str] = Field(
         default_factory=list,
         description="Generation stops when the output contains any of these strings.",

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ContextError
+from .._errors import ContextError, InvalidBatchError
 from .handle import Handle
 from .model import ModelHandle
+
+if TYPE_CHECKING:
+    from .lora import LoraHandle
 from .status import raise_for_decode
 
 __all__ = ["ContextHandle"]
+
+
+def _ctrl_c_stops_decode() -> bool:
+    """Whether a decode should run under lk_interrupt's SIGINT handler: on the main thread
+    (where Python raises KeyboardInterrupt) and while Python's default handler is in
+    place (an application's own SIGINT handler keeps full control of what Ctrl-C does)."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 class ContextHandle(Handle):
@@ -51,17 +64,90 @@ class ContextHandle(Handle):
         self.n_batch = int(lib.llama_n_batch(ptr))
         self.n_ubatch = int(lib.llama_n_ubatch(ptr))
         self.n_seq_max = int(lib.llama_n_seq_max(ptr))
+        self.n_ctx_seq = int(lib.llama_n_ctx_seq(ptr))
         self.pooling_type = int(lib.llama_pooling_type(ptr))
         self.embeddings = embeddings
+        # Adapters applied, with their scales; llama.cpp keeps raw pointers to them.
+        self.loras: dict[LoraHandle, float] = {}
+        # Bumped whenever this layer empties the KV cache behind the public layer's back
+        # (e.g. an adapter closing), so that the cached-prefix bookkeeping can notice.
+        self.memory_epoch = 0
+
+    def set_loras(self, loras: dict[LoraHandle, float]) -> None:
+        """Make exactly ``loras`` (adapter -> scale) the applied set."""
+        adapters = list(loras)
+        pointers = self.ffi.new("struct llama_adapter_lora *[]", [a.ptr for a in adapters])
+        scales = self.ffi.new("float[]", [loras[a] for a in adapters])
+        self.lib.llama_set_adapters_lora(self.ptr, pointers if adapters else self.ffi.NULL,
+                                         len(adapters), scales if adapters else self.ffi.NULL)
+        # Keys and values cached under other weights are wrong now.
+        self.lib.llama_memory_clear(self.memory, True)
+        self.memory_epoch += 1
+        for adapter in set(self.loras) - set(loras):
+            adapter.users.discard(self)
+        for adapter in adapters:
+            adapter.users.add(self)
+        self.loras = dict(loras)
+
+    def drop_lora(self, adapter: LoraHandle) -> None:
+        """Stop applying ``adapter`` (it is about to be freed)."""
+        if adapter in self.loras:
+            self.set_loras({a: s for a, s in self.loras.items() if a is not adapter})
 
     def set_abort(self, value: bool) -> None:
         self._abort_flag[0] = 1 if value else 0
+
+    def pos_max(self, seq_id: int) -> int:
+        """Last position of ``seq_id`` in the memory, -1 when it holds none."""
+        return int(self.lib.llama_memory_seq_pos_max(self._memory(), seq_id))
+
+    def _evaluate(self, batch: Any, *, encode: bool) -> int:
+        lib = self.lib
+        if not _ctrl_c_stops_decode():
+            return int((lib.llama_encode if encode else lib.llama_decode)(self.ptr, batch))
+        call = lib.lk_encode_interruptible if encode else lib.lk_decode_interruptible
+        status = int(call(self.ptr, batch, self._abort_flag))
+        if self._abort_flag[0] == lib.LK_ABORT_SIGINT:
+            # lk_interrupt took the Ctrl-C in Python's stead (see lk_interrupt.h); raise
+            # what Python's handler would have, also when the batch finished regardless.
+            self._abort_flag[0] = 0
+            raise KeyboardInterrupt
+        return status
+
+    def evaluate_batch(self, batch: Any, n_tokens: int, *, encode: bool = False) -> None:
+        """``llama_decode`` (``llama_encode``) of a filled ``llama_batch`` of ``n_tokens``:
+        the batch size checked first, Ctrl-C able to stop it, the status raised as its
+        ``DecodeError``. Every decode of this context should come through here."""
+        self._check_batch(n_tokens, encode=encode)
+        raise_for_decode(self._evaluate(batch, encode=encode),
+                         "llama_encode" if encode else "llama_decode")
+
+    @property
+    def causal(self) -> bool:
+        """Whether the model attends causally (False for embedding models such as BERT)."""
+        return bool(self.lib.llama_get_causal_attn(self.ptr))
+
+    def _check_batch(self, n_tokens: int, *, encode: bool = False) -> None:
+        # llama_decode asserts n_tokens <= n_batch, and n_tokens <= n_ubatch without causal
+        # attention (embedding models) and in llama_encode; an empty batch is an error
+        # return, checked here too.
+        if not 0 < n_tokens <= self.n_batch:
+            raise InvalidBatchError(f"a batch of {n_tokens} tokens does not fit this context "
+                                    f"(1..n_batch={self.n_batch})", status=-1)
+        if n_tokens > self.n_ubatch and (encode or not self.lib.llama_get_causal_attn(self.ptr)):
+            raise InvalidBatchError(
+                f"a batch of {n_tokens} tokens is larger than n_ubatch={self.n_ubatch}, which "
+                "a model without causal attention must evaluate at once; create the context "
+                "with n_ubatch=n_batch", status=-1)
 
     def _memory(self) -> Any:
         self.ptr  # noqa: B018 - raises ClosedError after close
         return self.memory
 
     def clear_memory(self) -> None:
+        # Clearing fills the cache on a transfer queue that a GPU backend does not order
+        # after a computation still running; wait for it first.
+        self.lib.llama_synchronize(self.ptr)
         self.lib.llama_memory_clear(self._memory(), True)
 
     def remove_from(self, seq_id: int, start: int) -> bool:
@@ -70,16 +156,21 @@ class ContextHandle(Handle):
 
     def decode(self, tokens: Sequence[int]) -> None:
         """Decode ``tokens`` (valid ids, at most n_batch) after what sequence 0 holds;
-        logits are kept for the last one."""
+        logits are kept for the last one. Ctrl-C on the main thread stops it between two
+        graph nodes (KeyboardInterrupt); after any failure the memory may hold part of
+        ``tokens``, which ``pos_max`` tells."""
         array = self.ffi.new("llama_token[]", tokens)
-        batch = self.lib.llama_batch_get_one(array, len(tokens))
-        raise_for_decode(self.lib.llama_decode(self.ptr, batch))
+        self.evaluate_batch(self.lib.llama_batch_get_one(array, len(tokens)), len(tokens))
 
     def evaluate_sequences(self, sequences: Sequence[Sequence[int]], *, encode: bool) -> None:
         """Evaluate each token list as its own sequence (ids 0..), from position 0, with
         an output for every token. The caller checks sizes against n_batch/n_seq_max."""
         lib = self.lib
         total = sum(len(s) for s in sequences)
+        self._check_batch(total, encode=encode)
+        if len(sequences) > self.n_seq_max:
+            raise InvalidBatchError(f"{len(sequences)} sequences in one batch, but this context "
+                                    f"holds n_seq_max={self.n_seq_max}", status=-1)
         batch = lib.llama_batch_init(total, 0, 1)
         try:
             i = 0
@@ -92,8 +183,8 @@ class ContextHandle(Handle):
                     batch.logits[i] = 1
                     i += 1
             batch.n_tokens = total
-            call = lib.llama_encode if encode else lib.llama_decode
-            raise_for_decode(call(self.ptr, batch), "llama_encode" if encode else "llama_decode")
+            raise_for_decode(self._evaluate(batch, encode=encode),
+                             "llama_encode" if encode else "llama_decode")
         finally:
             lib.llama_batch_free(batch)
 
@@ -123,9 +214,11 @@ class ContextHandle(Handle):
 
     def perf(self) -> dict[str, float]:
         data = self.lib.llama_perf_context(self.ptr)
+        # llama.cpp reports counts of at least 1 (to divide by them); no time means none.
         return {"t_load_ms": data.t_load_ms, "t_p_eval_ms": data.t_p_eval_ms,
-                "t_eval_ms": data.t_eval_ms, "n_p_eval": data.n_p_eval,
-                "n_eval": data.n_eval, "n_reused": data.n_reused}
+                "t_eval_ms": data.t_eval_ms,
+                "n_p_eval": data.n_p_eval if data.t_p_eval_ms > 0 else 0,
+                "n_eval": data.n_eval if data.t_eval_ms > 0 else 0, "n_reused": data.n_reused}
 
     def reset_perf(self) -> None:
         self.lib.llama_perf_context_reset(self.ptr)

@@ -35,7 +35,9 @@ class NativeLib:
     backend: str
     module: ModuleType
     variant: BuiltVariant
-    _log: _LogState = field(default_factory=_LogState)
+    # Per thread: llama.cpp builds a line from several calls, and two threads logging at
+    # once (two quantizations, say) must not splice each other's pieces.
+    _log: threading.local = field(default_factory=threading.local)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
     # Callbacks that see every whole log line, whatever the threshold (quantization
     # progress reads llama.cpp's INFO lines); a tuple, so the C callback reads it unlocked.
@@ -94,20 +96,38 @@ class NativeLib:
                 rest.remove(callback)
                 self._listeners = tuple(rest)
 
+    @contextmanager
+    def capture_errors(self) -> Iterator[list[str]]:
+        """Collect the ERROR lines llama.cpp logs while in the block (the reason behind a
+        NULL it returns). Lines of other threads' calls may be collected too."""
+        lines: list[str] = []
+
+        def listen(level: int, line: str) -> None:
+            if level >= logging.ERROR:
+                lines.append(line.strip())
+
+        with self.log_listener(listen):
+            yield lines
+
+    def _log_state(self) -> _LogState:
+        state: _LogState | None = getattr(self._log, "state", None)
+        if state is None:
+            state = self._log.state = _LogState()
+        return state
+
     def _on_log(self, level: int, text: bytes) -> None:
-        state = self._log
-        with self._log_lock:
-            if level != 5:
-                state.level = _LEVELS.get(level, logging.INFO)
-            listeners = self._listeners
-            if state.level < _logging.threshold() and not listeners:
-                return
-            state.pending.append(text.decode("utf-8", errors="replace"))
-            if not state.pending[-1].endswith("\n"):
-                return
-            line = "".join(state.pending).rstrip("\n")
-            state.pending.clear()
-            line_level = state.level
+        state = self._log_state()
+        if level != 5:
+            state.level = _LEVELS.get(level, logging.INFO)
+        listeners = self._listeners
+        if state.level < _logging.threshold() and not listeners:
+            return
+        state.pending.append(text.decode("utf-8", errors="replace"))
+        if not state.pending[-1].endswith("\n"):
+            return
+        line = "".join(state.pending).rstrip("\n")
+        state.pending.clear()
+        line_level = state.level
         for listener in listeners:
             listener(line_level, line)
         if line_level >= _logging.threshold():
@@ -146,7 +166,7 @@ def load_native(spec: BackendSpec, settings: Mapping[str, Any] | None = None) ->
         def _log(level: int, text: Any, _user_data: Any) -> None:
             if (level != 5 and _LEVELS.get(level, logging.INFO) < _logging.threshold()
                     and not native._listeners):
-                native._log.level = _LEVELS.get(level, logging.INFO)
+                native._log_state().level = _LEVELS.get(level, logging.INFO)
                 return
             native._on_log(level, ffi.string(text))
 

@@ -19,20 +19,26 @@ from .._errors import (
     ModelNotFoundError,
     TokenizeError,
 )
+from .._gguf import validate_gguf
 from .handle import Handle
 from .lib import NativeLib
 
-__all__ = ["ModelHandle"]
+__all__ = ["ModelHandle", "read_string"]
 
 _INT32_MAX = 2**31 - 1
 _GGUF_MAGIC = b"GGUF"
 
 
-def _check_path(path: str) -> None:
+def _check_path(path: str, validate: bool = True) -> None:
     if not os.path.exists(path):
         raise ModelNotFoundError(f"model file not found: {path}", path=path)
     if os.path.isdir(path):
         raise ModelLoadError(f"{path} is a directory, not a GGUF model file", path=path)
+    if validate:
+        # llama.cpp's parser and loader abort the process on some malformed files; the
+        # validator rejects those (and names the bad field) before C sees the file.
+        validate_gguf(path)
+        return
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
@@ -42,6 +48,20 @@ def _check_path(path: str) -> None:
         raise ModelLoadError(
             f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
             "convert it with llama.cpp's convert_hf_to_gguf.py", path=path)
+
+
+def read_string(ffi: Any, call: Callable[[Any, int], int]) -> str | None:
+    """Call a llama.cpp ``(buf, size) -> length`` getter, growing the buffer until the
+    whole string fits; None when it reports no value."""
+    size = 256
+    while True:
+        buf = ffi.new("char[]", size)
+        n = call(buf, size)
+        if n < 0:
+            return None
+        if n < size:
+            return bytes(ffi.buffer(buf, n)).decode("utf-8", errors="replace")
+        size = n + 1
 
 
 class ModelHandle(Handle):
@@ -58,10 +78,11 @@ class ModelHandle(Handle):
     @classmethod
     def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
              use_mlock: bool, vocab_only: bool, main_gpu: int = 0, split_mode: str = "layer",
-             tensor_split: Sequence[float] | None = None) -> ModelHandle:
+             tensor_split: Sequence[float] | None = None, validate: bool = True) -> ModelHandle:
         """Load a model; the offload arguments must already be validated against the
-        variant's devices (``llamakit._model.check_offload``)."""
-        _check_path(path)
+        variant's devices (``llamakit._model.check_offload``). ``validate`` runs the GGUF
+        validator first (``llamakit._gguf``)."""
+        _check_path(path, validate)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
@@ -113,23 +134,13 @@ class ModelHandle(Handle):
             "has_decoder": bool(lib.llama_model_has_decoder(ptr)),
         }
 
-    def _read_string(self, call: Callable[[Any, int], int]) -> str | None:
-        size = 256
-        while True:
-            buf = self.ffi.new("char[]", size)
-            n = call(buf, size)
-            if n < 0:
-                return None
-            if n < size:
-                return bytes(self.ffi.buffer(buf, n)).decode("utf-8", errors="replace")
-            size = n + 1
-
     def metadata(self) -> dict[str, str]:
         lib, ptr = self.lib, self.ptr
         result: dict[str, str] = {}
         for i in range(lib.llama_model_meta_count(ptr)):
-            key = self._read_string(functools.partial(lib.llama_model_meta_key_by_index, ptr, i))
-            value = self._read_string(
+            key = read_string(self.ffi,
+                              functools.partial(lib.llama_model_meta_key_by_index, ptr, i))
+            value = read_string(self.ffi,
                 functools.partial(lib.llama_model_meta_val_str_by_index, ptr, i))
             if key is not None and value is not None:
                 result[key] = value
@@ -142,11 +153,12 @@ class ModelHandle(Handle):
 
     # -- vocabulary ---------------------------------------------------------------------
     def special_token(self, which: str) -> int | None:
+        self.ptr  # noqa: B018 - ClosedError before C reads the freed vocabulary
         token = int(getattr(self.lib, f"llama_vocab_{which}")(self.vocab))
-        self.ptr  # noqa: B018 - raises ClosedError after close
         return None if token < 0 else token
 
     def add_bos(self) -> bool:
+        self.ptr  # noqa: B018 - ClosedError before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
 
     def check_token(self, token: int) -> int:

@@ -1,87 +1,382 @@
-"""``SamplerHandle``: a ``llama_sampler`` chain built from validated stages."""
+"""``SamplerHandle``: a ``llama_sampler`` chain whose stages are validated before any C call.
+
+Every stage of the pinned llama.cpp has a builder here that checks its parameters where
+llama.cpp would assert, allocate without bound or divide by zero. Sampling, accepting,
+resetting and cloning go through the shim (native/lk_sampling.h), which reports instead of
+aborting; its statuses become exceptions in ``status.raise_for_sample``.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .._errors import SamplerError
+from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
+from .grammar import grammar_stage
 from .handle import Handle
 from .lib import NativeLib
 from .model import ModelHandle
+from .pysampler import new_python_stage, take_error
+from .status import raise_for_sample
 
-__all__ = ["SamplerHandle"]
+__all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle"]
+
+_SEED_MAX = 0xFFFFFFFE  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
+_INT32_MAX = 2**31 - 1
+#: Largest penalty/DRY window: llama.cpp allocates a ring buffer of that many tokens.
+MAX_LAST_N = 1 << 24
+
+Params = Mapping[str, Any]
 
 
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SamplerError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+# -- parameter checks ------------------------------------------------------------------------
+def _pop(stage: str, params: Params, name: str, default: Any = ...) -> Any:
+    if name in params:
+        return params[name]
+    if default is ...:
+        raise SamplerError(f"{stage}: missing parameter {name!r}")
+    return default
+
+
+def _float(stage: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf,
+           *, allow_inf: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise SamplerError(f"{stage}: {name} must be a number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        raise SamplerError(f"{stage}: {name} must be a finite number, got {value!r}")
+    if not low <= number <= high:
+        raise SamplerError(f"{stage}: {name} must be in [{low}, {high}], got {value!r}")
+    return number
+
+
+def _int(stage: str, name: str, value: Any, low: int, high: int = _INT32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SamplerError(f"{stage}: {name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise SamplerError(f"{stage}: {name} must be in {low}..{high}, got {value!r}")
+    return int(value)
+
+
+def _seed(stage: str, value: Any) -> int:
+    return _int(stage, "seed", value, 0, _SEED_MAX)
+
+
+def _last_n(stage: str, name: str, value: Any, model: ModelHandle) -> int:
+    """A history window: -1 means the model's training context (llama.cpp's convention)."""
+    n = _int(stage, name, value, -1, MAX_LAST_N)
+    return int(model.lib.llama_model_n_ctx_train(model.ptr)) if n == -1 else n
+
+
+def _known(stage: str, params: Params, names: Sequence[str]) -> None:
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise SamplerError(f"{stage}: unknown parameter(s) {unknown}; it takes "
+                           f"{', '.join(names) or 'none'}")
+
+
+# -- stage builders: (native, model, params) -> llama_sampler * -------------------------------
+Builder = Callable[[NativeLib, ModelHandle, Params], Any]
+
+
+def _greedy(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("greedy", p, ())
+    return native.lib.llama_sampler_init_greedy()
+
+
+def _dist(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("dist", p, ("seed",))
+    return native.lib.llama_sampler_init_dist(_seed("dist", _pop("dist", p, "seed")))
+
+
+def _top_k(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("top_k", p, ("k",))
+    return native.lib.llama_sampler_init_top_k(_int("top_k", "k", _pop("top_k", p, "k"), 0))
+
+
+def _min_keep(stage: str, p: Params) -> int:
+    return _int(stage, "min_keep", p.get("min_keep", 1), 1)
+
+
+def _top_p(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("top_p", p, ("p", "min_keep"))
+    return native.lib.llama_sampler_init_top_p(
+        _float("top_p", "p", _pop("top_p", p, "p"), 0.0, 1.0), _min_keep("top_p", p))
+
+
+def _min_p(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("min_p", p, ("p", "min_keep"))
+    return native.lib.llama_sampler_init_min_p(
+        _float("min_p", "p", _pop("min_p", p, "p"), 0.0, 1.0), _min_keep("min_p", p))
+
+
+def _typical(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("typical", p, ("p", "min_keep"))
+    return native.lib.llama_sampler_init_typical(
+        _float("typical", "p", _pop("typical", p, "p"), 0.0, 1.0), _min_keep("typical", p))
+
+
+def _temp(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("temp", p, ("t",))
+    return native.lib.llama_sampler_init_temp(_float("temp", "t", _pop("temp", p, "t"), 0.0))
+
+
+def _temp_ext(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("temp_ext", p, ("t", "delta", "exponent"))
+    return native.lib.llama_sampler_init_temp_ext(
+        _float("temp_ext", "t", _pop("temp_ext", p, "t"), 0.0),
+        _float("temp_ext", "delta", p.get("delta", 0.0), 0.0),
+        _float("temp_ext", "exponent", p.get("exponent", 1.0), 0.0))
+
+
+def _xtc(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("xtc", p, ("p", "t", "min_keep", "seed"))
+    return native.lib.llama_sampler_init_xtc(
+        _float("xtc", "p", _pop("xtc", p, "p"), 0.0, 1.0),
+        _float("xtc", "t", _pop("xtc", p, "t"), 0.0, 1.0),
+        _min_keep("xtc", p), _seed("xtc", _pop("xtc", p, "seed")))
+
+
+def _top_n_sigma(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("top_n_sigma", p, ("n",))
+    return native.lib.llama_sampler_init_top_n_sigma(
+        _float("top_n_sigma", "n", _pop("top_n_sigma", p, "n")))
+
+
+def _mirostat(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("mirostat", p, ("seed", "tau", "eta", "m"))
+    return native.lib.llama_sampler_init_mirostat(
+        model.n_vocab, _seed("mirostat", _pop("mirostat", p, "seed")),
+        _float("mirostat", "tau", p.get("tau", 5.0), 0.0),
+        _float("mirostat", "eta", p.get("eta", 0.1), 0.0),
+        _int("mirostat", "m", p.get("m", 100), 1))
+
+
+def _mirostat_v2(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("mirostat_v2", p, ("seed", "tau", "eta"))
+    return native.lib.llama_sampler_init_mirostat_v2(
+        _seed("mirostat_v2", _pop("mirostat_v2", p, "seed")),
+        _float("mirostat_v2", "tau", p.get("tau", 5.0), 0.0),
+        _float("mirostat_v2", "eta", p.get("eta", 0.1), 0.0))
+
+
+def _penalties(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    names = ("penalty_last_n", "penalty_repeat", "penalty_freq", "penalty_present")
+    _known("penalties", p, names)
+    repeat = _float("penalties", "penalty_repeat", p.get("penalty_repeat", 1.0), 0.0)
+    if repeat <= 0.0 or not math.isfinite(1.0 / repeat):
+        raise SamplerError(f"penalties: penalty_repeat must be > 0, got {repeat!r}")
+    return native.lib.llama_sampler_init_penalties(
+        model.n_vocab, _last_n("penalties", "penalty_last_n", p.get("penalty_last_n", 64), model),
+        repeat, _float("penalties", "penalty_freq", p.get("penalty_freq", 0.0)),
+        _float("penalties", "penalty_present", p.get("penalty_present", 0.0)))
+
+
+def _dry(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    names = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+             "seq_breakers")
+    _known("dry", p, names)
+    breakers = p.get("seq_breakers", ("\n", ":", '"', "*"))
+    if isinstance(breakers, str) or not all(isinstance(b, str) and b and "\0" not in b
+                                            for b in breakers):
+        raise SamplerError("dry: seq_breakers must be a list of non-empty strings without NUL")
+    encoded = [native.ffi.new("char[]", b.encode()) for b in breakers]
+    array = native.ffi.new("const char *[]", encoded) if encoded else native.ffi.NULL
+    return native.lib.llama_sampler_init_dry(
+        model.vocab, _float("dry", "dry_multiplier", _pop("dry", p, "dry_multiplier"), 0.0),
+        _float("dry", "dry_base", p.get("dry_base", 1.75), 0.0),
+        _int("dry", "dry_allowed_length", p.get("dry_allowed_length", 2), 0),
+        _last_n("dry", "dry_penalty_last_n", p.get("dry_penalty_last_n", -1), model),
+        array, len(encoded))
+
+
+def _adaptive_p(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("adaptive_p", p, ("target", "decay", "seed"))
+    return native.lib.llama_sampler_init_adaptive_p(
+        _float("adaptive_p", "target", _pop("adaptive_p", p, "target"), -1.0, 1.0),
+        _float("adaptive_p", "decay", p.get("decay", 0.9), 0.0, 0.99),
+        _seed("adaptive_p", _pop("adaptive_p", p, "seed")))
+
+
+def _logit_bias(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("logit_bias", p, ("logit_bias",))
+    biases = _pop("logit_bias", p, "logit_bias")
+    items = list(biases.items()) if isinstance(biases, Mapping) else list(biases)
+    entries = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise SamplerError("logit_bias: give a mapping {token_id: bias} or (id, bias) pairs")
+        token, bias = item
+        token = model.check_token(token)
+        # -inf bans a token; +inf would turn every probability into NaN.
+        value = _float("logit_bias", f"bias of token {token}", bias, -math.inf, math.inf,
+                       allow_inf=True)
+        if value == math.inf:
+            raise SamplerError(f"logit_bias: bias of token {token} must not be +inf")
+        entries.append((token, value))
+    array = native.ffi.new("llama_logit_bias[]", len(entries) or 1)
+    for i, (token, value) in enumerate(entries):
+        array[i].token, array[i].bias = token, value
+    return native.lib.llama_sampler_init_logit_bias(model.n_vocab, len(entries), array)
+
+
+def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens"))
+    text, root = _pop("grammar", p, "grammar"), p.get("root", "root")
+    if not isinstance(text, str) or not isinstance(root, str):
+        raise SamplerError("grammar: grammar and root must be str")
+    patterns = list(p.get("trigger_patterns", ()))
+    if not all(isinstance(x, str) for x in patterns):
+        raise SamplerError("grammar: trigger_patterns must be strings")
+    tokens = model.check_tokens(p.get("trigger_tokens", ()))
+    lazy = bool(p.get("lazy", False))
+    if not lazy and (patterns or tokens):
+        raise SamplerError("grammar: trigger_patterns/trigger_tokens need lazy=True")
+    return grammar_stage(native, model.vocab, text, root, lazy=lazy,
+                         trigger_patterns=patterns, trigger_tokens=tokens)
+
+
+def _infill(native: NativeLib, model: ModelHandle, p: Params) -> Any:
+    _known("infill", p, ())
+    # llama.cpp asserts when infill has to fall back to EOT/EOS and the vocab has neither.
+    if model.special_token("eot") is None and model.special_token("eos") is None:
+        raise SamplerError("infill: the model has neither an EOT nor an EOS token")
+    return native.lib.llama_sampler_init_infill(model.vocab)
+
+
+#: Every stage of the pinned llama.cpp, by the name of its ``llama_sampler_init_*``.
+NATIVE_STAGES: dict[str, Builder] = {
+    "greedy": _greedy, "dist": _dist, "top_k": _top_k, "top_p": _top_p, "min_p": _min_p,
+    "typical": _typical, "temp": _temp, "temp_ext": _temp_ext, "xtc": _xtc,
+    "top_n_sigma": _top_n_sigma, "mirostat": _mirostat, "mirostat_v2": _mirostat_v2,
+    "penalties": _penalties, "dry": _dry, "adaptive_p": _adaptive_p,
+    "logit_bias": _logit_bias, "grammar": _grammar, "infill": _infill,
+}
+#: Stages that pick the token; a chain must end with one.
+SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
 
 
 class SamplerHandle(Handle):
-    """A ``llama_sampler`` chain."""
+    """A ``llama_sampler`` chain over a model's vocabulary."""
 
     kind = "sampler"
 
-    def __init__(self, native: NativeLib, ptr: Any, model: ModelHandle | None,
-                 names: Sequence[str]) -> None:
-        super().__init__(native, ptr, native.lib.llama_sampler_free)
-        self.names = tuple(names)
+    def __init__(self, model: ModelHandle, ptr: Any, names: Sequence[str] = ()) -> None:
+        super().__init__(model.native, ptr, model.native.lib.llama_sampler_free)
         self.model = model
-        if model is not None:
-            model.add_dependent(self)
+        self.names = list(names)
+        model.add_dependent(self)
 
     @classmethod
-    def chain(cls, native: NativeLib, stages: Sequence[tuple[str, dict[str, Any]]],
-              model: ModelHandle | None = None) -> SamplerHandle:
-        """Build a chain from ``(stage, params)`` pairs, validated before any C call."""
-        lib, ffi = native.lib, native.ffi
-        built = [cls._stage(native, name, params, model) for name, params in stages]
+    def new(cls, model: ModelHandle) -> SamplerHandle:
+        """An empty chain (add stages with ``add``/``add_python``)."""
+        model.ptr  # noqa: B018 - ClosedError for a closed model
+        lib = model.lib
         params = lib.llama_sampler_chain_default_params()
         params.no_perf = False
-        chain = lib.llama_sampler_chain_init(params)
-        for stage in built:
-            lib.llama_sampler_chain_add(chain, stage)  # the chain owns it from here on
-        del ffi
-        return cls(native, chain, model, [name for name, _ in stages])
+        return cls(model, lib.llama_sampler_chain_init(params))
 
-    @staticmethod
-    def _stage(native: NativeLib, name: str, p: dict[str, Any],
-               model: ModelHandle | None) -> Any:
-        lib, ffi = native.lib, native.ffi
-        if name == "greedy":
-            ptr = lib.llama_sampler_init_greedy()
-        elif name == "dist":
-            ptr = lib.llama_sampler_init_dist(p["seed"])
-        elif name == "top_k":
-            ptr = lib.llama_sampler_init_top_k(p["k"])
-        elif name == "top_p":
-            ptr = lib.llama_sampler_init_top_p(_finite("top_p", p["p"]), p.get("min_keep", 1))
-        elif name == "min_p":
-            ptr = lib.llama_sampler_init_min_p(_finite("min_p", p["p"]), p.get("min_keep", 1))
-        elif name == "typical":
-            ptr = lib.llama_sampler_init_typical(_finite("typical_p", p["p"]),
-                                                 p.get("min_keep", 1))
-        elif name == "temp":
-            ptr = lib.llama_sampler_init_temp(_finite("temperature", p["t"]))
-        else:
-            raise SamplerError(f"unknown sampler stage {name!r}")
-        if ptr == ffi.NULL:
+    def add(self, name: str, params: Params) -> None:
+        """Append the native stage ``name`` (a key of ``NATIVE_STAGES``)."""
+        builder = NATIVE_STAGES.get(name)
+        if builder is None:
+            raise SamplerError(f"unknown sampler stage {name!r}; native stages are "
+                               f"{', '.join(sorted(NATIVE_STAGES))}")
+        self.ptr  # noqa: B018
+        self.model.ptr  # noqa: B018
+        stage = builder(self.native, self.model, params)
+        if stage == self.ffi.NULL:
             raise SamplerError(f"llama.cpp could not create the {name!r} sampler")
-        del model
-        return ptr
+        self.lib.llama_sampler_chain_add(self.ptr, stage)  # the chain owns it from here on
+        self.names.append(name)
+
+    def add_python(self, sampler: Any, name: str) -> None:
+        """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
+        self.ptr  # noqa: B018
+        stage = new_python_stage(self.native, sampler, name)
+        self.lib.llama_sampler_chain_add(self.ptr, stage)
+        self.names.append(name)
+
+    # -- using the chain ---------------------------------------------------------------------
+    def _raise(self, status: int) -> None:
+        if status == self.lib.LK_SAMPLE_PYTHON:
+            raise take_error()
+        raise_for_sample(status, self.ffi.string(self.lib.lk_last_error()).decode(
+            "utf-8", "replace"))
 
     def sample(self, context: ContextHandle, index: int = -1) -> int:
-        return int(self.lib.llama_sampler_sample(self.ptr, context.ptr, index))
+        """Sample from output ``index`` of the last decode and accept the token."""
+        token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index))
+        if token < 0:
+            self._raise(token)
+        return token
 
     def accept(self, token: int) -> None:
-        self.lib.llama_sampler_accept(self.ptr, token)
+        status = self.lib.lk_sampler_accept(self.ptr, self.model.check_token(token))
+        if status != 0:
+            self._raise(status)
+
+    def accept_history(self, tokens: Sequence[int]) -> None:
+        """Accept valid ``tokens`` into every stage but grammars (a prompt's tokens)."""
+        if not tokens:
+            return
+        array = self.ffi.new("llama_token[]", tokens)
+        status = self.lib.lk_sampler_accept_history(self.ptr, array, len(tokens))
+        if status != 0:
+            self._raise(status)
 
     def reset(self) -> None:
-        self.lib.llama_sampler_reset(self.ptr)
+        status = self.lib.lk_sampler_reset(self.ptr)
+        if status != 0:
+            self._raise(status)
+
+    def clone(self) -> SamplerHandle:
+        ptr = self.lib.lk_sampler_clone(self.ptr)
+        if ptr == self.ffi.NULL:
+            if self.ffi.string(self.lib.lk_last_error()) == b"python":
+                raise take_error()
+            self._raise(self.lib.LK_SAMPLE_FAILED)
+        return SamplerHandle(self.model, ptr, self.names)
+
+    def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
+        """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
+        nothing; the candidates as the chain leaves them."""
+        self.ptr  # noqa: B018
+        values = np.ascontiguousarray(logits, dtype=np.float32)
+        if values.shape != (self.model.n_vocab,):
+            raise SamplerError(f"logits must have shape ({self.model.n_vocab},), "
+                               f"got {values.shape}")
+        data = np.zeros(values.size, dtype=TOKEN_DATA)
+        data["id"] = np.arange(values.size, dtype=np.int32)
+        data["logit"] = values
+        ffi = self.ffi
+        array = ffi.new("llama_token_data_array *")
+        array.data = ffi.cast("llama_token_data *", ffi.from_buffer(data))
+        array.size, array.selected, array.sorted = values.size, -1, False
+        base = int(ffi.cast("uintptr_t", array.data))
+        status = self.lib.lk_sampler_apply(self.ptr, array)
+        if status != 0:
+            self._raise(status)
+        # Stages may move the start of the array forward (XTC drops the top choices so).
+        start = (int(ffi.cast("uintptr_t", array.data)) - base) // TOKEN_DATA.itemsize
+        return Candidates(data[start:start + int(array.size)].copy(),
+                          selected=int(array.selected), sorted=bool(array.sorted))
 
     def seed(self) -> int:
         return int(self.lib.llama_sampler_get_seed(self.ptr))
+
+    def stage_names(self) -> list[str]:
+        """llama.cpp's name of each stage (``"?top-k"`` marks a stage that does nothing)."""
+        lib, ptr = self.lib, self.ptr
+        return [self.ffi.string(lib.llama_sampler_name(lib.llama_sampler_chain_get(ptr, i)))
+                .decode() for i in range(lib.llama_sampler_chain_n(ptr))]
+
+    def perf(self) -> dict[str, float]:
+        data = self.lib.llama_perf_sampler(self.ptr)
+        return {"t_sample_ms": data.t_sample_ms, "n_sample": data.n_sample}

@@ -13,7 +13,10 @@ from typing import Any, final
 import pluggy
 
 from .._backend_spec import BackendSpec
+from .._chat.template import ChatTemplate
 from .._errors import PluginError
+from .._quantize.plan import QuantizationRecipe, RecipeEntry
+from .._sampler_protocol import SamplerSpec
 from . import hookspecs
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginHost", "get_plugin_host", "reset_plugin_host"]
@@ -41,6 +44,10 @@ class PluginHost:
             self._load_entry_points()
 
     def _load_entry_points(self) -> None:
+        if "llamakit" not in self.disabled:
+            from .._quantize import recipes  # the core's own recipes, a plugin like any other
+
+            self.pm.register(recipes, name="llamakit")
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             name = entry_point.name
             if name in self.disabled or self.pm.has_plugin(name):
@@ -89,6 +96,65 @@ class PluginHost:
                     f"and {plugin!r}; uninstall or disable one (LLAMAKIT_DISABLE_PLUGINS)",
                     plugin=plugin)
             found[spec.name] = dataclasses.replace(spec, plugin=plugin)
+        return found
+
+    def samplers(self) -> dict[str, SamplerSpec]:
+        """Every registered Python sampler by name, each tagged with its plugin."""
+        from .._native.sampler import NATIVE_STAGES
+        from .._sampling import sequence_names
+
+        reserved = {*NATIVE_STAGES, *sequence_names()}
+        found: dict[str, SamplerSpec] = {}
+        for plugin, spec in self._collect("llamakit_register_samplers"):
+            if not isinstance(spec, SamplerSpec):
+                raise PluginError(
+                    f"plugin {plugin!r} returned {spec!r} from llamakit_register_samplers; "
+                    "expected llamakit.SamplerSpec objects", plugin=plugin)
+            if spec.name in reserved:
+                raise PluginError(
+                    f"plugin {plugin!r} registers a sampler named {spec.name!r}, which is "
+                    "a llama.cpp stage name; choose another name", plugin=plugin)
+            if spec.name in found:
+                raise PluginError(
+                    f"sampler {spec.name!r} is registered by both {found[spec.name].plugin!r} "
+                    f"and {plugin!r}; uninstall or disable one (LLAMAKIT_DISABLE_PLUGINS)",
+                    plugin=plugin)
+            found[spec.name] = dataclasses.replace(spec, plugin=plugin)
+        return found
+
+    def chat_templates(self) -> dict[str, ChatTemplate]:
+        """Every registered chat template by name, each tagged with its plugin."""
+        found: dict[str, ChatTemplate] = {}
+        for plugin, template in self._collect("llamakit_register_chat_templates"):
+            if not isinstance(template, ChatTemplate):
+                raise PluginError(
+                    f"plugin {plugin!r} returned {template!r} from "
+                    "llamakit_register_chat_templates; expected llamakit.ChatTemplate objects",
+                    plugin=plugin)
+            if template.name in found:
+                raise PluginError(
+                    f"chat template {template.name!r} is registered by both "
+                    f"{found[template.name].plugin!r} and {plugin!r}; uninstall or disable one "
+                    "(LLAMAKIT_DISABLE_PLUGINS)", plugin=plugin)
+            found[template.name] = dataclasses.replace(template, plugin=plugin)
+        return found
+
+    def quantizers(self) -> dict[str, RecipeEntry]:
+        """Every registered quantization recipe by name, with the plugin it came from."""
+        found: dict[str, RecipeEntry] = {}
+        for plugin, recipe in self._collect("llamakit_register_quantizers"):
+            if not isinstance(recipe, QuantizationRecipe) or not isinstance(recipe.name, str) \
+                    or not recipe.name:
+                raise PluginError(
+                    f"plugin {plugin!r} returned {recipe!r} from llamakit_register_quantizers; "
+                    "expected objects with a non-empty str 'name', a 'description' and "
+                    "prepare(plan) (llamakit.QuantizationRecipe)", plugin=plugin)
+            if recipe.name in found:
+                raise PluginError(
+                    f"quantization recipe {recipe.name!r} is registered by both "
+                    f"{found[recipe.name].plugin!r} and {plugin!r}; uninstall or disable one "
+                    "(LLAMAKIT_DISABLE_PLUGINS)", plugin=plugin)
+            found[recipe.name] = RecipeEntry(plugin=plugin, recipe=recipe)
         return found
 
 

@@ -2,6 +2,7 @@
 
 - :func:`write_llama_model` writes a small llama-architecture GGUF with random weights and
   a real tokenizer copied from one of llama.cpp's vocab files (:func:`vocab_path`).
+- :func:`write_lora_adapter` writes a matching LoRA adapter with random weights.
 - :func:`compile_greedy_reference` / :func:`run_greedy_reference` build and run a tiny C
   program that greedy-decodes with llama.cpp's C API directly, to cross-check llamakit.
 - :mod:`llamakit.testing.fixtures` is a pytest plugin (registered through the ``pytest11``
@@ -18,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._lora import write_lora_adapter as write_lora_adapter
     from ._reference import (
         compile_greedy_reference as compile_greedy_reference,
     )
@@ -38,12 +40,14 @@ __all__ = [
     "run_greedy_reference",
     "vocab_path",
     "write_llama_model",
+    "write_lora_adapter",
 ]
 
 _LAZY = {
     "MetadataValue": "._synthetic",
     "vocab_path": "._synthetic",
     "write_llama_model": "._synthetic",
+    "write_lora_adapter": "._lora",
     "compile_greedy_reference": "._reference",
     "greedy_reference_source": "._reference",
     "run_greedy_reference": "._reference",

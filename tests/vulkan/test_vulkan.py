@@ -117,6 +117,16 @@ def test_vulkan_settings_are_validated(vulkan_ready: None, tiny_model_path: Path
         llamakit_vulkan.allow_cpu_device({"allow_cpu_devic": True})
 
 
+def test_link_args_follow_vulkan_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VULKAN_SDK holding lib/libvulkan.so puts its lib/ on the module's linker path."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libvulkan.so").write_bytes(b"")
+    monkeypatch.setenv("VULKAN_SDK", str(tmp_path))
+    assert llamakit_vulkan.vulkan_backend().link_args == (f"-L{tmp_path / 'lib'}", "-lvulkan")
+    monkeypatch.setenv("VULKAN_SDK", str(tmp_path / "elsewhere"))
+    assert llamakit_vulkan.vulkan_backend().link_args == ("-lvulkan",)
+
+
 def test_cpu_only_score_is_zero() -> None:
     """The probe scores 0 when no Vulkan device is listed."""
     cpu_device = llamakit.DeviceInfo(index=0, name="CPU", description="x", type="cpu",
@@ -143,8 +153,10 @@ def test_vulkan_without_usable_device_raises(vulkan_ready: None, tiny_model_path
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs a real Vulkan GPU")
-def test_auto_picks_vulkan_on_a_gpu(tiny_model_path: Path) -> None:
+def test_auto_picks_vulkan_on_a_gpu(tiny_model_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """On a machine with a GPU, auto chooses vulkan over cpu and offloads everything."""
+    monkeypatch.delenv("LLAMAKIT_BACKEND", raising=False)  # the suite pins auto to cpu
     with llamakit.load_model(tiny_model_path, backend="auto", n_gpu_layers=-1) as model:
         assert model.backend == "vulkan"
         assert model.offload.n_layers_offloaded == model.info.n_layer + 1

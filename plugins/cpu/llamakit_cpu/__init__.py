@@ -1,13 +1,16 @@
 """llamakit's CPU backend: llama.cpp's ggml-cpu, tuned to the host unless told otherwise.
 
 ``LLAMAKIT_CPU_NATIVE=0`` builds a portable variant (``GGML_NATIVE=OFF``) instead of one
-tuned to this machine's instruction set; the choice is part of the build key.
+tuned to this machine's instruction set; the choice is part of the build key. Native x86
+builds leave out AMX (it crashes on quantized models in this llama.cpp);
+``LLAMAKIT_CPU_AMX=1`` puts it back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 from collections.abc import Sequence
 
@@ -23,8 +26,21 @@ def _native() -> bool:
     return os.environ.get("LLAMAKIT_CPU_NATIVE", "1").lower() not in ("0", "false", "off", "no")
 
 
+# ggml's AMX matmul segfaults on quantized models with this llama.cpp (upstream
+# ggml-org/llama.cpp#20824); -march=native turns it on wherever the CPU has AMX, so native
+# builds switch it off unless LLAMAKIT_CPU_AMX=1. Drop this when the pin moves past a fix.
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
 def _cmake_flags() -> dict[str, str]:
-    return {"GGML_NATIVE": "ON" if _native() else "OFF"}
+    if not _native():
+        return {"GGML_NATIVE": "OFF"}
+    flags = {"GGML_NATIVE": "ON"}
+    amx = os.environ.get("LLAMAKIT_CPU_AMX", "0").lower() in ("1", "true", "on", "yes")
+    if platform.machine().lower() in ("x86_64", "amd64") and not amx:
+        flags["CMAKE_C_FLAGS"] = _NO_AMX
+        flags["CMAKE_CXX_FLAGS"] = _NO_AMX
+    return flags
 
 
 def _key_extras() -> dict[str, str]:

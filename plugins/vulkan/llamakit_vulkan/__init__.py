@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llamakit import BackendSpec, ConfigError, DeviceInfo, Prerequisite, hookimpl
 from llamakit_cpu import LIBRARIES as CPU_LIBRARIES
 from llamakit_cpu import cpu_backend
+
+from llamakit import BackendSpec, ConfigError, DeviceInfo, Prerequisite, hookimpl
 
 from ._headers import header_problems, headers_include_dir, prepare_headers
 from ._loader import physical_devices
@@ -42,10 +43,24 @@ def _cmake_flags() -> dict[str, str]:
     return flags
 
 
-def _loader_library() -> bool:
+def _sdk_lib_dir() -> Path | None:
     sdk = os.environ.get("VULKAN_SDK")
-    dirs = [*(f"{sdk}/lib",) * bool(sdk), *_LIB_DIRS]
-    return any(Path(d, "libvulkan.so").exists() for d in dirs)
+    if sdk and Path(sdk, "lib", "libvulkan.so").exists():
+        return Path(sdk, "lib")
+    return None
+
+
+def _loader_library() -> bool:
+    return _sdk_lib_dir() is not None or any(Path(d, "libvulkan.so").exists()
+                                             for d in _LIB_DIRS)
+
+
+def _link_args() -> tuple[str, ...]:
+    # CMake finds a VULKAN_SDK's loader by itself, but the module is linked outside CMake:
+    # the SDK's lib/ need not be on the linker's path (an SDK unpacked anywhere, or a
+    # machine whose only libvulkan.so is the SDK's link to the runtime libvulkan.so.1).
+    lib = _sdk_lib_dir()
+    return (f"-L{lib}", "-lvulkan") if lib is not None else ("-lvulkan",)
 
 
 def _spirv_headers() -> bool:
@@ -108,7 +123,7 @@ def vulkan_backend() -> BackendSpec:
         description="llama.cpp on Vulkan GPUs (ggml-vulkan), CPU for the rest",
         libraries=LIBRARIES,
         cmake_flags=_cmake_flags,
-        link_args=("-lvulkan",),
+        link_args=_link_args(),
         check_prerequisites=_prerequisites,
         key_extras=cpu.key_extras,
         score=_score,

@@ -1,0 +1,148 @@
+"""The harness's markdown: medians, spreads and ratios from ``results.json``.
+
+    python benchmarks/_report.py benchmarks/results/results.json    # re-render the tables
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown"]
+
+LK, LCP = "llamakit", "llama-cpp-python"
+
+
+def _spread(samples: list[dict[str, Any]]) -> str:
+    values = [s["tps"] for s in samples]
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def _median(samples: list[dict[str, Any]], key: str = "tps") -> float:
+    return float(statistics.median(s[key] for s in samples))
+
+
+def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
+    s = m["samples"]
+    lines = [f"### {m['ftype']} ({m['model']}, {m['size_mb']} MB)", "",
+             f"Tokens per second, median of {reps} interleaved runs (min–max). Ratio = "
+             "llamakit / reference (above 1: llamakit faster).", "",
+             "| test | llama-bench | llamakit engine | ratio | llama-cpp-python `Llama.eval` | "
+             "ratio |", "| --- | --- | --- | --- | --- | --- |"]
+    lb_pp, lk_pp, lcp_pp = (_median(s[k]) for k in (
+        "llama-bench pp", "llamakit engine pp", "llama-cpp-python eval pp"))
+    lines.append(f"| pp{s['llamakit engine pp'][0]['n']} | {_spread(s['llama-bench pp'])} | "
+                 f"{_spread(s['llamakit engine pp'])} | **{lk_pp / lb_pp:.3f}** | "
+                 f"{_spread(s['llama-cpp-python eval pp'])} | {lk_pp / lcp_pp:.3f} |")
+    lb_tg, lk_tg = _median(s["llama-bench tg"]), _median(s["llamakit engine tg"])
+    n_gen = s["llamakit engine tg"][0]["n"]
+    lines.append(f"| tg{n_gen} | {_spread(s['llama-bench tg'])} | "
+                 f"{_spread(s['llamakit engine tg'])} | **{lk_tg / lb_tg:.3f}** | – | – |")
+    if "llamakit engine tg (decode only)" in s:
+        d = _median(s["llamakit engine tg (decode only)"])
+        lines.append(f"| tg{n_gen}, decode only | {_spread(s['llama-bench tg'])} | "
+                     f"{_spread(s['llamakit engine tg (decode only)'])} | {d / lb_tg:.3f} "
+                     "| – | – |")
+    lines += ["", f"End to end: a text prompt of {m['n_prompt_e2e']} tokens ({m['prompt']!r}), "
+              f"{n_gen} generated tokens, tokens/s = {n_gen} / wall time of the whole call "
+              "(tokenize, prompt, sampling, detokenize). \"Outside decode\" = (wall − "
+              "llama.cpp's own decode time from `llama_perf_context`) / tokens: the "
+              "per-token cost of everything that is not the model.", "",
+              f"| call | {LK} | {LCP} | ratio | {LK} outside decode | {LCP} outside decode |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for call in ("generate greedy", "stream greedy", "generate top_p", "stream top_p"):
+        a, b = s.get(f"{LK} {call}"), s.get(f"{LCP} {call}")
+        if a is None or b is None:
+            continue
+        lines.append(f"| {call.replace('_', '-')} | {_spread(a)} | {_spread(b)} | "
+                     f"**{_median(a) / _median(b):.3f}** | "
+                     f"{_median(a, 'outside_us'):.0f} µs | {_median(b, 'outside_us'):.0f} µs |")
+    engine_out = _median(s["llamakit engine tg"], "outside_us")
+    gen_out = _median(s[f"{LK} generate greedy"], "outside_us")
+    sampler = m["sampler_us"]
+    lines += ["", "Per-token cost of llamakit's Python side (microseconds per token):", "",
+              "| what | µs/token |", "| --- | --- |",
+              f"| engine loop outside `llama_decode` (Python loop + cffi calls + greedy "
+              f"sampling in C) | {engine_out:.0f} |",
+              f"| of which greedy sampling (C chain over {m.get('n_vocab', 'the')} logits, "
+              f"one Python call) | {sampler['greedy']:.0f} |",
+              f"| top-p chain (top-k 40, top-p, min-p, temperature, dist) per call | "
+              f"{sampler['top_p']:.0f} |",
+              f"| engine loop − llama-bench, from the medians (1/tg − 1/tg) | "
+              f"{(1 / lk_tg - 1 / lb_tg) * 1e6:.0f} |",
+              f"| end-to-end generate (greedy) outside decode | {gen_out:.0f} |",
+              f"| end-to-end generate − engine loop, outside decode | "
+              f"{gen_out - engine_out:.0f} |",
+              f"| llama.cpp's decode itself, for scale (1 / llama-bench tg) | "
+              f"{1e6 / lb_tg:.0f} |"]
+    loads = [row[0] for row in m["load_average"]] + [row[3] for row in m["load_average"]]
+    pressure = [v for v in m.get("cpu_pressure", []) if v is not None]
+    contention = (f"; CPU pressure (PSI some avg10, % of time another task waited) after "
+                  f"each round {min(pressure):.0f}–{max(pressure):.0f}" if pressure else "")
+    lines += ["", f"Load average (1 min) during these runs: {min(loads):.2f}–{max(loads):.2f}"
+              f"{contention}.", ""]
+    return lines
+
+
+def _part4_tables(p: dict[str, Any]) -> list[str]:
+    lines = ["### Model load and peak memory", "",
+             "A fresh process per run: load the model (mmap), make a context (n_ctx 640, "
+             "n_batch 512), evaluate 32 prompt tokens and 16 greedy tokens. Medians. "
+             "`import` is the library's import; `load` is `load_model` (llamakit), "
+             "`llama_model_load_from_file` (C) or `Llama()` (llama-cpp-python: model **and** "
+             "context). RSS is the peak resident set (`getrusage`).", "",
+             "| model | page cache | side | import | load | context | whole process | "
+             "peak RSS | RSS after import |", "| --- | --- | --- | --- | --- | --- | --- | --- "
+             "| --- |"]
+    for ftype, entry in p["load"].items():
+        for cache in ("cold", "warm"):
+            if cache not in entry:
+                continue
+            for side, v in entry[cache]["summary"].items():
+                imp = f"{v['import_ms']:.0f} ms" if "import_ms" in v else "–"
+                ctx = f"{v['context_ms']:.0f} ms" if "context_ms" in v else "(in load)"
+                after = (f"{v['maxrss_imported_kb'] / 1024:.0f} MiB"
+                         if "maxrss_imported_kb" in v else "–")
+                lines.append(f"| {ftype} | {cache} | {side} | {imp} | {v['load_ms']:.0f} ms | "
+                             f"{ctx} | {v['process_ms']:.0f} ms | "
+                             f"{v['maxrss_kb'] / 1024:.0f} MiB | {after} |")
+    if not p.get("drop_caches"):
+        lines += ["", "(Cold runs skipped: dropping the page cache needs root.)"]
+    e = p.get("embeddings")
+    if e:
+        lines += ["", "### Embeddings", "",
+                  f"{e['n_texts']} texts ({e['n_tokens']} tokens) embedded one sequence per "
+                  f"decode with mean pooling, not normalized, on {e['model']}; median of "
+                  f"{len(e[LK]['samples_s'])} interleaved runs.", "",
+                  "| side | texts/s | tokens/s |", "| --- | --- | --- |",
+                  f"| {LK} | {e[LK]['texts_per_s']:.1f} | {e[LK]['tokens_per_s']:.0f} |",
+                  f"| {LCP} | {e[LCP]['texts_per_s']:.1f} | {e[LCP]['tokens_per_s']:.0f} |",
+                  f"| ratio llamakit / llama-cpp-python | **{e['ratio']:.3f}** | |"]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    mach, settings = results["machine"], results["settings"]
+    lines = [f"## Results: {mach['cpu']}, {mach['cpus']} CPUs, {mach['memory_gib']} GiB",
+             "",
+             f"- run {results['started']}, {results['wall_s']:.0f} s, command "
+             f"`{results['command']}`",
+             f"- threads {settings['threads']}, n_batch 2048, n_ubatch 512; "
+             f"{settings['reps']} measured rounds after one warm-up round",
+             f"- load average (1/5/15 min) at start {results['load_average_start']}, at end "
+             f"{results['load_average_end']}",
+             f"- llama.cpp tree `{results['llama_cpp']['tree']}` "
+             f"({results['llama_cpp']['identity']})",
+             f"- kernel {mach['kernel']}, Python {mach['python']}, {mach['compiler']}", ""]
+    for m in results["models"].values():
+        lines += _model_tables(m, settings["reps"])
+    if "part4" in results:
+        lines += _part4_tables(results["part4"])
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The Vulkan backend on a bare NVIDIA machine (the `device` tool's H100), one command:
+#
+#     benchmarks/make_device_bundle.sh          # here, once: writes .device/ (15 MB)
+#     benchmarks/h100_vulkan.sh                 # there, from the repository root
+#
+# Phases (all by default, or name some: setup build test models bench report):
+#   setup   unpack Debian's Vulkan loader into / (the image has the driver's ICD but no
+#           loader), the pruned llama.cpp tree and the VULKAN_SDK-like folder of .device/;
+#           pip-install the carried wheels and llamakit, llamakit-cpu, llamakit-vulkan (-e)
+#   build   `python3 -m llamakit build cpu vulkan`, and beside it llama.cpp's llama-bench
+#           and llama-quantize from the same tree with the vulkan variant's CMake flags
+#           (llamakit's COMMON_CMAKE_FLAGS + the spec's, tools switched on)
+#   test    tests/vulkan and every test marked gpu
+#   models  1B and 8B llama shapes (llama-spm vocab) in F16 with write_llama_model
+#           (reuse_weights: one random array per shape), then $QUANT with llama-quantize
+#   bench   benchmarks/cpu_vs_gpu.py --backends vulkan --llama-bench ... per model
+#   report  one markdown table of all models (results/summary.md)
+#
+# Results and logs go to $WORK/results (and are copied to $OUT when it is set).
+# Environment: WORK (default /tmp/lk-h100), QUANT (Q4_0), SHAPES ("1b 8b"), RUNS (5),
+# BANDWIDTH_TBS (3.35, the H100 SXM's HBM3), CPU_BENCH_SHAPES (shapes whose F16 and
+# $QUANT models are also measured on the cpu backend; default none).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUNDLE=${BUNDLE:-$ROOT/.device}
+WORK=${WORK:-/tmp/lk-h100}
+RESULTS=$WORK/results
+PY=${PYTHON:-python3}
+QUANT=${QUANT:-Q4_0}
+SHAPES=${SHAPES:-"1b 8b"}
+RUNS=${RUNS:-5}
+BANDWIDTH_TBS=${BANDWIDTH_TBS:-3.35}
+CPU_BENCH_SHAPES=${CPU_BENCH_SHAPES:-}
+JOBS=$(nproc)
+mkdir -p "$RESULTS" "$WORK/models"
+
+export VULKAN_SDK=$WORK/vulkan-sdk
+export PATH=$VULKAN_SDK/bin:$PATH
+export CMAKE_PREFIX_PATH=$VULKAN_SDK
+export LLAMAKIT_LLAMA_CPP_DIR=$WORK/llama.cpp
+export PYTHONUNBUFFERED=1
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$ICD" ]; then export VK_DRIVER_FILES=$ICD; fi
+
+stamp() { echo "=== $(date +%T) $*"; }
+
+phase_setup() {
+    stamp setup
+    for deb in "$BUNDLE"/debs/*.deb; do dpkg -x "$deb" /; done
+    ldconfig
+    rm -rf "$WORK/llama.cpp" "$VULKAN_SDK"
+    mkdir -p "$WORK/llama.cpp"
+    tar -xzf "$BUNDLE/llama.cpp.tar.gz" -C "$WORK/llama.cpp"
+    tar -xzf "$BUNDLE/vulkan-sdk.tar.gz" -C "$WORK"
+    local loader
+    loader=$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')
+    ln -sf "$loader" "$VULKAN_SDK/lib/libvulkan.so"
+    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" hatchling editables
+    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" --no-build-isolation \
+        -e . -e plugins/cpu -e plugins/vulkan
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
+        --format=csv | tee "$RESULTS/gpu.txt"
+}
+
+tool_flags() {
+    "$PY" - <<'EOF'
+from llamakit._build.variant import COMMON_CMAKE_FLAGS
+from llamakit_vulkan import vulkan_backend
+
+flags = {**COMMON_CMAKE_FLAGS, **vulkan_backend().cmake_flags(),
+         "LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
+print(" ".join(f"-D{k}={v}" for k, v in flags.items()))
+EOF
+}
+
+phase_build() {
+    stamp build
+    local flags
+    flags=$(tool_flags)
+    echo "llama-bench/llama-quantize CMake flags: $flags" | tee "$RESULTS/tool_flags.txt"
+    # The two builds overlap: each has a long single-file step (ggml-vulkan.cpp).
+    (cmake -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$WORK/tools-build" -G Ninja $flags \
+        && ninja -C "$WORK/tools-build" -j "$JOBS" llama-bench llama-quantize) \
+        > "$RESULTS/tools_build.log" 2>&1 &
+    local tools=$!
+    "$PY" -m llamakit build cpu vulkan 2>&1 | tee "$RESULTS/llamakit_build.log"
+    wait "$tools" || { tail -40 "$RESULTS/tools_build.log"; return 1; }
+    grep -i "not supported by glslc\|supported by glslc" "$RESULTS/tools_build.log" || true
+    "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"
+}
+
+phase_test() {
+    stamp test
+    local status=0
+    "$PY" -m pytest -q -p no:cacheprovider tests/vulkan \
+        2>&1 | tee "$RESULTS/test_vulkan.log" || status=1
+    "$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors -m gpu tests \
+        2>&1 | tee "$RESULTS/test_gpu_marked.log" || status=1
+    return $status
+}
+
+phase_models() {
+    stamp models
+    local shape
+    for shape in $SHAPES; do
+        "$PY" -c "
+import sys; sys.path.insert(0, 'benchmarks')
+from pathlib import Path
+from cpu_vs_gpu import write_synthetic
+write_synthetic('$shape', Path('$WORK/models/$shape-f16.gguf'), dtype='f16')"
+        local quant=$WORK/models/$shape-${QUANT,,}.gguf
+        if [ ! -f "$quant" ]; then
+            local started=$SECONDS
+            "$WORK/tools-build/bin/llama-quantize" "$WORK/models/$shape-f16.gguf" "$quant" \
+                "$QUANT" "$JOBS" > "$RESULTS/quantize-$shape.log" 2>&1
+            echo "llama-quantize $shape $QUANT: $((SECONDS - started)) s"
+        fi
+    done
+    ls -la "$WORK/models"
+}
+
+phase_bench() {
+    stamp bench
+    local shape kind backends
+    for shape in $SHAPES; do
+        for kind in f16 "${QUANT,,}"; do
+            backends=vulkan
+            if [[ " $CPU_BENCH_SHAPES " == *" $shape "* ]]; then backends=vulkan,cpu; fi
+            stamp "bench $shape-$kind ($backends)"
+            "$PY" benchmarks/cpu_vs_gpu.py --model "$WORK/models/$shape-$kind.gguf" \
+                --backends "$backends" --runs "$RUNS" --n-prompt 512 --n-gen 128 \
+                --llama-bench "$WORK/tools-build/bin/llama-bench" \
+                --bandwidth-tbs "$BANDWIDTH_TBS" --json "$RESULTS/bench-$shape-$kind.json" \
+                2>&1 | tee "$RESULTS/bench-$shape-$kind.log"
+        done
+    done
+}
+
+phase_report() {
+    stamp report
+    "$PY" - "$RESULTS" <<'EOF' | tee "$RESULTS/summary.md"
+import json, sys
+from pathlib import Path
+
+rows = ["| model | size GiB | engine | pp512 tok/s | tg128 tok/s | pp / llama-bench | "
+        "tg / llama-bench | tg share of bandwidth |", "| --- " * 8 + "|"]
+for path in sorted(Path(sys.argv[1]).glob("bench-*.json")):
+    report = json.loads(path.read_text())
+    name = path.stem.removeprefix("bench-")
+    bench = report.get("llama_bench")
+    for row in report["results"]:
+        ratio = (f"{row['pp_ratio']:.2f} | {row['tg_ratio']:.2f}" if "pp_ratio" in row
+                 else " | ")
+        share = row.get("tg_bandwidth_share")
+        rows.append(f"| {name} | {row['size_bytes'] / 2**30:.2f} | llamakit {row['backend']} "
+                    f"| {row['pp_tokens_per_s']:,.0f} | {row['tg_tokens_per_s']:,.1f} | "
+                    f"{ratio} | {'' if share is None else f'{share:.1%}'} |")
+    if bench:
+        share = bench.get("tg_bandwidth_share")
+        rows.append(f"| {name} | {bench['model_size'] / 2**30:.2f} | llama-bench "
+                    f"{bench['backends']} | {bench['pp_tokens_per_s']:,.0f} | "
+                    f"{bench['tg_tokens_per_s']:,.1f} | 1 | 1 | "
+                    f"{'' if share is None else f'{share:.1%}'} |")
+print("\n".join(rows))
+EOF
+}
+
+PHASES=${*:-setup build test models bench report}
+status=0
+for phase in $PHASES; do
+    # A subshell outside any `||`, so that `set -e` holds inside the phase.
+    set +e
+    (set -e; "phase_$phase")
+    code=$?
+    set -e
+    if [ "$code" != 0 ]; then
+        echo "phase $phase failed ($code)"
+        status=$code
+        [ "$phase" = test ] || break  # failing tests do not stop the measurements
+    fi
+done
+if [ -n "${OUT:-}" ]; then
+    tar -czf "$OUT/logs.tar.gz" -C "$WORK" results
+    cp "$RESULTS"/summary.md "$RESULTS"/bench-*.json "$OUT"/ 2>/dev/null || true
+fi
+stamp "done (status $status)"
+exit $status

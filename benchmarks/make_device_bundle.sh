@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Build the bundle that benchmarks/h100_vulkan.sh needs on a bare GPU machine without
+# network (the `device` tool's H100: Ubuntu 24.04, python3.12, NVIDIA driver, no Vulkan
+# loader, no glslc, no cffi/pydantic/gguf). Run here, on Debian bookworm amd64, from the
+# repository root:
+#
+#     benchmarks/make_device_bundle.sh            # writes .device/ (ignored, < 64 MiB)
+#
+# .device/ then holds:
+#   llama.cpp.tar.gz   the pinned llama.cpp tree, pruned to what CMake needs for the
+#                      libraries, ggml-vulkan, tools/llama-bench and tools/quantize, plus
+#                      models/ggml-vocab-llama-spm.gguf (write_llama_model's tokenizer)
+#   vulkan-sdk.tar.gz  a VULKAN_SDK-like folder: bin/glslc (bookworm's, with libshaderc),
+#                      include/ (Vulkan 1.4.309 headers from Debian trixie, SPIR-V headers),
+#                      share/cmake/SPIRV-Headers; lib/libvulkan.so is linked on the device
+#   debs/              Debian's Vulkan loader and GL vendor-neutral libraries (../shared/
+#                      FACTS.md: the NVIDIA ICD needs libGLX/libEGL beside libvulkan1)
+#   wheels/            cp312 manylinux wheels of llamakit's dependencies the image lacks
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEST=${1:-$ROOT/.device}
+PY=${PYTHON:-python3}
+mkdir -p "$DEST/debs" "$DEST/wheels"
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+
+# --- llama.cpp: the tree llamakit builds from, without data the build does not read.
+TREE=$("$PY" -c "from llamakit._build.source import source_tree; print(source_tree().path)")
+tar -C "$TREE" -cf "$STAGE/llama.cpp.tar" \
+    --exclude=./.git --exclude=./.github --exclude=./.devops --exclude=./docs \
+    --exclude=./media --exclude=./tests --exclude=./examples --exclude=./benches \
+    --exclude=./gguf-py --exclude=./tools/ui --exclude=./tools/server/public \
+    --exclude='./models/*' --exclude='./ggml/src/ggml-cuda' --exclude='./ggml/src/ggml-sycl' \
+    --exclude='./ggml/src/ggml-opencl' --exclude='./ggml/src/ggml-hexagon' \
+    --exclude='./ggml/src/ggml-metal' --exclude='./ggml/src/ggml-cann' \
+    --exclude='./ggml/src/ggml-webgpu' --exclude='./ggml/src/ggml-openvino' \
+    --exclude='./ggml/src/ggml-et' --exclude='./ggml/src/ggml-virtgpu' \
+    .
+tar -C "$TREE" -rf "$STAGE/llama.cpp.tar" ./models/ggml-vocab-llama-spm.gguf
+gzip -c "$STAGE/llama.cpp.tar" > "$DEST/llama.cpp.tar.gz"
+
+# --- VULKAN_SDK-like folder: what plugins/vulkan's prerequisite checks and ggml-vulkan's
+# CMake (FindVulkan with COMPONENTS glslc, find_package(SPIRV-Headers CONFIG)) look for.
+SDK=$STAGE/vulkan-sdk
+mkdir -p "$SDK/bin" "$SDK/lib" "$SDK/include" "$SDK/share/cmake"
+cp /usr/bin/glslc "$SDK/bin/glslc.bin"
+for lib in $(ldd /usr/bin/glslc | awk '/libshaderc/ {print $3}'); do cp -L "$lib" "$SDK/lib/"; done
+cat > "$SDK/bin/glslc" <<'EOF'
+#!/bin/sh
+# bookworm's glslc with its own libshaderc, wherever this folder is unpacked
+here=$(dirname "$(readlink -f "$0")")
+LD_LIBRARY_PATH="$here/../lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/glslc.bin" "$@"
+EOF
+chmod +x "$SDK/bin/glslc"
+HEADERS=$("$PY" -c "
+from llamakit_vulkan._headers import fetched_include_dir, headers_include_dir, prepare_headers
+prepare_headers()
+print(headers_include_dir() or '/usr/include')")
+cp -r "$HEADERS/vulkan" "$SDK/include/"
+if [ -d "$HEADERS/vk_video" ]; then cp -r "$HEADERS/vk_video" "$SDK/include/"; fi
+cp -r /usr/include/spirv "$SDK/include/"
+cp -r /usr/share/cmake/SPIRV-Headers "$SDK/share/cmake/"
+tar -C "$STAGE" -czf "$DEST/vulkan-sdk.tar.gz" vulkan-sdk
+
+# --- Vulkan loader and libglvnd (bookworm's run on Ubuntu 24.04), with a private apt state
+# so the system's package lists stay untouched.
+APT=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$STAGE/lists")
+mkdir -p "$STAGE/lists/partial"
+apt-get "${APT[@]}" update >/dev/null
+(cd "$DEST/debs" && rm -f ./*.deb && apt-get "${APT[@]}" download \
+    libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 2>/dev/null)
+
+# --- wheels: the versions this checkout is tested with, for CPython 3.12 on manylinux.
+rm -f "$DEST/wheels/"*.whl
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$DEST/wheels" \
+    cffi==2.0.0 pycparser==3.0 pydantic==2.13.4 pydantic_core==2.46.4 annotated-types \
+    "typing-extensions>=4.14.1" typing-inspection pluggy==1.6.0 gguf==0.19.0 \
+    hatchling==1.33.0 pathspec==1.1.1 "packaging>=24.2" trove-classifiers tomlkit \
+    "jinja2>=3.1.6" markupsafe editables
+
+du -sh "$DEST"/* | sed "s|$ROOT/||"
+du -sh "$DEST" | sed "s|$ROOT/||"

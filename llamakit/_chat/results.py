@@ -1,0 +1,84 @@
+"""What ``Context.chat`` returns: an OpenAI-shaped assistant message with its usage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .._results import GenerationResult, TextStream
+
+__all__ = ["ChatFinishReason", "ChatResult", "ChatStream", "ChatUsage"]
+
+#: OpenAI's reasons: "stop" (an end-of-generation token or a stop string), "length".
+ChatFinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class ChatUsage:
+    """Token counts as OpenAI reports them; ``completion_tokens`` are the reply's tokens
+    (the end-of-generation token is not part of the reply)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The assistant's reply: ``role``, ``content``, ``finish_reason`` and ``usage`` as in
+    OpenAI's chat completion; ``generation`` keeps the details (tokens, timings with
+    ``prompt_tokens_cached``, seed) and ``prompt`` the rendered prompt text."""
+
+    content: str
+    finish_reason: ChatFinishReason
+    usage: ChatUsage
+    generation: GenerationResult
+    prompt: str
+    role: str = "assistant"
+
+    @classmethod
+    def from_generation(cls, result: GenerationResult, prompt: str) -> ChatResult:
+        n_prompt, n_reply = len(result.prompt_tokens), len(result.tokens)
+        return cls(content=result.text,
+                   finish_reason="length" if result.finish_reason == "length" else "stop",
+                   usage=ChatUsage(n_prompt, n_reply, n_prompt + n_reply),
+                   generation=result, prompt=prompt)
+
+    @property
+    def message(self) -> dict[str, str]:
+        """``{"role": "assistant", "content": ...}``, to append to the conversation."""
+        return {"role": self.role, "content": self.content}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI-shaped fields as plain data (JSON-ready)."""
+        return {"role": self.role, "content": self.content,
+                "finish_reason": self.finish_reason,
+                "usage": {"prompt_tokens": self.usage.prompt_tokens,
+                          "completion_tokens": self.usage.completion_tokens,
+                          "total_tokens": self.usage.total_tokens}}
+
+
+class ChatStream(Iterator[str]):
+    """Text pieces of the reply as they are generated; ``result`` (a ``ChatResult``) is
+    set once the stream is exhausted."""
+
+    def __init__(self, stream: TextStream, prompt: str) -> None:
+        self._stream = stream
+        self.prompt = prompt
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._stream)
+        except StopIteration:
+            if self.result is None and self._stream.result is not None:
+                self.result = ChatResult.from_generation(self._stream.result, self.prompt)
+            raise
+
+    def close(self) -> None:
+        """Stop generating early (what leaving a ``for`` loop does too)."""
+        self._stream.close()

@@ -1,0 +1,77 @@
+"""Turning generated token bytes into safe text pieces, with stop strings."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+from ._errors import ConfigError
+
+__all__ = ["TextAssembler", "stop_strings"]
+
+
+def stop_strings(stop: str | Sequence[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    values = [stop] if isinstance(stop, str) else list(stop)
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"stop strings must be non-empty str, got {value!r}", key="stop")
+    return values
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that could begin a stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
+
+
+class TextAssembler:
+    """Turns token bytes into text pieces that are safe to show.
+
+    Bytes of an unfinished UTF-8 character wait for the rest; text that could be the
+    beginning of a stop string waits until it is known not to be one.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = list(stops)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.stopped = False
+        self.parts: list[str] = []
+
+    def feed(self, data: bytes) -> str:
+        """Add a token's bytes; return the text now ready (possibly empty)."""
+        pending = self._pending + self._decoder.decode(data)
+        keep = 0
+        if self.stops:
+            cut = min((i for i in (pending.find(s) for s in self.stops) if i >= 0), default=-1)
+            if cut >= 0:
+                self.stopped = True
+                self._pending = ""
+                return self._emit(pending[:cut])
+            keep = _held_back(pending, self.stops)
+        self._pending = pending[len(pending) - keep:]
+        return self._emit(pending[:len(pending) - keep])
+
+    def finish(self) -> str:
+        """Flush what was held back (nothing after a stop string matched)."""
+        if self.stopped:
+            return ""
+        rest = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return self._emit(rest)
+
+    def _emit(self, text: str) -> str:
+        if text:
+            self.parts.append(text)
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)

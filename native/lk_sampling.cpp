@@ -1,0 +1,449 @@
+// llamakit's sampling shim; see lk_sampling.h for why each function exists.
+#include "lk_sampling.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// llama.cpp's own GBNF parser (an internal header of the pinned tree): parsing with it here
+// gives the exact acceptance of llama_sampler_init_grammar, and its error text, which
+// llama.cpp itself only prints to stderr.
+#include "llama-grammar.h"
+
+namespace {
+
+thread_local std::string last_error;
+
+// Thrown through llama.cpp's chain code when a Python stage raised; Python keeps the
+// exception itself.
+struct python_error : std::exception {
+    const char * what() const noexcept override { return "a Python sampler raised"; }
+};
+
+// A grammar stage met a token it does not allow (llama.cpp would abort or terminate).
+struct grammar_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// -- grammar parse check ------------------------------------------------------------------
+
+// Same as the static parse_space of llama-grammar.cpp.
+const char * skip_space(const char * pos, bool newline_ok) {
+    while (*pos == ' ' || *pos == '\t' || *pos == '#' ||
+           (newline_ok && (*pos == '\r' || *pos == '\n'))) {
+        if (*pos == '#') {
+            while (*pos && *pos != '\r' && *pos != '\n') {
+                pos++;
+            }
+        } else {
+            pos++;
+        }
+    }
+    return pos;
+}
+
+// llama_grammar_parser::parse without the stderr print: the checks of the pinned tree, in
+// its order, with the failing message kept.
+bool check_grammar(const llama_vocab * vocab, const char * text, const char * root,
+                   std::string & error) {
+    llama_grammar_parser parser(vocab);
+    try {
+        const char * pos = skip_space(text, true);
+        while (*pos) {
+            pos = parser.parse_rule(pos);
+        }
+    } catch (const std::exception & err) {
+        error = err.what();
+        return false;
+    }
+    for (size_t i = 0; i < parser.rules.size(); i++) {
+        bool undefined = parser.rules[i].empty();
+        uint32_t missing = (uint32_t) i;
+        for (const auto & elem : parser.rules[i]) {
+            if (elem.type == LLAMA_GRETYPE_RULE_REF &&
+                (elem.value >= parser.rules.size() || parser.rules[elem.value].empty())) {
+                undefined = true;
+                missing = elem.value;
+                break;
+            }
+        }
+        if (undefined) {
+            for (const auto & kv : parser.symbol_ids) {
+                if (kv.second == missing) {
+                    error = "undefined rule '" + kv.first + "'";
+                    return false;
+                }
+            }
+            error = "undefined rule";
+            return false;
+        }
+    }
+    if (parser.rules.empty()) {
+        error = "the grammar has no rules";
+        return false;
+    }
+    if (parser.symbol_ids.find(root) == parser.symbol_ids.end()) {
+        error = std::string("the grammar has no rule named '") + root + "' (its root)";
+        return false;
+    }
+    return true;
+}
+
+// -- the guarded grammar stage ------------------------------------------------------------
+
+struct grammar_stage {
+    llama_sampler * inner;
+    bool bypass;  // set by lk_sampler_sample for its first, unconstrained pass
+};
+
+bool grammar_allows(grammar_stage * g, llama_token token) {
+    llama_token_data data = {token, 0.0f, 0.0f};
+    llama_token_data_array one = {&data, 1, -1, false};
+    llama_sampler_apply(g->inner, &one);
+    return data.logit != -INFINITY;
+}
+
+const char * grammar_name(const llama_sampler * /*smpl*/) {
+    return "grammar";
+}
+
+void grammar_accept(llama_sampler * smpl, llama_token token) {
+    auto * g = (grammar_stage *) smpl->ctx;
+    // llama.cpp aborts on a forbidden end-of-generation token and throws (through its C
+    // API, so the process terminates) on any other forbidden token.
+    if (!grammar_allows(g, token)) {
+        throw grammar_error("the grammar does not allow token " + std::to_string(token));
+    }
+    try {
+        llama_sampler_accept(g->inner, token);
+    } catch (const std::exception & err) {  // a lazy grammar's replay after its trigger
+        throw grammar_error(err.what());
+    }
+}
+
+void grammar_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
+    auto * g = (grammar_stage *) smpl->ctx;
+    if (!g->bypass) {
+        llama_sampler_apply(g->inner, cur_p);
+    }
+}
+
+void grammar_reset(llama_sampler * smpl) {
+    llama_sampler_reset(((grammar_stage *) smpl->ctx)->inner);
+}
+
+llama_sampler * grammar_clone(const llama_sampler * smpl);
+
+void grammar_free(llama_sampler * smpl) {
+    auto * g = (grammar_stage *) smpl->ctx;
+    llama_sampler_free(g->inner);
+    delete g;
+}
+
+llama_sampler_i grammar_iface = {
+    /* .name              = */ grammar_name,
+    /* .accept            = */ grammar_accept,
+    /* .apply             = */ grammar_apply,
+    /* .reset             = */ grammar_reset,
+    /* .clone             = */ grammar_clone,
+    /* .free              = */ grammar_free,
+    /* .backend_init      = */ nullptr,
+    /* .backend_accept    = */ nullptr,
+    /* .backend_apply     = */ nullptr,
+    /* .backend_set_input = */ nullptr,
+    /* .backend_reset     = */ nullptr,
+    /* .copy_state        = */ nullptr,
+};
+
+llama_sampler * grammar_clone(const llama_sampler * smpl) {
+    const auto * g = (const grammar_stage *) smpl->ctx;
+    return llama_sampler_init(&grammar_iface, new grammar_stage{llama_sampler_clone(g->inner), false});
+}
+
+// -- the Python stage ---------------------------------------------------------------------
+
+struct python_stage {
+    void * handle;
+    std::string name;
+    int32_t flags;
+};
+
+const char * python_name(const llama_sampler * smpl) {
+    return ((const python_stage *) smpl->ctx)->name.c_str();
+}
+
+void python_accept(llama_sampler * smpl, llama_token token) {
+    auto * p = (python_stage *) smpl->ctx;
+    if ((p->flags & LK_PY_HAS_ACCEPT) && !lk_py_sampler_accept(p->handle, token)) {
+        throw python_error();
+    }
+}
+
+void python_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
+    if (!lk_py_sampler_apply(((python_stage *) smpl->ctx)->handle, cur_p)) {
+        throw python_error();
+    }
+}
+
+void python_reset(llama_sampler * smpl) {
+    auto * p = (python_stage *) smpl->ctx;
+    if ((p->flags & LK_PY_HAS_RESET) && !lk_py_sampler_reset(p->handle)) {
+        throw python_error();
+    }
+}
+
+llama_sampler * python_clone(const llama_sampler * smpl) {
+    const auto * p = (const python_stage *) smpl->ctx;
+    void * handle = lk_py_sampler_clone(p->handle);
+    if (handle == nullptr) {
+        throw python_error();
+    }
+    return lk_sampler_init_python(handle, p->name.c_str(), p->flags);
+}
+
+void python_free(llama_sampler * smpl) {
+    auto * p = (python_stage *) smpl->ctx;
+    lk_py_sampler_free(p->handle);
+    delete p;
+}
+
+llama_sampler_i python_iface = {
+    /* .name              = */ python_name,
+    /* .accept            = */ python_accept,
+    /* .apply             = */ python_apply,
+    /* .reset             = */ python_reset,
+    /* .clone             = */ python_clone,
+    /* .free              = */ python_free,
+    /* .backend_init      = */ nullptr,
+    /* .backend_accept    = */ nullptr,
+    /* .backend_apply     = */ nullptr,
+    /* .backend_set_input = */ nullptr,
+    /* .backend_reset     = */ nullptr,
+    /* .copy_state        = */ nullptr,
+};
+
+// -- helpers ------------------------------------------------------------------------------
+
+int32_t fail(const char * message) {
+    last_error = message;
+    return LK_SAMPLE_FAILED;
+}
+
+void fill(std::vector<llama_token_data> & cur, const float * logits, int32_t n_vocab) {
+    cur.resize(n_vocab);
+    for (llama_token id = 0; id < n_vocab; id++) {
+        cur[id] = llama_token_data{id, logits[id], 0.0f};
+    }
+}
+
+// Apply `chain` to fresh candidates from `logits`; the selected token or an error code.
+llama_token select(llama_sampler * chain, std::vector<llama_token_data> & cur,
+                   const float * logits, int32_t n_vocab) {
+    fill(cur, logits, n_vocab);
+    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+    llama_sampler_apply(chain, &cur_p);
+    if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
+        last_error = "the sampler chain selected no token: end it with a selecting stage "
+                     "(greedy, dist, mirostat, mirostat_v2 or adaptive_p)";
+        return LK_SAMPLE_NO_TOKEN;
+    }
+    return cur_p.data[cur_p.selected].id;
+}
+
+// Clears the grammars' bypass flags however the sampling call ends.
+struct bypass_guard {
+    std::vector<grammar_stage *> & stages;
+    ~bypass_guard() {
+        for (auto * g : stages) {
+            g->bypass = false;
+        }
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+const char * lk_last_error(void) {
+    return last_error.c_str();
+}
+
+struct llama_sampler * lk_sampler_init_grammar(
+        const struct llama_vocab * vocab, const char * grammar, const char * root, bool lazy,
+        const char ** trigger_patterns, size_t n_trigger_patterns,
+        const llama_token * trigger_tokens, size_t n_trigger_tokens) {
+    last_error.clear();
+    try {
+        if (!check_grammar(vocab, grammar, root, last_error)) {
+            return nullptr;
+        }
+        llama_sampler * inner = lazy
+            ? llama_sampler_init_grammar_lazy_patterns(vocab, grammar, root, trigger_patterns,
+                                                       n_trigger_patterns, trigger_tokens,
+                                                       n_trigger_tokens)
+            : llama_sampler_init_grammar(vocab, grammar, root);
+        if (inner == nullptr) {
+            return nullptr;  // llama.cpp logged why (left recursion)
+        }
+        return llama_sampler_init(&grammar_iface, new grammar_stage{inner, false});
+    } catch (const std::exception & err) {  // std::regex_error from a trigger pattern
+        last_error = err.what();
+        return nullptr;
+    }
+}
+
+bool lk_sampler_is_grammar(const struct llama_sampler * smpl) {
+    return smpl != nullptr && smpl->iface == &grammar_iface;
+}
+
+struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags) {
+    return llama_sampler_init(&python_iface, new python_stage{handle, name, flags});
+}
+
+llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
+                              int32_t idx) {
+    thread_local std::vector<llama_token_data> cur;
+    thread_local std::vector<grammar_stage *> grammars;
+    last_error.clear();
+    try {
+        const float * logits = llama_get_logits_ith(ctx, idx);
+        if (logits == nullptr) {
+            last_error = "the context holds no logits for output " + std::to_string(idx);
+            return LK_SAMPLE_NO_LOGITS;
+        }
+        const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+        grammars.clear();
+        for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
+            llama_sampler * stage = llama_sampler_chain_get(chain, i);
+            if (stage != nullptr && stage->iface == &grammar_iface) {
+                grammars.push_back((grammar_stage *) stage->ctx);
+            }
+        }
+        llama_token token;
+        {
+            bypass_guard guard{grammars};
+            for (auto * g : grammars) {
+                g->bypass = true;
+            }
+            token = select(chain, cur, logits, n_vocab);
+            if (token < 0) {
+                return token;
+            }
+            bool allowed = true;
+            for (auto * g : grammars) {
+                allowed = allowed && grammar_allows(g, token);
+            }
+            if (!allowed) {
+                for (auto * g : grammars) {
+                    g->bypass = false;
+                }
+                token = select(chain, cur, logits, n_vocab);
+                if (token < 0) {
+                    return token;
+                }
+            }
+        }
+        llama_sampler_accept(chain, token);
+        return token;
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
+int32_t lk_sampler_apply(struct llama_sampler * chain, llama_token_data_array * cur_p) {
+    last_error.clear();
+    try {
+        llama_sampler_apply(chain, cur_p);
+        return LK_SAMPLE_OK;
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
+int32_t lk_sampler_accept(struct llama_sampler * smpl, llama_token token) {
+    last_error.clear();
+    try {
+        llama_sampler_accept(smpl, token);
+        return LK_SAMPLE_OK;
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
+int32_t lk_sampler_accept_history(struct llama_sampler * chain, const llama_token * tokens,
+                                  size_t n_tokens) {
+    last_error.clear();
+    try {
+        for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
+            llama_sampler * stage = llama_sampler_chain_get(chain, i);
+            if (stage == nullptr || stage->iface == &grammar_iface) {
+                continue;
+            }
+            for (size_t t = 0; t < n_tokens; t++) {
+                llama_sampler_accept(stage, tokens[t]);
+            }
+        }
+        return LK_SAMPLE_OK;
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
+int32_t lk_sampler_reset(struct llama_sampler * smpl) {
+    last_error.clear();
+    try {
+        llama_sampler_reset(smpl);
+        return LK_SAMPLE_OK;
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
+struct llama_sampler * lk_sampler_clone(const struct llama_sampler * smpl) {
+    last_error.clear();
+    try {
+        return llama_sampler_clone(smpl);
+    } catch (const python_error &) {
+        last_error = "python";
+        return nullptr;
+    } catch (const std::exception & err) {
+        last_error = err.what();
+        return nullptr;
+    }
+}
+
+void lk_free(void * ptr) {
+    free(ptr);
+}
+
+}  // extern "C"

@@ -1,0 +1,93 @@
+/* llamakit's sampling shim: what llama.cpp's sampler API cannot do safely from Python.
+ *
+ * llama.cpp aborts the process (GGML_ASSERT, or a C++ exception escaping its C API) when a
+ * chain selects no token, when a grammar sampler accepts a token the grammar forbids, and
+ * when a grammar's trigger pattern is not a valid regex. These wrappers turn each of those
+ * into an error code plus a message (lk_last_error), so Python can raise instead. */
+#ifndef LK_SAMPLING_H
+#define LK_SAMPLING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes of lk_sampler_sample (a token id is >= 0) and of the int32_t functions. */
+#define LK_SAMPLE_OK 0
+#define LK_SAMPLE_NO_LOGITS (-1)   /* the context holds no logits for that output index */
+#define LK_SAMPLE_NO_TOKEN (-2)    /* the chain ended without selecting a token */
+#define LK_SAMPLE_FAILED (-3)      /* a stage threw: lk_last_error */
+#define LK_SAMPLE_PYTHON (-4)      /* a Python stage raised; Python holds the exception */
+#define LK_SAMPLE_GRAMMAR (-5)     /* a grammar stage met a token it forbids: lk_last_error */
+
+/* Flags of lk_sampler_init_python: which optional methods the Python object has, so that
+ * missing ones cost no callback per token. */
+#define LK_PY_HAS_ACCEPT 1
+#define LK_PY_HAS_RESET 2
+
+/* Message of the last failure on this thread (empty if none). */
+const char * lk_last_error(void);
+
+/* A grammar stage (plain or lazy) that never aborts: the grammar text is parsed first with
+ * llama.cpp's own parser so a syntax error is reported here (not printed to stderr), regex
+ * errors in trigger patterns are caught, and accepting a token the grammar forbids is an
+ * error instead of an abort. Returns NULL on failure; lk_last_error says why, or is empty
+ * when llama.cpp logged the reason itself (left recursion). */
+struct llama_sampler * lk_sampler_init_grammar(
+        const struct llama_vocab * vocab, const char * grammar, const char * root, bool lazy,
+        const char ** trigger_patterns, size_t n_trigger_patterns,
+        const llama_token * trigger_tokens, size_t n_trigger_tokens);
+
+/* Whether `smpl` is a stage made by lk_sampler_init_grammar. */
+bool lk_sampler_is_grammar(const struct llama_sampler * smpl);
+
+/* A stage that calls back into Python (lk_py_sampler_*) with `handle`. */
+struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags);
+
+/* llama_sampler_sample for a chain, without its aborts. When the chain holds grammar stages,
+ * the first pass skips them and only if the chosen token breaks a grammar is the chain
+ * applied again with the grammars (as llama.cpp's common_sampler does): constraining the
+ * whole vocabulary on every token is slow. Returns the accepted token or an LK_SAMPLE_ code. */
+llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
+                              int32_t idx);
+
+/* Apply `chain` to caller-owned candidates without accepting anything (tests, analysis).
+ * Grammar stages always apply here. */
+int32_t lk_sampler_apply(struct llama_sampler * chain, llama_token_data_array * cur_p);
+
+/* llama_sampler_accept that reports instead of aborting. */
+int32_t lk_sampler_accept(struct llama_sampler * smpl, llama_token token);
+
+/* Accept `tokens` (a prompt) into every stage of `chain` except grammar stages, as
+ * llama.cpp's server does so that penalties and DRY see the prompt. */
+int32_t lk_sampler_accept_history(struct llama_sampler * chain, const llama_token * tokens,
+                                  size_t n_tokens);
+
+/* llama_sampler_reset / llama_sampler_clone that report instead of aborting. */
+int32_t lk_sampler_reset(struct llama_sampler * smpl);
+struct llama_sampler * lk_sampler_clone(const struct llama_sampler * smpl);
+
+/* llama.cpp's JSON-schema-to-GBNF converter (common/json-schema-to-grammar.cpp).
+ * Returns a malloc'd string: the grammar (*status 0) or the error message (*status 1).
+ * *warnings gets a malloc'd string of the converter's warnings, or NULL. Free with lk_free. */
+char * lk_json_schema_to_grammar(const char * schema_json, int32_t * status, char ** warnings);
+void lk_free(void * ptr);
+
+/* Python callbacks (cffi extern "Python+C", defined by the cffi module). Each returns 1 on
+ * success and 0 when the Python code raised; clone returns a new handle or NULL. */
+int32_t lk_py_sampler_apply(void * handle, llama_token_data_array * cur_p);
+int32_t lk_py_sampler_accept(void * handle, llama_token token);
+int32_t lk_py_sampler_reset(void * handle);
+void * lk_py_sampler_clone(void * handle);
+void lk_py_sampler_free(void * handle);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,126 @@
+"""Batch inference: shared decodes equal one-by-one results, queueing, packed embeddings,
+and one model used by many threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import llamakit
+
+PROMPTS = ["Hello world", "The quick brown fox", "Once upon a time", "In the beginning",
+           "A B C", "What is the capital of France?", "1 2 3 4", "Good morning"]
+
+
+@pytest.fixture
+def bctx(model: llamakit.Model) -> Iterator[llamakit.Context]:
+    with model.new_context(n_ctx=1024, n_batch=64, n_seq_max=4, n_threads=2) as context:
+        yield context
+
+
+def _one_by_one(model: llamakit.Model, prompts: list[str], n: int) -> list[list[int]]:
+    with model.new_context(n_ctx=256, n_threads=2) as ctx:
+        return [ctx.generate(p, max_new_tokens=n, temperature=0).tokens for p in prompts]
+
+
+def test_batch_equals_one_by_one(model: llamakit.Model, bctx: llamakit.Context) -> None:
+    """Greedy batch results equal single-sequence results token for token, in order."""
+    results = bctx.generate_batch(PROMPTS[:4], max_new_tokens=12, temperature=0)
+    assert [r.tokens for r in results] == _one_by_one(model, PROMPTS[:4], 12)
+    assert [r.prompt_tokens for r in results] == [model.tokenize(p) for p in PROMPTS[:4]]
+
+
+def test_more_prompts_than_slots_are_queued(model: llamakit.Model,
+                                            bctx: llamakit.Context) -> None:
+    """Eight prompts on four slots all complete, each equal to its single result."""
+    results = bctx.generate_batch(PROMPTS, max_new_tokens=6, temperature=0)
+    assert len(results) == 8
+    assert [r.tokens for r in results] == _one_by_one(model, PROMPTS, 6)
+
+
+def test_per_sequence_stop_and_length(model: llamakit.Model, bctx: llamakit.Context) -> None:
+    """Stop strings and max_new_tokens apply to each sequence on its own."""
+    full = _one_by_one(model, PROMPTS[:3], 16)
+    texts = [model.detokenize(t) for t in full]
+    stop = texts[1][2:5]
+    results = bctx.generate_batch(PROMPTS[:3], max_new_tokens=16, temperature=0, stop=[stop])
+    assert results[1].finish_reason == "stop" and stop not in results[1].text
+    for result, tokens in zip(results, full, strict=True):
+        if result.finish_reason == "length":
+            assert result.tokens == tokens
+
+
+def test_stream_batch_events(bctx: llamakit.Context) -> None:
+    """Streamed (index, piece) events join into each result's text."""
+    stream = bctx.stream_batch(PROMPTS[:5], max_new_tokens=8, temperature=0)
+    pieces: dict[int, list[str]] = {}
+    for index, piece in stream:
+        pieces.setdefault(index, []).append(piece)
+    for index, result in enumerate(stream.results):
+        assert "".join(pieces.get(index, [])) == result.text
+
+
+def test_batch_errors(model: llamakit.Model, bctx: llamakit.Context) -> None:
+    """Bad batch inputs raise typed errors."""
+    with pytest.raises(llamakit.EmptyPromptError):
+        bctx.generate_batch([])
+    with pytest.raises(llamakit.ConfigError):
+        bctx.generate_batch("not a list")  # type: ignore[arg-type]
+    with pytest.raises(llamakit.InvalidTokenError):
+        bctx.generate_batch([[1, 10**9]])
+    with pytest.raises(llamakit.ConfigError):
+        bctx.generate_batch(PROMPTS[:2], max_new_tokens=-1)
+    with pytest.raises(llamakit.ConfigError, match="n_batch"):
+        model.new_context(n_ctx=256, n_batch=2, n_ubatch=2, n_seq_max=4)
+    with pytest.raises(llamakit.ConfigError, match="n_seq_max"):
+        model.new_context(n_ctx=256, n_seq_max=0)
+
+
+def test_packed_embeddings_equal_single(model: llamakit.Model) -> None:
+    """Texts packed into one decode embed like texts embedded one at a time."""
+    texts = PROMPTS[:6]
+    with model.new_context(n_ctx=1024, embeddings=True, n_seq_max=4) as packed, \
+            model.new_context(n_ctx=256, embeddings=True) as single:
+        together = packed.embeddings(texts)
+        alone = np.stack([single.embeddings(t) for t in texts])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_threads_share_one_model(model: llamakit.Model) -> None:
+    """Eight threads, each with its own context on one model, get the single-thread answer."""
+    expected = _one_by_one(model, ["Hello world"], 10)[0]
+    outputs: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with model.new_context(n_ctx=128, n_threads=1) as ctx:
+                outputs.append(ctx.generate("Hello world", max_new_tokens=10,
+                                            temperature=0).tokens)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and outputs == [expected] * 8
+
+
+def test_one_context_from_two_threads_is_serialised(model: llamakit.Model) -> None:
+    """Two threads on one context take turns and both get the right answer."""
+    with model.new_context(n_ctx=256, n_threads=1) as ctx:
+        expected = ctx.generate("Hello world", max_new_tokens=10, temperature=0).tokens
+        outputs: list[list[int]] = []
+        threads = [threading.Thread(target=lambda: outputs.append(
+            ctx.generate("Hello world", max_new_tokens=10, temperature=0).tokens))
+            for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outputs == [expected, expected]
