@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian/Ubuntu machine with python3:
-#   ./dev.sh demo [PROMPT] [FLAGS]   set everything up, then generate with the default model
+#   ./dev.sh demo [QUESTION] [FLAGS] set everything up, then chat with the embedded demo model
 #   ./dev.sh test [PYTEST ARGS]      set everything up, then run the test suite
 #   ./dev.sh setup                   only set up (.venv with llamakit and its CPU backend)
 #   ./dev.sh lint                    ruff and mypy

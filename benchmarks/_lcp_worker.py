@@ -10,7 +10,7 @@ anything llama.cpp prints cannot corrupt the protocol). Each request times one t
     {"cmd": "complete", "prompt": TEXT, "max_tokens": N, "stream": bool,
      "sampling": {"temperature": .., "top_k": .., "top_p": .., "min_p": .., "seed": ..}}
     {"cmd": "embed", "texts": [...]}                  Llama.embed(texts), not normalized
-    {"cmd": "rss"}                                    peak RSS of this process
+    {"cmd": "rss"}                                    peak RSS (VmHWM) of this process
     {"cmd": "quit"}
 
 Python 3.8-compatible on purpose: it runs under whatever Python the venv has.
@@ -18,7 +18,6 @@ Python 3.8-compatible on purpose: it runs under whatever Python the venv has.
 
 import json
 import os
-import resource
 import sys
 import time
 
@@ -70,6 +69,9 @@ def main():
                 llm._ctx.kv_cache_clear()
                 started = time.perf_counter()
                 llm.eval(tokens)
+                # As llama-bench: wait for the result (and close llama.cpp's perf interval,
+                # which would otherwise run on into the next call's numbers).
+                llama_cpp.llama_synchronize(llm._ctx.ctx)
                 wall = time.perf_counter() - started
                 _reply(out, {"wall_s": wall, "n_tokens": len(tokens)})
             elif cmd == "complete":
@@ -116,7 +118,9 @@ def main():
                 wall = time.perf_counter() - started
                 _reply(out, {"wall_s": wall, "n": len(vectors), "dim": len(vectors[0])})
             elif cmd == "rss":
-                _reply(out, {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
+                with open("/proc/self/status") as status:
+                    hwm = next(line for line in status if line.startswith("VmHWM:"))
+                _reply(out, {"maxrss_kb": int(hwm.split()[1])})
             else:
                 _reply(out, {"error": "unknown command " + cmd})
         except Exception as exc:  # reported to the harness, which stops

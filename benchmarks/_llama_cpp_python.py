@@ -3,10 +3,11 @@
 llama-cpp-python 0.3.36 vendors the very llama.cpp commit llamakit pins. To be sure both
 sides run the same kernels, its ``vendor/llama.cpp`` is replaced by the tree llamakit builds
 from (``llamakit._build.source.source_tree()``: the pinned tree with its patches, or
-``$LLAMAKIT_LLAMA_CPP_DIR``), and the CPU variant's ``GGML_*``/``CMAKE_BUILD_TYPE``/
-``CMAKE_C(XX)_FLAGS`` flags are passed through ``CMAKE_ARGS``. Not passed: the flags that
-only make sense for llamakit's static build (``BUILD_SHARED_LIBS``, ``LLAMA_*``,
-``CMAKE_POSITION_INDEPENDENT_CODE``): llama-cpp-python loads shared libraries by design.
+``$LLAMAKIT_LLAMA_CPP_DIR``), and the CPU variant's ``GGML_*`` and ``CMAKE_C(XX)_FLAGS``
+flags are passed through ``CMAKE_ARGS`` (its build type through scikit-build-core's
+``SKBUILD_CMAKE_BUILD_TYPE``). Not passed: the flags that only make sense for llamakit's
+static build (``BUILD_SHARED_LIBS``, ``LLAMA_*``, ``CMAKE_POSITION_INDEPENDENT_CODE``):
+llama-cpp-python loads shared libraries by design.
 ``LLAVA_BUILD=OFF`` skips the multimodal library, which no benchmark loads.
 
 The sdist is the one llamakit downloaded and verified against ``llama.cpp/pin.json``. The
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,11 +37,12 @@ from llamakit._build.source import _download_artifact, load_pin, source_identity
 __all__ = ["VERSION", "cmake_args", "ensure_llama_cpp_python"]
 
 VERSION = "0.3.36"
-_PASSED = ("GGML_", "CMAKE_BUILD_TYPE", "CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS")
+_PASSED = ("GGML_", "CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS")
 
 
 def cmake_args(variant_flags: Mapping[str, str]) -> list[str]:
-    """``CMAKE_ARGS`` for llama-cpp-python that reproduce the CPU variant's ggml."""
+    """``CMAKE_ARGS`` for llama-cpp-python that reproduce the CPU variant's ggml (the build
+    type goes through ``SKBUILD_CMAKE_BUILD_TYPE``: scikit-build-core ignores it here)."""
     passed = [f"-D{k}={v}" for k, v in sorted(variant_flags.items()) if k.startswith(_PASSED)]
     return [*passed, "-DLLAVA_BUILD=OFF"]
 
@@ -67,6 +70,7 @@ def ensure_llama_cpp_python(variant_key: str, variant_flags: Mapping[str, str], 
     """The python of a virtual environment holding llama-cpp-python, made on first use."""
     args = cmake_args(variant_flags)
     key = hash_json({"version": VERSION, "source": source_identity(), "cmake_args": args,
+                     "build_type": variant_flags.get("CMAKE_BUILD_TYPE", "Release"),
                      "variant": variant_key, "python": list(sys.version_info[:2])})
     home = cache_dir() / "bench" / f"lcp-venv-{key[:16]}"
     python = home / "bin" / "python"
@@ -87,7 +91,9 @@ def ensure_llama_cpp_python(variant_key: str, variant_flags: Mapping[str, str], 
         if verbose:
             print(f"building llama-cpp-python {VERSION} from source with {tree} (once; "
                   f"several minutes; log: {log})", file=sys.stderr)
-        env = {**os.environ, "CMAKE_ARGS": " ".join(args),
+        # scikit-build-core splits CMAKE_ARGS like a shell: flags with spaces are quoted.
+        env = {**os.environ, "CMAKE_ARGS": " ".join(shlex.quote(a) for a in args),
+               "SKBUILD_CMAKE_BUILD_TYPE": variant_flags.get("CMAKE_BUILD_TYPE", "Release"),
                "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
         env.pop("PYTHONPATH", None)
         with tempfile.TemporaryDirectory(prefix="lcp-stage-") as stage, \

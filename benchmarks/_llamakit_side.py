@@ -37,13 +37,14 @@ class LlamakitSide:
     """A model and a context of llamakit's CPU backend, and the timed operations."""
 
     def __init__(self, path: Path, *, n_ctx: int, n_batch: int, n_ubatch: int, threads: int,
-                 embeddings: bool = False, pooling: str | None = None) -> None:
+                 embeddings: bool = False, pooling: str | None = None,
+                 n_seq_max: int = 1) -> None:
         started = time.perf_counter()
         self.model = llamakit.load_model(path, backend="cpu")
         self.load_s = time.perf_counter() - started
         self.ctx = self.model.new_context(n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                           n_threads=threads, embeddings=embeddings,
-                                          pooling=pooling)
+                                          pooling=pooling, n_seq_max=n_seq_max)
         self.handle = self.ctx._handle
         self.model_handle = self.model._handle
         self._rng = random.Random(0)
@@ -87,6 +88,9 @@ class LlamakitSide:
                     handle.decode([token])
                     token = randoms[i]
             wall = time.perf_counter() - started
+            if sampler is None:
+                # Reading logits synchronizes, which closes llama.cpp's perf interval.
+                handle.logits(-1)
             perf = handle.perf()
         finally:
             if sampler is not None:

@@ -12,13 +12,18 @@ loading, and at the end. Python 3.8-compatible: it also runs in llama-cpp-python
 
 import json
 import os
-import resource
 import sys
 import time
 
 
 def _rss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, the peak RSS of this process image: getrusage's ru_maxrss would include the
+    # parent's peak, which Linux carries across fork and execve.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
 
 
 def _llamakit(model, n_ctx, n_threads, prompt, n_gen):

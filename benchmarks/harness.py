@@ -322,14 +322,22 @@ def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
              "cosine", "batch", "thread", "cache"]
     texts = [" ".join(rng.choice(words) for _ in range(rng.randint(12, 60)))
              for _ in range(args.embed_texts)]
-    lk = LlamakitSide(emb_model, n_ctx=512, n_batch=512, n_ubatch=512, threads=args.threads,
-                      embeddings=True, pooling="mean")
+    vocab = llamakit.load_model(emb_model, backend="cpu", vocab_only=True)
+    lengths = [len(vocab.tokenize(t)) for t in texts]
+    vocab.close()
+    # Texts share a decode call up to n_batch tokens on both sides: llama-cpp-python's
+    # embedding context holds min(n_batch, 256) sequences in a unified KV cache; llamakit's
+    # holds n_seq_max sequences of n_ctx / n_seq_max positions each.
+    n_seq_max = min(len(texts), 64)
+    n_ctx = -(-n_seq_max * (max(lengths) + 1) // 256) * 256
+    lk = LlamakitSide(emb_model, n_ctx=n_ctx, n_batch=512, n_ubatch=512, threads=args.threads,
+                      embeddings=True, pooling="mean", n_seq_max=n_seq_max)
     lcp = LcpWorker(lcp_python)
     try:
         lcp.request({"cmd": "load", "model": str(emb_model), "n_ctx": 512, "n_batch": 512,
                      "n_ubatch": 512, "n_threads": args.threads, "flash_attn": True,
                      "embedding": True, "pooling_type": 1})
-        n_tokens = sum(len(lk.model.tokenize(t)) for t in texts)
+        n_tokens = sum(lengths)
         out["embeddings"] = {"model": emb_model.name, **measure_embeddings(
             lk.embed, lcp.request, texts, n_tokens, reps=args.reps, log=log)}
     finally:

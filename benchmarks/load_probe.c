@@ -8,7 +8,7 @@
  * Loads MODEL on the CPU with llama_model_default_params() (mmap), creates a context of
  * N_CTX tokens (n_batch = n_ubatch = 512, N_THREADS threads), decodes N_PROMPT tokens (BOS,
  * then ids 1000, 1001, ...) and N_GEN more single tokens chosen greedily. Prints one JSON
- * line: the wall time of each step in milliseconds and the peak RSS (getrusage) in KiB.
+ * line: the wall time of each step in milliseconds and the peak RSS (VmHWM) in KiB.
  * Exit status: 0 on success, 1 on a llama.cpp failure, 2 on bad arguments.
  */
 
@@ -16,7 +16,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <time.h>
 
 static void quiet_log(enum ggml_log_level level, const char * text, void * user_data) {
@@ -31,10 +30,22 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Peak RSS of this process image: VmHWM. getrusage's ru_maxrss would not do, as Linux
+ * carries the parent's peak across fork and execve into it. */
 static long max_rss_kb(void) {
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    return usage.ru_maxrss;
+    FILE * status = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    if (status == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof line, status) != NULL) {
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(status);
+    return kb;
 }
 
 int main(int argc, char ** argv) {

@@ -13,6 +13,7 @@ from ._chat.results import ChatResult, ChatStream, ChatUsage
 from ._chat.template import ChatTemplate
 from ._config import Config, config_schema_markdown, load_config
 from ._context import Context
+from ._demo import demo_model, demo_model_path
 from ._errors import (
     AbortedError,
     BackendError,
@@ -125,6 +126,8 @@ __all__ = [
     "backends",
     "builtin_chat_templates",
     "config_schema_markdown",
+    "demo_model",
+    "demo_model_path",
     "devices",
     "from_config",
     "get_verbosity",

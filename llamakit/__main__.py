@@ -91,12 +91,32 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import demo_model_path
+    from ._demo import DEMO_QUESTIONS, demo_model, demo_model_record
 
-    path = demo_model_path()
-    print("llamakit demo: a synthetic llama-shaped model with RANDOM WEIGHTS and a real "
-          "tokenizer (llama-spm); its text is noise, the pipeline is real.", file=sys.stderr)
-    return _generate(str(path), args)
+    record = demo_model_record()
+    print(f"llamakit demo: a {record['n_params'] / 1e6:.1f}M-parameter llama trained by "
+          "tools/train_demo.py to add, subtract and multiply small numbers, convert units "
+          "and spell words backwards; greedy replies through Context.chat.", file=sys.stderr)
+    questions = [args.prompt] if args.prompt else list(DEMO_QUESTIONS)
+    with demo_model(backend=args.backend) as model, \
+            model.new_context(n_ctx=args.n_ctx) as ctx:
+        tokens, seconds = 0, 0.0
+        for question in questions:
+            print(f"> {question}")
+            stream = ctx.chat_stream([{"role": "user", "content": question}],
+                                     max_new_tokens=args.max_new_tokens,
+                                     temperature=args.temperature, seed=args.seed)
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            if stream.result is not None:
+                timings = stream.result.generation.timings
+                tokens += timings.generated_tokens
+                seconds += timings.generated_ms / 1000
+        print(f"[{tokens} tokens generated at {tokens / max(seconds, 1e-9):.0f} tokens/s; "
+              f"backend {model.backend}]", file=sys.stderr)
+    return 0
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -168,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("model")
     _add_generation_flags(generate, None)
     generate.set_defaults(func=_cmd_generate)
-    demo = sub.add_parser("demo", help="generate with the embedded default model")
-    _add_generation_flags(demo, "Once upon a time")
-    demo.set_defaults(func=_cmd_demo)
+    demo = sub.add_parser("demo", help="chat with the embedded demo model",
+                          description="Ask the embedded demo model a question (default: a "
+                          "few sample questions), e.g. 'What is 48 + 37?'.")
+    _add_generation_flags(demo, "")
+    demo.set_defaults(func=_cmd_demo, temperature=0.0)
     quant = sub.add_parser("quantize", help="quantize a GGUF model (llama-quantize's options)",
                            description="Quantize SRC to TYPE into DST (backend: cpu unless "
                            "--backend); see --list for the types.")
