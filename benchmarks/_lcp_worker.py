@@ -9,6 +9,7 @@ anything llama.cpp prints cannot corrupt the protocol). Each request times one t
     {"cmd": "pp", "tokens": [...]}                    Llama.eval of a prompt, from empty
     {"cmd": "complete", "prompt": TEXT, "max_tokens": N, "stream": bool,
      "sampling": {"temperature": .., "top_k": .., "top_p": .., "min_p": .., "seed": ..}}
+    {"cmd": "overhead", ... as "complete", "runs": N}  the same with llama_decode stubbed
     {"cmd": "embed", "texts": [...]}                  Llama.embed(texts), not normalized
     {"cmd": "rss"}                                    peak RSS (VmHWM) of this process
     {"cmd": "quit"}
@@ -39,6 +40,45 @@ def _reset_perf(llm):
     import llama_cpp
 
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+
+
+def _complete(llm, request):
+    s = request["sampling"]
+    kwargs = {"max_tokens": request["max_tokens"], "temperature": s["temperature"],
+              "top_k": s.get("top_k", 40), "top_p": s.get("top_p", 1.0),
+              "min_p": s.get("min_p", 0.0), "repeat_penalty": 1.0,
+              "seed": s.get("seed")}
+    # Start from an empty cache, as the llamakit side does: the prompt is
+    # evaluated in every repetition.
+    llm.reset()
+    _reset_perf(llm)
+    started = time.perf_counter()
+    if request["stream"]:
+        pieces = []
+        first = None
+        before = llm.n_tokens
+        for chunk in llm.create_completion(request["prompt"], stream=True, **kwargs):
+            if first is None:
+                first = time.perf_counter() - started
+            pieces.append(chunk["choices"][0]["text"])
+            finish = chunk["choices"][0]["finish_reason"]
+        wall = time.perf_counter() - started
+        text = "".join(pieces)
+        # The last token is sampled but not evaluated: n_tokens grows by the
+        # prompt plus all generated tokens but one.
+        n_prompt = len(llm.tokenize(request["prompt"].encode("utf-8"),
+                                    special=True))
+        n_gen = llm.n_tokens - before - n_prompt + 1
+    else:
+        result = llm.create_completion(request["prompt"], **kwargs)
+        wall = time.perf_counter() - started
+        first = None
+        text = result["choices"][0]["text"]
+        finish = result["choices"][0]["finish_reason"]
+        n_prompt = result["usage"]["prompt_tokens"]
+        n_gen = result["usage"]["completion_tokens"]
+    return {"wall_s": wall, "first_s": first, "n_gen": n_gen, "n_prompt": n_prompt,
+            "finish": finish, "text_len": len(text), "text": text[:200], "perf": _perf(llm)}
 
 
 def main():
@@ -74,44 +114,24 @@ def main():
                 llama_cpp.llama_synchronize(llm._ctx.ctx)
                 wall = time.perf_counter() - started
                 _reply(out, {"wall_s": wall, "n_tokens": len(tokens)})
+            elif cmd == "overhead":
+                # Everything but the model: llama_decode is replaced by a no-op, so the
+                # sampler keeps reading the logits of the last real decode.
+                import llama_cpp.llama_cpp as raw
+
+                real = raw.llama_decode
+                raw.llama_decode = lambda ctx, batch: 0
+                try:
+                    walls, counts = [], []
+                    for _ in range(request["runs"]):
+                        reply = _complete(llm, request)
+                        walls.append(reply["wall_s"])
+                        counts.append(reply["n_gen"])
+                finally:
+                    raw.llama_decode = real
+                _reply(out, {"walls_s": walls, "n_gen": counts})
             elif cmd == "complete":
-                s = request["sampling"]
-                kwargs = {"max_tokens": request["max_tokens"], "temperature": s["temperature"],
-                          "top_k": s.get("top_k", 40), "top_p": s.get("top_p", 1.0),
-                          "min_p": s.get("min_p", 0.0), "repeat_penalty": 1.0,
-                          "seed": s.get("seed")}
-                # Start from an empty cache, as the llamakit side does: the prompt is
-                # evaluated in every repetition.
-                llm.reset()
-                _reset_perf(llm)
-                started = time.perf_counter()
-                if request["stream"]:
-                    pieces = []
-                    first = None
-                    before = llm.n_tokens
-                    for chunk in llm.create_completion(request["prompt"], stream=True, **kwargs):
-                        if first is None:
-                            first = time.perf_counter() - started
-                        pieces.append(chunk["choices"][0]["text"])
-                        finish = chunk["choices"][0]["finish_reason"]
-                    wall = time.perf_counter() - started
-                    text = "".join(pieces)
-                    # The last token is sampled but not evaluated: n_tokens grows by the
-                    # prompt plus all generated tokens but one.
-                    n_prompt = len(llm.tokenize(request["prompt"].encode("utf-8"),
-                                                special=True))
-                    n_gen = llm.n_tokens - before - n_prompt + 1
-                else:
-                    result = llm.create_completion(request["prompt"], **kwargs)
-                    wall = time.perf_counter() - started
-                    first = None
-                    text = result["choices"][0]["text"]
-                    finish = result["choices"][0]["finish_reason"]
-                    n_prompt = result["usage"]["prompt_tokens"]
-                    n_gen = result["usage"]["completion_tokens"]
-                _reply(out, {"wall_s": wall, "first_s": first, "n_gen": n_gen,
-                             "n_prompt": n_prompt, "finish": finish, "text_len": len(text),
-                             "text": text[:200], "perf": _perf(llm)})
+                _reply(out, _complete(llm, request))
             elif cmd == "embed":
                 started = time.perf_counter()
                 vectors = llm.embed(request["texts"])

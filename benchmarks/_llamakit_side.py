@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import llamakit
+from llamakit._native.context import ContextHandle
 from llamakit._native.sampler import SamplerHandle
 
 __all__ = ["LlamakitSide", "SAMPLING"]
@@ -147,6 +150,50 @@ class LlamakitSide:
                 "text_len": len(result.text), "text": result.text[:200],
                 "perf": {k: native[k] for k in ("t_eval_ms", "n_eval", "t_p_eval_ms",
                                                 "n_p_eval")}}
+
+    @staticmethod
+    @contextmanager
+    def _decode_stubbed() -> Iterator[None]:
+        """llama.cpp's decode replaced by a no-op (the Python wrapper around it still runs):
+        what remains of a generation loop is llamakit's own per-token cost plus the C
+        sampler, which keeps reading the logits of the last real decode."""
+        real = ContextHandle._evaluate
+        ContextHandle._evaluate = lambda self, batch, *, encode: 0  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            ContextHandle._evaluate = real  # type: ignore[method-assign]
+
+    def overhead(self, prompt: str, max_tokens: int, mode: str, *, stream: bool,
+                 runs: int) -> dict[str, Any]:
+        """``complete`` ``runs`` times with the decode stubbed out."""
+        self.complete(prompt, 1, "greedy", stream=False)  # real logits to sample from
+        walls, counts = [], []
+        with self._decode_stubbed():
+            for _ in range(runs):
+                r = self.complete(prompt, max_tokens, mode, stream=stream)
+                walls.append(r["wall_s"])
+                counts.append(r["n_gen"])
+        return {"walls_s": walls, "n_gen": counts}
+
+    def engine_overhead(self, n: int, runs: int) -> dict[str, Any]:
+        """``engine_tg`` ``runs`` times with the decode stubbed out."""
+        bos = self.model.bos_token
+        self.ctx.reset()
+        self.handle.decode([bos if bos is not None else 0])
+        walls = []
+        with self._decode_stubbed():
+            for _ in range(runs):
+                sampler = self._greedy()
+                token = bos if bos is not None else 0
+                started = time.perf_counter()
+                for _ in range(n):
+                    self.handle.decode([token])
+                    token = sampler.sample(self.handle)
+                walls.append(time.perf_counter() - started)
+                sampler.close()
+        self.ctx.reset()
+        return {"walls_s": walls, "n_gen": [n] * runs}
 
     def embed(self, texts: list[str]) -> dict[str, Any]:
         started = time.perf_counter()

@@ -25,26 +25,40 @@ def _median(samples: list[dict[str, Any]], key: str = "tps") -> float:
     return float(statistics.median(s[key] for s in samples))
 
 
+def _best(samples: list[dict[str, Any]]) -> float:
+    return float(max(s["tps"] for s in samples))
+
+
+def _ratios(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
+    """Ratio of the medians (bold) and of the best runs."""
+    return f"**{_median(a) / _median(b):.3f}** / {_best(a) / _best(b):.3f}"
+
+
 def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
     s = m["samples"]
     lines = [f"### {m['ftype']} ({m['model']}, {m['size_mb']} MB)", "",
              f"Tokens per second, median of {reps} interleaved runs (min–max). Ratio = "
-             "llamakit / reference (above 1: llamakit faster).", "",
+             "llamakit / reference (above 1: llamakit faster), of the medians (bold) and of "
+             "the best runs (the least disturbed by other work on the machine).", "",
              "| test | llama-bench | llamakit engine | ratio | llama-cpp-python `Llama.eval` | "
              "ratio |", "| --- | --- | --- | --- | --- | --- |"]
     lb_pp, lk_pp, lcp_pp = (_median(s[k]) for k in (
         "llama-bench pp", "llamakit engine pp", "llama-cpp-python eval pp"))
+    del lb_pp, lk_pp, lcp_pp
     lines.append(f"| pp{s['llamakit engine pp'][0]['n']} | {_spread(s['llama-bench pp'])} | "
-                 f"{_spread(s['llamakit engine pp'])} | **{lk_pp / lb_pp:.3f}** | "
-                 f"{_spread(s['llama-cpp-python eval pp'])} | {lk_pp / lcp_pp:.3f} |")
+                 f"{_spread(s['llamakit engine pp'])} | "
+                 f"{_ratios(s['llamakit engine pp'], s['llama-bench pp'])} | "
+                 f"{_spread(s['llama-cpp-python eval pp'])} | "
+                 f"{_ratios(s['llamakit engine pp'], s['llama-cpp-python eval pp'])} |")
     lb_tg, lk_tg = _median(s["llama-bench tg"]), _median(s["llamakit engine tg"])
     n_gen = s["llamakit engine tg"][0]["n"]
     lines.append(f"| tg{n_gen} | {_spread(s['llama-bench tg'])} | "
-                 f"{_spread(s['llamakit engine tg'])} | **{lk_tg / lb_tg:.3f}** | – | – |")
+                 f"{_spread(s['llamakit engine tg'])} | "
+                 f"{_ratios(s['llamakit engine tg'], s['llama-bench tg'])} | – | – |")
     if "llamakit engine tg (decode only)" in s:
-        d = _median(s["llamakit engine tg (decode only)"])
         lines.append(f"| tg{n_gen}, decode only | {_spread(s['llama-bench tg'])} | "
-                     f"{_spread(s['llamakit engine tg (decode only)'])} | {d / lb_tg:.3f} "
+                     f"{_spread(s['llamakit engine tg (decode only)'])} | "
+                     f"{_ratios(s['llamakit engine tg (decode only)'], s['llama-bench tg'])} "
                      "| – | – |")
     lines += ["", f"End to end: a text prompt of {m['n_prompt_e2e']} tokens ({m['prompt']!r}), "
               f"{n_gen} generated tokens, tokens/s = {n_gen} / wall time of the whole call "
@@ -58,8 +72,9 @@ def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
         if a is None or b is None:
             continue
         lines.append(f"| {call.replace('_', '-')} | {_spread(a)} | {_spread(b)} | "
-                     f"**{_median(a) / _median(b):.3f}** | "
+                     f"{_ratios(a, b)} | "
                      f"{_median(a, 'outside_us'):.0f} µs | {_median(b, 'outside_us'):.0f} µs |")
+    best_gap = 1 / _best(s["llamakit engine tg"]) - 1 / _best(s["llama-bench tg"])
     engine_out = _median(s["llamakit engine tg"], "outside_us")
     gen_out = _median(s[f"{LK} generate greedy"], "outside_us")
     sampler = m["sampler_us"]
@@ -73,12 +88,28 @@ def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
               f"{sampler['top_p']:.0f} |",
               f"| engine loop − llama-bench, from the medians (1/tg − 1/tg) | "
               f"{(1 / lk_tg - 1 / lb_tg) * 1e6:.0f} |",
+              f"| engine loop − llama-bench, from the best runs | "
+              f"{best_gap * 1e6:.0f} |",
               f"| end-to-end generate (greedy) outside decode | {gen_out:.0f} |",
               f"| end-to-end generate − engine loop, outside decode | "
               f"{gen_out - engine_out:.0f} |",
               f"| llama.cpp's decode itself, for scale (1 / llama-bench tg) | "
               f"{1e6 / lb_tg:.0f} |"]
     loads = [row[0] for row in m["load_average"]] + [row[3] for row in m["load_average"]]
+    overhead = m.get("overhead")
+    if overhead:
+        lines += ["", "Per-token cost of everything but the model, measured with `llama_decode` "
+                  "stubbed out on both sides (the samplers keep reading the last real logits; "
+                  "llamakit's own decode wrapper still runs): microseconds per token, best "
+                  "of 20 runs of "
+                  f"{n_gen} tokens (median in brackets). Includes llama.cpp's C sampler over "
+                  "all logits, which any generation loop pays.", "",
+                  f"| call | {LK} | {LCP} |", "| --- | --- | --- |"]
+        for name, v in overhead[LK].items():
+            other = overhead[LCP].get(name)
+            theirs = (f"{other['best_us']:.0f} ({other['median_us']:.0f})" if other else "–")
+            lines.append(f"| {name.replace('_', '-')} | {v['best_us']:.0f} "
+                         f"({v['median_us']:.0f}) | {theirs} |")
     pressure = [v for v in m.get("cpu_pressure", []) if v is not None]
     contention = (f"; CPU pressure (PSI some avg10, % of time another task waited) after "
                   f"each round {min(pressure):.0f}–{max(pressure):.0f}" if pressure else "")
@@ -93,7 +124,7 @@ def _part4_tables(p: dict[str, Any]) -> list[str]:
              "n_batch 512), evaluate 32 prompt tokens and 16 greedy tokens. Medians. "
              "`import` is the library's import; `load` is `load_model` (llamakit), "
              "`llama_model_load_from_file` (C) or `Llama()` (llama-cpp-python: model **and** "
-             "context). RSS is the peak resident set (`getrusage`).", "",
+             "context). RSS is the peak resident set (VmHWM).", "",
              "| model | page cache | side | import | load | context | whole process | "
              "peak RSS | RSS after import |", "| --- | --- | --- | --- | --- | --- | --- | --- "
              "| --- |"]
@@ -114,8 +145,11 @@ def _part4_tables(p: dict[str, Any]) -> list[str]:
     e = p.get("embeddings")
     if e:
         lines += ["", "### Embeddings", "",
-                  f"{e['n_texts']} texts ({e['n_tokens']} tokens) embedded one sequence per "
-                  f"decode with mean pooling, not normalized, on {e['model']}; median of "
+                  f"{e['n_texts']} texts ({e['n_tokens']} tokens, 12 to 60 words each) in one "
+                  f"call, packed into shared decode calls of up to n_batch = 512 tokens "
+                  f"(llamakit: `new_context(embeddings=True, pooling='mean', n_seq_max=...)`; "
+                  f"llama-cpp-python: `Llama(embedding=True, pooling_type=MEAN)`), not "
+                  f"normalized, on {e['model']}; median of "
                   f"{len(e[LK]['samples_s'])} interleaved runs.", "",
                   "| side | texts/s | tokens/s |", "| --- | --- | --- |",
                   f"| {LK} | {e[LK]['texts_per_s']:.1f} | {e[LK]['tokens_per_s']:.0f} |",

@@ -51,6 +51,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+LK, LCP = "llamakit", "llama-cpp-python"
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog",
     "Once upon a time, in a land far away,",
@@ -77,6 +78,21 @@ def cpu_pressure() -> float | None:
         return float(first[1].split("=")[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def wait_quiet(args: argparse.Namespace) -> float | None:
+    """Wait (at most ``--max-wait`` s) until other work leaves the CPUs alone: with 2
+    threads, a third runnable task stalls every OpenMP barrier for a scheduler slice."""
+    deadline = time.monotonic() + args.max_wait
+    pressure = cpu_pressure()
+    announced = False
+    while pressure is not None and pressure > args.quiet_psi and time.monotonic() < deadline:
+        if not announced:
+            log(f"  waiting for a quiet CPU (pressure {pressure:.0f}% > {args.quiet_psi}%)")
+            announced = True
+        time.sleep(5)
+        pressure = cpu_pressure()
+    return pressure
 
 
 class LcpWorker:
@@ -223,6 +239,36 @@ def _choose_prompt(variants: dict[str, Measure], prompt_box: list[str], n_gen: i
                      "tokens; add prompts to PROMPTS")
 
 
+def measure_overhead(lk: Any, lcp: LcpWorker, prompt: str, n_gen: int,
+                     rounds: int) -> dict[str, Any]:
+    """Per-token cost of everything but the model: the same calls with llama_decode stubbed
+    out (both sides), alternating, ``rounds`` x 4 runs each. Robust to other work on the
+    machine in a way the real runs are not: no OpenMP barrier waits on a preempted thread,
+    and the best of many short runs."""
+    from _llamakit_side import SAMPLING
+
+    calls = [("engine loop", None, False)] + [
+        (f"{'stream' if stream else 'generate'} {mode}", mode, stream)
+        for mode in ("greedy", "top_p") for stream in (False, True)]
+    per_token: dict[str, dict[str, list[float]]] = {LK: {}, LCP: {}}
+    for _ in range(rounds):
+        for name, mode, stream in calls:
+            if mode is None:
+                r = lk.engine_overhead(n_gen, 4)
+                per_token[LK].setdefault(name, []).extend(
+                    w / n * 1e6 for w, n in zip(r["walls_s"], r["n_gen"], strict=True))
+                continue
+            a = lk.overhead(prompt, n_gen, mode, stream=stream, runs=4)
+            b = lcp.request({"cmd": "overhead", "prompt": prompt, "max_tokens": n_gen,
+                             "stream": stream, "sampling": SAMPLING[mode], "runs": 4})
+            for side, r in ((LK, a), (LCP, b)):
+                per_token[side].setdefault(name, []).extend(
+                    w / max(n, 1) * 1e6 for w, n in zip(r["walls_s"], r["n_gen"], strict=True))
+    return {side: {name: {"best_us": min(v), "median_us": statistics.median(v),
+                          "samples_us": v} for name, v in calls_.items()}
+            for side, calls_ in per_token.items()}
+
+
 def measure_model(ftype: str, model: Path, bench: Path, lcp_python: Path,
                   args: argparse.Namespace, full: bool) -> dict[str, Any]:
     from _llamakit_side import LlamakitSide
@@ -241,15 +287,20 @@ def measure_model(ftype: str, model: Path, bench: Path, lcp_python: Path,
         pp_tokens = [bos if bos is not None else pool[0]] + rng.sample(pool, args.n_prompt - 1)
         prompt_box = [PROMPTS[0]]
         variants = _variants(lk, lcp, bench, model, prompt_box, pp_tokens, args, full)
+        wait_quiet(args)
         warm = _choose_prompt(variants, prompt_box, args.n_gen)
         samplers = {mode: lk.sampler_cost(mode) for mode in ("greedy", "top_p")}
+        overhead = (measure_overhead(lk, lcp, prompt_box[0], args.n_gen, rounds=5)
+                    if full else None)
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         loads: list[list[float]] = []
         pressure: list[float | None] = []
+        started_psi: list[float | None] = []
         names = list(variants)
         for rep in range(args.reps):
             shift = rep % len(names)
             order = names[shift:] + names[:shift]
+            quiet_before = wait_quiet(args)
             before = load_average()
             for name in order:
                 result = variants[name]()
@@ -259,6 +310,7 @@ def measure_model(ftype: str, model: Path, bench: Path, lcp_python: Path,
                 samples[name].append(result)
             loads.append([*before, *load_average()])
             pressure.append(cpu_pressure())
+            started_psi.append(quiet_before)
             log(f"  rep {rep + 1}/{args.reps} (load {before[0]:.2f} -> {load_average()[0]:.2f}, "
                 f"cpu pressure {pressure[-1]}%): "
                 + ", ".join(f"{n.replace('llama-cpp-python', 'lcp')} {samples[n][-1]['tps']:.1f}"
@@ -269,7 +321,9 @@ def measure_model(ftype: str, model: Path, bench: Path, lcp_python: Path,
         return {"ftype": ftype, "model": model.name, "size_mb": round(model.stat().st_size / 1e6),
                 "prompt": prompt_box[0], "n_prompt_e2e": warm[next(
                     n for n in names if " generate " in n)]["n_prompt"],
-                "sampler_us": samplers, "load_average": loads, "cpu_pressure": pressure,
+                "sampler_us": samplers, "overhead": overhead,
+                "load_average": loads, "cpu_pressure": pressure,
+                "cpu_pressure_before": started_psi,
                 "n_vocab": lk.model.n_vocab,
                 "llama_bench_flash_attn": samples["llama-bench pp"][0].get("flash_attn"),
                 "samples": samples,
@@ -306,10 +360,12 @@ def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
     out: dict[str, Any] = {"load": {}, "drop_caches": can_drop_caches()}
     for ftype, model in models.items():
         log(f"== part 4: load and RSS, {model.name}")
+        wait_quiet(args)
         entry = {"warm": measure_load(model, probe=probe, lcp_python=lcp_python,
                                       threads=args.threads, reps=args.load_reps, bos=bos,
                                       cold=False, log=log)}
         if can_drop_caches():
+            wait_quiet(args)
             entry["cold"] = measure_load(model, probe=probe, lcp_python=lcp_python,
                                          threads=args.threads, reps=args.load_reps, bos=bos,
                                          cold=True, log=log)
@@ -338,6 +394,7 @@ def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
                      "n_ubatch": 512, "n_threads": args.threads, "flash_attn": True,
                      "embedding": True, "pooling_type": 1})
         n_tokens = sum(lengths)
+        wait_quiet(args)
         out["embeddings"] = {"model": emb_model.name, **measure_embeddings(
             lk.embed, lcp.request, texts, n_tokens, reps=args.reps, log=log)}
     finally:
@@ -362,6 +419,11 @@ def main() -> int:
     parser.add_argument("--n-gen", type=int, default=128)
     parser.add_argument("--embed-texts", type=int, default=32)
     parser.add_argument("--skip-part4", action="store_true")
+    parser.add_argument("--quiet-psi", type=float, default=20.0,
+                        help="before each round, wait until the CPU pressure (PSI some avg10, "
+                             "%%) is at most this")
+    parser.add_argument("--max-wait", type=float, default=120.0,
+                        help="seconds to wait for that at most, per round")
     parser.add_argument("--diagnostics", action="store_true",
                         help="also time llamakit's engine loop without sampling")
     parser.add_argument("--llama-cpp-dir", type=Path, default=None,
