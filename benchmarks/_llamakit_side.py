@@ -83,9 +83,13 @@ class LlamakitSide:
             handle.reset_perf()
             started = time.perf_counter()
             if sampler is not None:
+                clock = time.perf_counter
+                sampling = 0.0
                 for _ in range(n):
                     handle.decode([token])
+                    mark = clock()
                     token = sampler.sample(handle)
+                    sampling += clock() - mark
             else:
                 for i in range(n):
                     handle.decode([token])
@@ -99,7 +103,10 @@ class LlamakitSide:
             if sampler is not None:
                 sampler.close()
             self.ctx.reset()
-        return {"wall_s": wall, "n": n, "perf": perf}
+        result = {"wall_s": wall, "n": n, "perf": perf}
+        if sampler is not None:
+            result["sample_us"] = sampling / n * 1e6
+        return result
 
     def sampler_cost(self, mode: str, n: int = 200) -> float:
         """Microseconds per ``sample`` call of a chain over the current logits (the C
@@ -176,8 +183,9 @@ class LlamakitSide:
                 counts.append(r["n_gen"])
         return {"walls_s": walls, "n_gen": counts}
 
-    def engine_overhead(self, n: int, runs: int) -> dict[str, Any]:
-        """``engine_tg`` ``runs`` times with the decode stubbed out."""
+    def engine_overhead(self, n: int, runs: int, *, sample: bool = True) -> dict[str, Any]:
+        """``engine_tg`` ``runs`` times with the decode stubbed out (without ``sample``:
+        only the Python loop and ``ContextHandle.decode``'s own Python work)."""
         bos = self.model.bos_token
         self.ctx.reset()
         self.handle.decode([bos if bos is not None else 0])
@@ -187,9 +195,13 @@ class LlamakitSide:
                 sampler = self._greedy()
                 token = bos if bos is not None else 0
                 started = time.perf_counter()
-                for _ in range(n):
-                    self.handle.decode([token])
-                    token = sampler.sample(self.handle)
+                if sample:
+                    for _ in range(n):
+                        self.handle.decode([token])
+                        token = sampler.sample(self.handle)
+                else:
+                    for _ in range(n):
+                        self.handle.decode([token])
                 walls.append(time.perf_counter() - started)
                 sampler.close()
         self.ctx.reset()

@@ -77,25 +77,38 @@ def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
     best_gap = 1 / _best(s["llamakit engine tg"]) - 1 / _best(s["llama-bench tg"])
     engine_out = _median(s["llamakit engine tg"], "outside_us")
     gen_out = _median(s[f"{LK} generate greedy"], "outside_us")
+    sample_real = _median(s["llamakit engine tg"], "sample_us")
     sampler = m["sampler_us"]
-    lines += ["", "Per-token cost of llamakit's Python side (microseconds per token):", "",
-              "| what | µs/token |", "| --- | --- |",
-              f"| engine loop outside `llama_decode` (Python loop + cffi calls + greedy "
-              f"sampling in C) | {engine_out:.0f} |",
-              f"| of which greedy sampling (C chain over {m.get('n_vocab', 'the')} logits, "
-              f"one Python call) | {sampler['greedy']:.0f} |",
-              f"| top-p chain (top-k 40, top-p, min-p, temperature, dist) per call | "
-              f"{sampler['top_p']:.0f} |",
-              f"| engine loop − llama-bench, from the medians (1/tg − 1/tg) | "
-              f"{(1 / lk_tg - 1 / lb_tg) * 1e6:.0f} |",
-              f"| engine loop − llama-bench, from the best runs | "
-              f"{best_gap * 1e6:.0f} |",
-              f"| end-to-end generate (greedy) outside decode | {gen_out:.0f} |",
-              f"| end-to-end generate − engine loop, outside decode | "
-              f"{gen_out - engine_out:.0f} |",
-              f"| llama.cpp's decode itself, for scale (1 / llama-bench tg) | "
-              f"{1e6 / lb_tg:.0f} |"]
-    loads = [row[0] for row in m["load_average"]] + [row[3] for row in m["load_average"]]
+    lines += ["", "Per-token cost of llamakit's Python side (microseconds per token; "
+              "\"stubbed\": measured with llama.cpp's decode replaced by a no-op, see the "
+              "next table):", "",
+              "| what | µs/token |", "| --- | --- |"]
+    overhead = m.get("overhead")
+    if overhead:
+        ov = {k: v["best_us"] for k, v in overhead[LK].items()}
+        lines += [
+            f"| engine loop, Python only: the loop and `ContextHandle.decode`'s wrapper "
+            f"(stubbed) | {ov['engine loop, no sampling']:.1f} |",
+            f"| engine loop with greedy sampling (stubbed) | {ov['engine loop']:.0f} |",
+            f"| end-to-end `generate` greedy (stubbed) − engine loop (stubbed): tokenize, "
+            f"end-of-generation check, piece, text assembly, result | "
+            f"{ov['generate greedy'] - ov['engine loop']:.0f} |",
+            f"| same for `stream` greedy | {ov['stream greedy'] - ov['engine loop']:.0f} |"]
+    lines += [
+        f"| llama.cpp's greedy sampler over {m.get('n_vocab', 'all')} logits, caches warm "
+        f"(one `SamplerHandle.sample` call in a loop) | {sampler['greedy']:.0f} |",
+        f"| the same call right after a real decode (caches cold), in the engine loop | "
+        f"{sample_real:.0f} |",
+        f"| top-p chain (top-k 40, top-p 0.95, min-p 0.05, temperature 0.8, dist), caches "
+        f"warm | {sampler['top_p']:.0f} |",
+        f"| engine loop: wall time outside llama.cpp's own decode timer | {engine_out:.0f} |",
+        f"| end-to-end `generate` greedy: the same | {gen_out:.0f} |",
+        f"| end-to-end − engine loop, real runs | {gen_out - engine_out:.0f} |",
+        f"| engine loop − llama-bench tg, from the medians (1/tg − 1/tg) | "
+        f"{(1 / lk_tg - 1 / lb_tg) * 1e6:.0f} |",
+        f"| engine loop − llama-bench tg, from the best runs | {best_gap * 1e6:.0f} |",
+        f"| one token of llama.cpp itself, for scale (1 / llama-bench tg) | "
+        f"{1e6 / lb_tg:.0f} |"]
     overhead = m.get("overhead")
     if overhead:
         lines += ["", "Per-token cost of everything but the model, measured with `llama_decode` "
@@ -108,8 +121,9 @@ def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
         for name, v in overhead[LK].items():
             other = overhead[LCP].get(name)
             theirs = (f"{other['best_us']:.0f} ({other['median_us']:.0f})" if other else "–")
-            lines.append(f"| {name.replace('_', '-')} | {v['best_us']:.0f} "
-                         f"({v['median_us']:.0f}) | {theirs} |")
+            lines.append(f"| {name.replace('_', '-')} | {v['best_us']:.1f} "
+                         f"({v['median_us']:.1f}) | {theirs} |")
+    loads = [row[0] for row in m["load_average"]] + [row[3] for row in m["load_average"]]
     pressure = [v for v in m.get("cpu_pressure", []) if v is not None]
     contention = (f"; CPU pressure (PSI some avg10, % of time another task waited) after "
                   f"each round {min(pressure):.0f}–{max(pressure):.0f}" if pressure else "")

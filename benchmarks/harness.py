@@ -13,11 +13,13 @@ What it does (everything cached under ``~/.cache/llamakit/bench/`` after the fir
    (``_models.py``: the 1B shape, n_embd 2048, 16 layers, 32/8 heads, ffn 8192, llama-bpe
    vocabulary, F16 quantized to Q4_0 and Q8_0);
 2. per model: loads it once in llamakit (this process) and once in llama-cpp-python (a
-   worker process), runs one warm-up round of every measurement, then ``--reps`` rounds in
-   which the measurements alternate (the order rotates each round): pp (one prompt of
-   ``--n-prompt`` tokens) and tg (``--n-gen`` tokens) through llamakit's engine loop and
-   llama-bench; end-to-end generate and stream, greedy and top-p, through llamakit and
-   llama-cpp-python; llama-cpp-python's ``Llama.eval`` of the prompt;
+   worker process), runs one warm-up round of every measurement (llama-bench warms up in
+   each call instead: it runs two repetitions and the first is dropped), then ``--reps``
+   rounds in which the measurements alternate (the order rotates each round): pp (one
+   prompt of ``--n-prompt`` tokens) and tg (``--n-gen`` tokens) through llamakit's engine
+   loop and llama-bench; end-to-end generate and stream, greedy and top-p, through
+   llamakit and llama-cpp-python; llama-cpp-python's ``Llama.eval`` of the prompt; then
+   the per-token cost of everything but the model, with llama.cpp's decode stubbed out;
 3. part 4: load time cold and warm and peak RSS (llamakit, llama-cpp-python and a tiny C
    program on llama.cpp's API, a fresh process each run), embeddings throughput;
 4. writes all samples as JSON and the tables (medians, ratios) as markdown.
@@ -153,12 +155,16 @@ def _variants(lk: Any, lcp: LcpWorker, bench: Path, model: Path, prompt_box: lis
     n_gen = args.n_gen
 
     def llama_bench() -> dict[str, Any]:
+        # Two repetitions per call, the first discarded: llama-bench's own warm-up is a
+        # 1-token decode for tg, and its first measured tg run in a fresh process is
+        # about 1.5 % slower than the ones after it (the Python sides are long-lived).
         records = run_llama_bench(bench, model, threads=args.threads, n_prompt=args.n_prompt,
-                                  n_gen=n_gen, repetitions=1)
+                                  n_gen=n_gen, repetitions=2)
         pp = next(r for r in records if r["n_prompt"] > 0)
         tg = next(r for r in records if r["n_gen"] > 0)
-        return {"tps": pp["avg_ts"], "tg_tps": tg["avg_ts"], "flash_attn": tg.get("flash_attn"),
-                "n_threads": tg.get("n_threads")}
+        return {"tps": pp["samples_ts"][-1], "tg_tps": tg["samples_ts"][-1],
+                "first_tps": pp["samples_ts"][0], "tg_first_tps": tg["samples_ts"][0],
+                "flash_attn": tg.get("flash_attn"), "n_threads": tg.get("n_threads")}
 
     def engine_pp() -> dict[str, Any]:
         r = lk.engine_pp(pp_tokens)
@@ -216,7 +222,8 @@ def _choose_prompt(variants: dict[str, Measure], prompt_box: list[str], n_gen: i
     """Warm-up round; also finds a prompt for which no end-to-end run stops early."""
     warm: dict[str, Any] = {}
     for name, run in variants.items():
-        if " generate " in name or " stream " in name:
+        # llama-bench warms up in every call (and the harness drops its first repetition).
+        if " generate " in name or " stream " in name or name == "llama-bench":
             continue
         warm[name] = run()
         log(f"  warm-up {name}: {warm[name]['tps']:.1f} tok/s")
@@ -247,14 +254,16 @@ def measure_overhead(lk: Any, lcp: LcpWorker, prompt: str, n_gen: int,
     and the best of many short runs."""
     from _llamakit_side import SAMPLING
 
-    calls = [("engine loop", None, False)] + [
+    # (name, sampling mode, stream); for the engine loop (mode None) the flag says whether
+    # it samples.
+    calls = [("engine loop, no sampling", None, False), ("engine loop", None, True)] + [
         (f"{'stream' if stream else 'generate'} {mode}", mode, stream)
         for mode in ("greedy", "top_p") for stream in (False, True)]
     per_token: dict[str, dict[str, list[float]]] = {LK: {}, LCP: {}}
     for _ in range(rounds):
         for name, mode, stream in calls:
             if mode is None:
-                r = lk.engine_overhead(n_gen, 4)
+                r = lk.engine_overhead(n_gen, 4, sample=stream)
                 per_token[LK].setdefault(name, []).extend(
                     w / n * 1e6 for w, n in zip(r["walls_s"], r["n_gen"], strict=True))
                 continue
