@@ -21,14 +21,21 @@ def _type_name(annotation: Any) -> tuple[str, bool]:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(args) < len(typing.get_args(annotation))
-        annotation = args[0] if len(args) == 1 else annotation
+        if len(args) > 1:
+            return " or ".join(_type_name(a)[0] for a in args), optional
+        annotation = args[0]
     names = {bool: "boolean", int: "integer", float: "float", str: "string", Path: "path"}
     if annotation in names:
         return names[annotation], optional
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(_format_value(v) for v in typing.get_args(annotation)), \
+            optional
     if origin is list:
         (item,) = typing.get_args(annotation)
-        return f"array of {_type_name(item)[0]}s", optional
+        item_name = _type_name(item)[0]
+        return f"array of {item_name}s" if " " not in item_name \
+            else f"array of ({item_name})", optional
     if origin is dict:
         return "table", optional
     return str(annotation), optional  # pragma: no cover - every field is covered above
