@@ -381,8 +381,11 @@ def write_llama_model(
             ``"llama-bpe"``, ...) or the path of any GGUF (a ``str`` ending in ``.gguf`` or
             containing a path separator, or a path-like). All its ``tokenizer.*`` keys are
             copied unchanged; the vocabulary size is the length of ``tokenizer.ggml.tokens``.
-        n_embd, n_layer, n_head, n_head_kv, n_ff: the shape. ``n_embd`` must be a multiple
-            of ``n_head`` and ``n_head`` a multiple of ``n_head_kv``.
+        n_embd: the embedding width; a multiple of ``n_head``.
+        n_layer: the number of transformer blocks.
+        n_head: attention heads; a multiple of ``n_head_kv``.
+        n_head_kv: key/value heads (grouped-query attention when fewer than ``n_head``).
+        n_ff: the feed-forward width.
         n_ctx_train: ``llama.context_length``.
         seed: seeds ``numpy.random.default_rng``; weights are N(0, 0.02²), norms are 1.
         dtype: ``"f32"`` or ``"f16"`` for the 2-D weights; norms are always F32.
