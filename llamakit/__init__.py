@@ -11,6 +11,7 @@ from ._chat.builtin import builtin_chat_templates
 from ._chat.render import apply_chat_template
 from ._chat.results import ChatResult, ChatStream, ChatUsage
 from ._chat.template import ChatTemplate
+from ._command_spec import CommandSpec
 from ._config import Config, config_schema_markdown, load_config
 from ._context import Context
 from ._demo import demo_model, demo_model_path
@@ -54,6 +55,7 @@ from ._logging import get_verbosity, set_verbosity
 from ._lora import LoraAdapter
 from ._model import Model, ModelInfo, OffloadInfo, load_model
 from ._plugins.hookspecs import hookimpl
+from ._plugins.manager import PluginWarning
 from ._quantize.api import QuantizeResult, quantization_recipes, quantization_types, quantize
 from ._quantize.catalog import QuantizationType
 from ._quantize.plan import QuantizationRecipe, QuantizePlan, TensorInfo
@@ -76,6 +78,7 @@ __all__ = [
     "ChatTemplateError",
     "ChatUsage",
     "ClosedError",
+    "CommandSpec",
     "ComputeError",
     "Config",
     "ConfigError",
@@ -103,6 +106,7 @@ __all__ = [
     "ModelNotFoundError",
     "OffloadInfo",
     "PluginError",
+    "PluginWarning",
     "Prerequisite",
     "QuantizationRecipe",
     "QuantizationType",

@@ -4,6 +4,11 @@ A plugin is any module or object with functions marked ``@llamakit.hookimpl`` an
 like the specs below; packages expose it through an entry point in the ``llamakit``
 group, named after their distribution. Hooks discover: they return objects that then
 behave by themselves; no hook is called on a per-token path.
+
+Every hook takes no parameters and returns a sequence (a list) of objects, each with a
+``name``. What happens when a plugin breaks the contract (raises, returns the wrong type,
+reuses a name) is the error policy in ``docs/plugins.md``: the offending plugin's items are
+skipped with a :class:`llamakit.PluginWarning` naming it, and the others keep working.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import pluggy
 
 from .._backend_spec import BackendSpec
 from .._chat.template import ChatTemplate
+from .._command_spec import CommandSpec
 from .._quantize.plan import QuantizationRecipe
 from .._sampler_protocol import SamplerSpec
 
@@ -33,7 +39,8 @@ class Hookspecs:
         Parameters: none.
 
         Returns: a sequence of :class:`llamakit.BackendSpec`; each ``name`` must be unique
-        across all plugins (a duplicate is a ``PluginError`` naming both plugins).
+        across all plugins (a duplicate is skipped with a ``PluginWarning`` naming both
+        plugins; the first one in precedence order keeps the name).
         """
 
     @hookspec
@@ -46,7 +53,8 @@ class Hookspecs:
         **params)`` returning a :class:`llamakit.Sampler`, ``description``). Each name is
         usable in ``SamplerChain.add(name, **params)``, the ``samplers=`` keyword and the
         ``[sampling] samplers`` config key. Names must be unique across all plugins and
-        differ from llama.cpp's stage names (either is a ``PluginError`` naming the plugins).
+        differ from llama.cpp's stage names (either is skipped with a ``PluginWarning``
+        naming the plugins).
         """
 
     @hookspec
@@ -59,7 +67,8 @@ class Hookspecs:
         (rendered in the sandbox) or a Python ``render`` callable. ``template="<name>"``
         selects one; one whose ``matches(metadata)`` is true for a model replaces that
         model's own template (``docs/architecture.md`` has the resolution order). Names must
-        be unique across all plugins (a duplicate is a ``PluginError`` naming both plugins).
+        be unique across all plugins (a duplicate is skipped with a ``PluginWarning`` naming
+        both plugins).
         """
 
     @hookspec
@@ -71,5 +80,19 @@ class Hookspecs:
         Returns: a sequence of objects implementing :class:`llamakit.QuantizationRecipe`
         (``name``, ``description``, ``prepare(plan) -> plan``), used by
         ``llamakit.quantize(..., recipe=name)``; each ``name`` must be unique across all
-        plugins (a duplicate is a ``PluginError`` naming both plugins).
+        plugins (a duplicate is skipped with a ``PluginWarning`` naming both plugins).
+        """
+
+    @hookspec
+    def llamakit_register_commands(self) -> Sequence[CommandSpec]:  # type: ignore[empty-body]
+        """Return the ``llamakit`` subcommands this plugin provides.
+
+        Parameters: none.
+
+        Returns: a sequence of :class:`llamakit.CommandSpec` (``name``, ``help``,
+        ``configure(parser)`` adding the command's arguments to its
+        ``argparse.ArgumentParser``, ``run(args)`` returning the exit status or None for 0).
+        ``llamakit NAME ...`` runs it. A name already taken by a built-in command is skipped
+        with a warning naming the plugin; a duplicate across plugins is skipped with a
+        ``PluginWarning`` naming both plugins.
         """
