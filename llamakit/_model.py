@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._backend_spec import DeviceInfo
 from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
+from ._progress import progress_bar
 
 if TYPE_CHECKING:
     from ._chat.messages import Messages
@@ -344,7 +345,8 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                tensor_split: Sequence[float] | None = None, use_mmap: bool = True,
                use_mlock: bool = False, vocab_only: bool = False,
                backend_settings: Mapping[str, Mapping[str, Any]] | None = None,
-               validate: bool = True) -> Model:
+               validate: bool = True,
+               progress: bool | str | Callable[[float], None] | None = None) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
     ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
@@ -354,6 +356,10 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     config tables (default: those of ``$LLAMAKIT_CONFIG`` and the environment).
     ``validate=False`` skips llamakit's check of the GGUF structure (see
     ``docs/security.md``); keep it on for files you did not make yourself.
+    ``progress`` draws a bar on stderr while the weights load (default: the ``[ui]
+    progress`` setting, ``"auto"``: when stderr is a terminal; ``"always"``/``True``,
+    ``"never"``/``False``); a callable gets the share loaded, 0.0 to 1.0, instead. Ctrl-C
+    stops the load (``KeyboardInterrupt``).
     """
     from ._backends import resolve_backend
 
@@ -367,10 +373,21 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     accelerators = [d for d in native.devices() if d.is_accelerator]
     shares = check_offload(accelerators, native.max_devices(), n_gpu_layers=n_gpu_layers,
                            main_gpu=main_gpu, split_mode=split_mode, tensor_split=tensor_split)
-    handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
-                              use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
-                              main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares,
-                              validate=validate)
+    bar = None
+    if callable(progress):
+        callback: Callable[[float], None] | None = progress
+    else:
+        bar = None if vocab_only else progress_bar(
+            progress, f"loading {Path(os.fspath(path)).name}", percent=True)
+        callback = None if bar is None else (lambda share: bar(share, 1.0))
+    try:
+        handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
+                                  use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
+                                  main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares,
+                                  validate=validate, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
     return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
                  accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
                  tensor_split=shares)

@@ -7,7 +7,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,15 @@ def load_config(
     wrong type or out-of-range value (naming the dotted key, the value, the reason, and
     the file, variable or argument it came from).
     """
-    environ: Mapping[str, str] = os.environ if env is None else env
+    layers = [(_Origin("argument", name), {name: _override_layer(name, value)})
+              for name, value in overrides.items() if value is not None]
+    return _load(path, os.environ if env is None else env, layers)
+
+
+def _load(path: str | os.PathLike[str] | None, environ: Mapping[str, str],
+          layers: Sequence[tuple[_Origin, Mapping[str, Any]]]) -> Config:
+    """``load_config`` with the top layers given as ``(origin, nested tables)``; the
+    command line passes its flags here so that messages name them (``--top-p``)."""
     provenance = _Provenance()
     data: dict[str, Any] = {}
 
@@ -254,10 +262,8 @@ def load_config(
     for name, value in _env_layers(environ):
         _merge(data, value, _Origin("env", name), provenance)
 
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        _merge(data, {name: _override_layer(name, value)}, _Origin("argument", name), provenance)
+    for layer_origin, layer in layers:
+        _merge(data, layer, layer_origin, provenance)
 
     if "source" in data:  # a field of Config, but not a setting
         loc: tuple[str | int, ...] = ("source",)

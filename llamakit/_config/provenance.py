@@ -12,12 +12,14 @@ from typing import Literal
 class _Origin:
     """Where a value came from: a config file, an environment variable or an argument."""
 
-    kind: Literal["file", "env", "argument"]
-    name: str  # the file's path, the variable's name or the keyword argument's name
+    kind: Literal["file", "env", "argument", "flag"]
+    # the file's path, the variable's name, the keyword argument's name or the command-line
+    # flag (``--top-p``); flags are the command line's keyword arguments, of the same rank
+    name: str
 
     @property
     def rank(self) -> int:
-        return ("file", "env", "argument").index(self.kind)
+        return ("file", "env", "argument").index("argument" if self.kind == "flag" else self.kind)
 
     @property
     def file(self) -> Path | None:
@@ -28,6 +30,8 @@ class _Origin:
             return f"config file {self.name}"
         if self.kind == "env":
             return f"environment variable {self.name}"
+        if self.kind == "flag":
+            return f"command-line flag {self.name}"
         return f"keyword argument {self.name}="
 
 

@@ -342,6 +342,19 @@ class ChatConfig(BaseModel):
     )
 
 
+class UIConfig(BaseModel):
+    """How llamakit reports long operations on the terminal."""
+
+    model_config = _STRICT
+
+    progress: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Progress bars on stderr while a model loads, a model is quantized or a "
+        'backend variant is built: "auto" draws them when stderr is a terminal, "always" '
+        'also when it is not (a file, a pipe), "never" not at all.',
+    )
+
+
 class Config(BaseModel):
     """All of llamakit's settings; :func:`load_config` builds one from files and environment."""
 
@@ -361,6 +374,7 @@ class Config(BaseModel):
         default_factory=PluginsConfig, description=PluginsConfig.__doc__ or ""
     )
     chat: ChatConfig = Field(default_factory=ChatConfig, description=ChatConfig.__doc__ or "")
+    ui: UIConfig = Field(default_factory=UIConfig, description=UIConfig.__doc__ or "")
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of individual backends, one table per backend name "
@@ -390,6 +404,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "sampling": SamplingConfig,
     "plugins": PluginsConfig,
     "chat": ChatConfig,
+    "ui": UIConfig,
 }
 # The free-form table of tables.
 _FREE_SECTION = "backends"

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+import signal
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,7 +27,10 @@ from .._gguf import validate_gguf
 from .handle import Handle
 from .lib import NativeLib
 
-__all__ = ["ModelHandle", "read_string"]
+__all__ = ["LoadProgress", "ModelHandle", "read_string"]
+
+LoadProgress = Callable[[float], None]
+"""Called with the share of the model's tensor data loaded so far, 0.0 to 1.0."""
 
 _INT32_MAX = 2**31 - 1
 _GGUF_MAGIC = b"GGUF"
@@ -48,6 +55,77 @@ def _check_path(path: str, validate: bool = True) -> None:
         raise ModelLoadError(
             f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
             "convert it with llama.cpp's convert_hf_to_gguf.py", path=path)
+
+
+class _LoadState:
+    """What llama.cpp's progress callback of one load sees (through a cffi handle): the
+    caller's callback, whether Ctrl-C was pressed, and an exception to raise afterwards.
+    Returning False stops the load; llama.cpp then frees what it loaded and returns NULL."""
+
+    def __init__(self, callback: LoadProgress | None) -> None:
+        self.callback = callback
+        self.interrupted = False
+        self.error: BaseException | None = None
+
+    def __call__(self, progress: float) -> bool:
+        if self.interrupted or self.error is not None:
+            return False
+        if self.callback is not None:
+            # An exception cannot cross llama.cpp's C frames: keep it for after the call.
+            try:
+                self.callback(float(progress))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by ModelHandle.load
+                self.error = exc
+                return False
+        return True
+
+
+def _on_progress_error(exc_type: type[BaseException], exc: BaseException | None,
+                       tb: Any) -> None:
+    """An exception that escaped ``_LoadState`` (Ctrl-C between two of its lines): the load
+    stops (the C function returns false), and the load's state re-raises it."""
+    state = getattr(_current, "state", None)
+    if state is not None and state.error is None:
+        state.error = exc if exc is not None else exc_type()
+
+
+_current = threading.local()  # the _LoadState of the load running on this thread
+_bound: weakref.WeakSet[NativeLib] = weakref.WeakSet()  # variants whose callback is bound
+
+
+def _progress_entry(native: NativeLib) -> Any:
+    """The C function ``lk_py_progress`` of ``native``'s module, bound to Python once."""
+    if native not in _bound:
+        ffi = native.ffi
+
+        @ffi.def_extern(name="lk_py_progress", error=False,  # type: ignore[untyped-decorator]
+                        onerror=_on_progress_error)
+        def _progress(progress: float, user_data: Any) -> bool:
+            state: _LoadState = ffi.from_handle(user_data)
+            return state(progress)
+
+        _bound.add(native)
+    return native.lib.lk_py_progress
+
+
+@contextmanager
+def _interruptible(state: _LoadState) -> Iterator[None]:
+    """While llama.cpp loads, Ctrl-C (on the main thread, when Python's default handler is
+    installed) marks the load as interrupted instead of raising inside a C callback, where
+    cffi would print and drop the exception; the next progress call then stops the load."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        state.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_string(ffi: Any, call: Callable[[Any, int], int]) -> str | None:
@@ -78,10 +156,13 @@ class ModelHandle(Handle):
     @classmethod
     def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
              use_mlock: bool, vocab_only: bool, main_gpu: int = 0, split_mode: str = "layer",
-             tensor_split: Sequence[float] | None = None, validate: bool = True) -> ModelHandle:
+             tensor_split: Sequence[float] | None = None, validate: bool = True,
+             progress: LoadProgress | None = None) -> ModelHandle:
         """Load a model; the offload arguments must already be validated against the
         variant's devices (``llamakit._model.check_offload``). ``validate`` runs the GGUF
-        validator first (``llamakit._gguf``)."""
+        validator first (``llamakit._gguf``). ``progress`` is called as the tensor data
+        loads; an exception it raises stops the load and is re-raised here. Ctrl-C on the
+        main thread stops the load too (``KeyboardInterrupt``)."""
         _check_path(path, validate)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
@@ -101,8 +182,25 @@ class ModelHandle(Handle):
             (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK, (True, False): lib.LLAMA_LOAD_MODE_MMAP,
             (False, True): lib.LLAMA_LOAD_MODE_MLOCK, (False, False): lib.LLAMA_LOAD_MODE_NONE,
         }[(use_mmap, use_mlock)]
-        ptr = lib.llama_model_load_from_file(os.fsencode(path), params)
-        del split
+        state = _LoadState(progress)
+        state_handle = ffi.new_handle(state)
+        params.progress_callback = _progress_entry(native)
+        params.progress_callback_user_data = state_handle
+        _current.state = state
+        try:
+            with _interruptible(state):
+                ptr = lib.llama_model_load_from_file(os.fsencode(path), params)
+        finally:
+            _current.state = None
+        del split, state_handle
+        if ptr != ffi.NULL and (state.interrupted or state.error is not None):
+            # The load got past its last progress call: keep nothing, report what happened.
+            lib.llama_model_free(ptr)
+            ptr = ffi.NULL
+        if state.interrupted:
+            raise KeyboardInterrupt
+        if state.error is not None:
+            raise state.error
         if ptr == ffi.NULL:
             raise ModelLoadError(
                 f"llama.cpp could not load {path}; it may be truncated, of an unsupported "

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -15,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import PluginError, QuantizeError
+from .._errors import ConfigError, PluginError, QuantizeError
 from .._native.lib import NativeLib
 from .._native.quantize import GgmlType, QuantizeParams, ggml_types, model_quantize, split_path
+from .._progress import ProgressBar, progress_bar, resolve_mode
 from .catalog import COPY, QuantizationType, catalog, resolve_ftype, resolve_ggml_type
 from .checks import check_destination, check_plan, parse_tensor_types, read_source
 from .gguf_header import GgufHeader, read_header
 from .imatrix import Imatrix, load_imatrix
 from .plan import QuantizationRecipe, QuantizePlan, TensorInfo
-from .progress import ProgressCallback, TensorLog, TerminalBar
+from .progress import ProgressCallback, TensorLog
 from .sizes import predict_sizes, tensor_bytes
 
 __all__ = ["QuantizeResult", "quantization_recipes", "quantization_types", "quantize"]
@@ -163,17 +163,15 @@ def _deferred_interrupt() -> Iterator[list[int]]:
 
 
 def _progress_callback(progress: object, label: str) -> tuple[ProgressCallback | None,
-                                                               TerminalBar | None]:
-    if progress is True:
-        if sys.stderr is not None and sys.stderr.isatty():
-            bar = TerminalBar(sys.stderr, label)
-            return bar, bar
-        return None, None
-    if progress is False or progress is None:
-        return None, None
+                                                               ProgressBar | None]:
     if callable(progress):
         return progress, None
-    raise QuantizeError(f"progress must be True, False or a callable, got {progress!r}")
+    try:
+        mode = resolve_mode(progress)
+    except ConfigError as exc:
+        raise QuantizeError(str(exc)) from None
+    bar = progress_bar(mode, label)
+    return bar, bar
 
 
 def _resolve_plan_types(native: NativeLib, plan: QuantizePlan) -> QuantizePlan:
@@ -196,7 +194,7 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None,
              pure: bool = False, keep_split: bool = False,
              imatrix: str | os.PathLike[str] | Mapping[str, Any] | None = None,
              tensor_types: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-             dry_run: bool = False, progress: bool | ProgressCallback = True,
+             dry_run: bool = False, progress: bool | str | ProgressCallback | None = None,
              recipe: str | None = None, backend: str | None = "cpu") -> QuantizeResult:
     """Quantize the GGUF model ``src`` to ``ftype``, writing ``dst`` atomically.
 
@@ -208,9 +206,10 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None,
     ``{tensor name: values}`` mapping. ``keep_split`` writes one output per shard of a split
     source (``dst`` then names the prefix). ``dry_run`` writes nothing and predicts the
     output's exact size (``dst`` may be None). ``recipe`` names a registered recipe that
-    may change the plan first. ``progress=True`` draws a bar when stderr is a terminal; a
-    callable gets ``(tensors_done, n_tensors, name)``. ``nthread`` defaults to the CPUs
-    this process may use.
+    may change the plan first. ``progress`` (default: the ``[ui] progress`` setting, "auto")
+    draws a bar on stderr: ``True``/``"auto"`` when it is a terminal, ``"always"``,
+    ``False``/``"never"``; a callable gets ``(tensors_done, n_tensors, name)`` instead.
+    ``nthread`` defaults to the CPUs this process may use.
 
     The output appears only when complete: llama.cpp writes a temporary file in the
     destination folder, renamed over ``dst`` at the end. Bad inputs (unknown type, missing

@@ -12,11 +12,11 @@ lines over whatever the log threshold, so progress costs one regex per line.
 from __future__ import annotations
 
 import re
-import shutil
 import threading
-import time
 from collections.abc import Callable
 from typing import TextIO
+
+from .._progress import ProgressBar
 
 __all__ = ["ProgressCallback", "TensorLog", "TerminalBar"]
 
@@ -57,30 +57,8 @@ class TensorLog:
                 self.error = exc
 
 
-class TerminalBar:
-    """A one-line bar redrawn in place on a terminal, at most ten times a second."""
+class TerminalBar(ProgressBar):
+    """The quantizer's bar: ``quantizing NAME [####....] done/total tensor``."""
 
     def __init__(self, stream: TextIO, label: str) -> None:
-        self.stream = stream
-        self.label = label
-        self.last = 0.0
-        self.drawn = False
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < 0.1:
-            return
-        self.last = now
-        columns = shutil.get_terminal_size(fallback=(80, 24)).columns
-        width = 24
-        filled = width * done // total if total else width
-        text = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                f"{done}/{total} {name}")[:max(columns - 1, 10)]
-        self.stream.write("\r" + text.ljust(max(columns - 1, 10)))
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        super().__init__(stream, label)
