@@ -22,12 +22,13 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Final, Literal, TextIO, cast, get_args
 
 from ._errors import ConfigError
 
-__all__ = ["MODES", "ProgressBar", "ProgressMode", "default_mode", "progress_bar",
-           "resolve_mode", "set_default_mode"]
+__all__ = ["MODES", "ProgressBar", "ProgressMode", "build_progress", "default_mode",
+           "progress_bar", "resolve_mode", "set_default_mode"]
 
 ProgressMode = Literal["auto", "always", "never"]
 MODES: Final[tuple[str, ...]] = get_args(ProgressMode)
@@ -92,6 +93,23 @@ def progress_bar(progress: object, label: str, *, stream: TextIO | None = None,
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def build_progress(progress: object, backend: str
+                   ) -> tuple[Callable[[str, int, int], None] | None, ProgressBar | None]:
+    """``build_variant``'s progress callback for ``progress`` and the bar it draws (close
+    it afterwards): ``building cpu [####....] 120/283 compile``."""
+    if callable(progress):
+        return cast("Callable[[str, int, int], None]", progress), None
+    bar = progress_bar(progress, f"building {backend}")
+    if bar is None:
+        return None, None
+    drawn = bar
+
+    def callback(stage: str, done: int, total: int) -> None:
+        drawn(done, total, stage)
+
+    return callback, bar
 
 
 class ProgressBar:

@@ -13,7 +13,8 @@ from typing import Any
 
 from .. import _logging
 from .._backend_spec import BackendSpec, DeviceInfo
-from .._build.variant import BuiltVariant, build_variant
+from .._build.variant import BuiltVariant, build_variant, find_variant
+from .._progress import build_progress
 
 __all__ = ["NativeLib", "load_native", "loaded_natives"]
 
@@ -156,7 +157,14 @@ def load_native(spec: BackendSpec, settings: Mapping[str, Any] | None = None) ->
         native = _loaded.get(spec.name)
         if native is not None:
             return native
-        variant = build_variant(spec)
+        variant = find_variant(spec)
+        if variant is None:  # a build of minutes: show it (see llamakit._progress)
+            callback, bar = build_progress(None, spec.name)
+            try:
+                variant = build_variant(spec, progress=callback)
+            finally:
+                if bar is not None:
+                    bar.close()
         spec.before_load(settings or {})
         module = _import(variant, spec.module_name)
         native = NativeLib(backend=spec.name, module=module, variant=variant)
