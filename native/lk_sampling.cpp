@@ -4,10 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 // llama.cpp's own GBNF parser (an internal header of the pinned tree): parsing with it here
@@ -241,11 +243,72 @@ void fill(std::vector<llama_token_data> & cur, const float * logits, int32_t n_v
     }
 }
 
+// The `k` largest logits, sorted in descending order, into `cur`, when that set and its
+// order are unique: all k values distinct and the k-th strictly above every other logit.
+// Then a chain whose first stage is top-k(k) sees exactly what llama.cpp's top-k leaves
+// (its partial sort has one possible result), without writing all n_vocab candidates.
+// False (cur untouched) when ties make llama.cpp's result implementation-defined.
+bool fill_top_k(std::vector<llama_token_data> & cur, const float * logits, int32_t n_vocab,
+                int32_t k) {
+    if (k <= 0 || k >= n_vocab || k > 1024) {
+        return false;
+    }
+    // A min-heap of the k + 1 largest (logit, id) seen so far, smallest on top.
+    thread_local std::vector<std::pair<float, llama_token>> heap;
+    heap.clear();
+    const size_t keep = (size_t) k + 1;
+    auto greater = [](const std::pair<float, llama_token> & a,
+                      const std::pair<float, llama_token> & b) { return a.first > b.first; };
+    for (llama_token id = 0; id < n_vocab; id++) {
+        const float logit = logits[id];
+        if (std::isnan(logit)) {
+            return false;
+        }
+        if (heap.size() < keep) {
+            heap.emplace_back(logit, id);
+            std::push_heap(heap.begin(), heap.end(), greater);
+        } else if (logit > heap.front().first) {
+            std::pop_heap(heap.begin(), heap.end(), greater);
+            heap.back() = {logit, id};
+            std::push_heap(heap.begin(), heap.end(), greater);
+        }
+    }
+    // sort_heap with `greater` leaves the logits in descending order.
+    std::sort_heap(heap.begin(), heap.end(), greater);
+    for (size_t i = 0; i + 1 < heap.size(); i++) {
+        if (!(heap[i].first > heap[i + 1].first)) {
+            return false;  // a tie within the k, or between the k-th and the (k+1)-th
+        }
+    }
+    // Logits equal to the (k+1)-th that the heap never held cannot exceed the k-th: the
+    // check above already makes the k-th strictly larger than everything outside.
+    cur.resize(k);
+    for (int32_t i = 0; i < k; i++) {
+        cur[i] = llama_token_data{heap[i].second, heap[i].first, 0.0f};
+    }
+    return true;
+}
+
+// llama.cpp's greedy stage over raw logits: the first index of the largest logit.
+llama_token argmax(const float * logits, int32_t n_vocab) {
+    int32_t selected = 0;
+    for (int32_t i = 1; i < n_vocab; i++) {
+        if (logits[i] > logits[selected]) {
+            selected = i;
+        }
+    }
+    return selected;
+}
+
 // Apply `chain` to fresh candidates from `logits`; the selected token or an error code.
+// `top_k` > 0 says that the chain's first stage is top-k(top_k) (see fill_top_k).
 llama_token select(llama_sampler * chain, std::vector<llama_token_data> & cur,
-                   const float * logits, int32_t n_vocab) {
-    fill(cur, logits, n_vocab);
-    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+                   const float * logits, int32_t n_vocab, int32_t top_k) {
+    bool sorted = fill_top_k(cur, logits, n_vocab, top_k);
+    if (!sorted) {
+        fill(cur, logits, n_vocab);
+    }
+    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, sorted};
     llama_sampler_apply(chain, &cur_p);
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
         last_error = "the sampler chain selected no token: end it with a selecting stage "
@@ -306,7 +369,7 @@ struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, 
 }
 
 llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
-                              int32_t idx) {
+                              int32_t idx, int32_t top_k) {
     thread_local std::vector<llama_token_data> cur;
     thread_local std::vector<grammar_stage *> grammars;
     last_error.clear();
@@ -317,6 +380,13 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
             return LK_SAMPLE_NO_LOGITS;
         }
         const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+        if (llama_sampler_chain_n(chain) == 1 &&
+                std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, 0)), "greedy") == 0) {
+            // A greedy-only chain: its one stage reads nothing but the logits.
+            const llama_token token = argmax(logits, n_vocab);
+            llama_sampler_accept(chain, token);
+            return token;
+        }
         grammars.clear();
         for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
             llama_sampler * stage = llama_sampler_chain_get(chain, i);
@@ -330,7 +400,7 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
             for (auto * g : grammars) {
                 g->bypass = true;
             }
-            token = select(chain, cur, logits, n_vocab);
+            token = select(chain, cur, logits, n_vocab, top_k);
             if (token < 0) {
                 return token;
             }
@@ -342,7 +412,7 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
                 for (auto * g : grammars) {
                     g->bypass = false;
                 }
-                token = select(chain, cur, logits, n_vocab);
+                token = select(chain, cur, logits, n_vocab, top_k);
                 if (token < 0) {
                     return token;
                 }

@@ -52,9 +52,13 @@ struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, 
 /* llama_sampler_sample for a chain, without its aborts. When the chain holds grammar stages,
  * the first pass skips them and only if the chosen token breaks a grammar is the chain
  * applied again with the grammars (as llama.cpp's common_sampler does): constraining the
- * whole vocabulary on every token is slow. Returns the accepted token or an LK_SAMPLE_ code. */
+ * whole vocabulary on every token is slow. `top_k` > 0 promises that the chain's first stage
+ * is top-k with that k: the candidates then start as the k best (when they are unique, i.e.
+ * no ties), not all n_vocab of them; 0 means no promise. A chain of greedy alone takes the
+ * argmax of the logits directly. Both give exactly llama.cpp's result, faster. Returns the
+ * accepted token or an LK_SAMPLE_ code. */
 llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
-                              int32_t idx);
+                              int32_t idx, int32_t top_k);
 
 /* Apply `chain` to caller-owned candidates without accepting anything (tests, analysis).
  * Grammar stages always apply here. */

@@ -271,6 +271,9 @@ class SamplerHandle(Handle):
         super().__init__(model.native, ptr, model.native.lib.llama_sampler_free)
         self.model = model
         self.names = list(names)
+        #: k of a first top-k stage (0: none): lets the shim skip writing all n_vocab
+        #: candidates (``lk_sampler_sample``).
+        self.first_top_k = 0
         model.add_dependent(self)
 
     @classmethod
@@ -294,6 +297,8 @@ class SamplerHandle(Handle):
         if stage == self.ffi.NULL:
             raise SamplerError(f"llama.cpp could not create the {name!r} sampler")
         self.lib.llama_sampler_chain_add(self.ptr, stage)  # the chain owns it from here on
+        if not self.names and name == "top_k":
+            self.first_top_k = int(params["k"])
         self.names.append(name)
 
     def add_python(self, sampler: Any, name: str) -> None:
@@ -312,7 +317,7 @@ class SamplerHandle(Handle):
 
     def sample(self, context: ContextHandle, index: int = -1) -> int:
         """Sample from output ``index`` of the last decode and accept the token."""
-        token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index))
+        token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index, self.first_top_k))
         if token < 0:
             self._raise(token)
         return token
@@ -342,7 +347,9 @@ class SamplerHandle(Handle):
             if self.ffi.string(self.lib.lk_last_error()) == b"python":
                 raise take_error()
             self._raise(self.lib.LK_SAMPLE_FAILED)
-        return SamplerHandle(self.model, ptr, self.names)
+        clone = SamplerHandle(self.model, ptr, self.names)
+        clone.first_top_k = self.first_top_k
+        return clone
 
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
