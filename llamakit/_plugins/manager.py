@@ -209,14 +209,15 @@ class PluginHost:
             seen = self.problems.setdefault(plugin, [])
             if message not in seen:
                 seen.append(message)
-        filename, lineno, module = f"<llamakit plugin {plugin!r}>", 0, None
+        # warn_explicit ignores a warning whose module is None: always pass a str.
+        filename, lineno, module = f"<llamakit plugin {plugin!r}>", 0, __name__
         if where is not None:
             try:
                 filename = inspect.getsourcefile(where) or filename
                 lineno = inspect.getsourcelines(where)[1]
             except (OSError, TypeError):
                 pass
-            module = getattr(where, "__module__", None)
+            module = str(getattr(where, "__module__", None) or module)
         warnings.warn_explicit(PluginWarning(message, plugin=plugin), PluginWarning,
                                filename, lineno, module=module, registry=self._warned)
 
