@@ -31,7 +31,8 @@ class _Origin:
         if self.kind == "env":
             return f"environment variable {self.name}"
         if self.kind == "flag":
-            return f"command-line flag {self.name}"
+            kind = "flag" if self.name.startswith("-") else "argument"
+            return f"command-line {kind} {self.name}"
         return f"keyword argument {self.name}="
 
 
