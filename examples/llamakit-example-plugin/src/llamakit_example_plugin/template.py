@@ -10,10 +10,10 @@ from __future__ import annotations
 __all__ = ["EXAMPLE_PLAIN"]
 
 EXAMPLE_PLAIN = (
-    "{%- for message in messages -%}"
-    "### {{ message['role'] | capitalize }}:\n{{ message['content'] | trim }}\n"
-    "{%- if message['role'] == 'assistant' and eos_token is defined %}{{ eos_token }}{% endif %}"
-    "\n"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}### Assistant:\n{%- endif -%}"
+    "{% for message in messages %}"
+    "{{ '### ' ~ (message['role'] | capitalize) ~ ':\\n' ~ (message['content'] | trim) }}"
+    "{% if message['role'] == 'assistant' and eos_token is defined %}{{ eos_token }}{% endif %}"
+    "{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
 )
