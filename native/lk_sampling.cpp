@@ -1,12 +1,13 @@
 // llamakit's sampling shim; see lk_sampling.h for why each function exists.
 #include "lk_sampling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -243,61 +244,99 @@ void fill(std::vector<llama_token_data> & cur, const float * logits, int32_t n_v
     }
 }
 
+// Largest of n floats (NaN never wins), with eight independent maxima so that the loop
+// is not one long dependency chain.
+float block_max(const float * x, int32_t n) {
+    float m[8];
+    for (float & v : m) {
+        v = -INFINITY;
+    }
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int32_t j = 0; j < 8; j++) {
+            const float v = x[i + j];
+            m[j] = v > m[j] ? v : m[j];
+        }
+    }
+    float best = -INFINITY;
+    for (; i < n; i++) {
+        best = x[i] > best ? x[i] : best;
+    }
+    for (float v : m) {
+        best = v > best ? v : best;
+    }
+    return best;
+}
+
 // The `k` largest logits, sorted in descending order, into `cur`, when that set and its
 // order are unique: all k values distinct and the k-th strictly above every other logit.
 // Then a chain whose first stage is top-k(k) sees exactly what llama.cpp's top-k leaves
 // (its partial sort has one possible result), without writing all n_vocab candidates.
-// False (cur untouched) when ties make llama.cpp's result implementation-defined.
+// False (cur untouched) when ties or NaNs make llama.cpp's result implementation-defined.
+//
+// Two passes: the maxima of blocks of the logits give a threshold, the (k+1)-th largest
+// maximum, that at least k + 1 logits reach (one per block); the second pass keeps the
+// few logits at or above it.
 bool fill_top_k(std::vector<llama_token_data> & cur, const float * logits, int32_t n_vocab,
                 int32_t k) {
     if (k <= 0 || k >= n_vocab || k > 1024) {
         return false;
     }
-    // A min-heap of the k + 1 largest (logit, id) seen so far, smallest on top.
-    thread_local std::vector<std::pair<float, llama_token>> heap;
-    heap.clear();
-    const size_t keep = (size_t) k + 1;
-    auto greater = [](const std::pair<float, llama_token> & a,
-                      const std::pair<float, llama_token> & b) { return a.first > b.first; };
+    const int32_t need = k + 1;
+    const int32_t block = n_vocab / (4 * need);
+    if (block < 8) {
+        return false;
+    }
+    const int32_t n_blocks = n_vocab / block;
+    thread_local std::vector<float> maxima;
+    maxima.resize(n_blocks);
+    for (int32_t b = 0; b < n_blocks; b++) {
+        maxima[b] = block_max(logits + (size_t) b * block, block);
+    }
+    std::nth_element(maxima.begin(), maxima.begin() + (need - 1), maxima.end(),
+                     std::greater<float>());
+    const float threshold = maxima[need - 1];
+    thread_local std::vector<std::pair<float, llama_token>> found;
+    found.clear();
     for (llama_token id = 0; id < n_vocab; id++) {
-        const float logit = logits[id];
-        if (std::isnan(logit)) {
-            return false;
-        }
-        if (heap.size() < keep) {
-            heap.emplace_back(logit, id);
-            std::push_heap(heap.begin(), heap.end(), greater);
-        } else if (logit > heap.front().first) {
-            std::pop_heap(heap.begin(), heap.end(), greater);
-            heap.back() = {logit, id};
-            std::push_heap(heap.begin(), heap.end(), greater);
+        if (!(logits[id] < threshold)) {  // at or above it, or NaN
+            if (std::isnan(logits[id])) {
+                return false;
+            }
+            found.emplace_back(logits[id], id);
         }
     }
-    // sort_heap with `greater` leaves the logits in descending order.
-    std::sort_heap(heap.begin(), heap.end(), greater);
-    for (size_t i = 0; i + 1 < heap.size(); i++) {
-        if (!(heap[i].first > heap[i + 1].first)) {
+    if ((int32_t) found.size() < need) {
+        return false;  // the threshold is -inf or NaN-shadowed: not worth special-casing
+    }
+    std::partial_sort(found.begin(), found.begin() + need, found.end(),
+                      [](const std::pair<float, llama_token> & a,
+                         const std::pair<float, llama_token> & b) { return a.first > b.first; });
+    for (int32_t i = 0; i + 1 < need; i++) {
+        if (!(found[i].first > found[i + 1].first)) {
             return false;  // a tie within the k, or between the k-th and the (k+1)-th
         }
     }
-    // Logits equal to the (k+1)-th that the heap never held cannot exceed the k-th: the
-    // check above already makes the k-th strictly larger than everything outside.
     cur.resize(k);
     for (int32_t i = 0; i < k; i++) {
-        cur[i] = llama_token_data{heap[i].second, heap[i].first, 0.0f};
+        cur[i] = llama_token_data{found[i].second, found[i].first, 0.0f};
     }
     return true;
 }
 
-// llama.cpp's greedy stage over raw logits: the first index of the largest logit.
+// llama.cpp's greedy stage over raw logits: the first index of the largest logit (a NaN
+// first logit is never beaten; later NaNs never win). The maximum first, then its index.
 llama_token argmax(const float * logits, int32_t n_vocab) {
-    int32_t selected = 0;
-    for (int32_t i = 1; i < n_vocab; i++) {
-        if (logits[i] > logits[selected]) {
-            selected = i;
+    if (std::isnan(logits[0])) {
+        return 0;
+    }
+    const float best = std::max(logits[0], block_max(logits, n_vocab));
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (logits[i] == best) {
+            return i;
         }
     }
-    return selected;
+    return 0;
 }
 
 // Apply `chain` to fresh candidates from `logits`; the selected token or an error code.
