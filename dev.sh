@@ -38,13 +38,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.llamakit-installed
-want=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml plugins/*/pyproject.toml examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan
+    # The example third-party plugin (examples/): installed like a user would, so CI tests it.
+    .venv/bin/python -m pip install -q -e examples/llamakit-example-plugin
     echo "$want" > "$stamp"
 fi
 
@@ -53,7 +55,11 @@ cmd=${1:-setup}
 case "$cmd" in
     setup) ;;
     demo) exec .venv/bin/python -m llamakit demo "$@" ;;
-    test) exec .venv/bin/python -m pytest "$@" ;;
-    lint) .venv/bin/ruff check llamakit plugins tests && exec .venv/bin/mypy ;;
+    test)
+        # The suite and the example plugin's own tests, unless paths are given.
+        paths=(tests examples/llamakit-example-plugin/tests)
+        for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done
+        exec .venv/bin/python -m pytest "${paths[@]}" "$@" ;;
+    lint) .venv/bin/ruff check llamakit plugins tests examples && exec .venv/bin/mypy ;;
     *) echo "usage: ./dev.sh {setup|demo|test|lint} [ARGS...]" >&2; exit 2 ;;
 esac

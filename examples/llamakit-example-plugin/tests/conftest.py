@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import llamakit
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import llamakit
+import pytest
 from llamakit._plugins.cli import add_plugin_subcommands
+
 from llamakit_example_plugin import model_stats
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import llamakit
 import pytest
 
-import llamakit
 from llamakit_example_plugin import model_stats
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import llamakit
 import numpy as np
 import pytest
-
-import llamakit
 from llamakit import Candidates
+
 from llamakit_example_plugin import NoRepeatNgram
 
 PROMPT = "Once upon a time"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import llamakit
+
 from llamakit_example_plugin import EXAMPLE_PLAIN
 
 CONVERSATION = [

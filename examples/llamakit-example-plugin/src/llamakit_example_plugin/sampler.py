@@ -12,7 +12,6 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-
 from llamakit import Candidates
 
 __all__ = ["NoRepeatNgram", "no_repeat_ngram"]
