@@ -4,6 +4,8 @@
 #   ./dev.sh test [PYTEST ARGS]      set everything up, then run the test suite
 #   ./dev.sh setup                   only set up (.venv with llamakit and its CPU backend)
 #   ./dev.sh lint                    ruff and mypy
+#   ./dev.sh docs [MKDOCS ARGS]      build the documentation into site/ (mkdocs --strict);
+#                                    the test suite builds it too (tests/test_docs_build.py)
 # Setup installs missing system packages with apt-get (as root or through sudo), creates
 # .venv, and installs llamakit, llamakit-cpu, llamakit-vulkan and the dev tools into it.
 # llama.cpp itself is
@@ -61,5 +63,6 @@ case "$cmd" in
         for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done
         exec .venv/bin/python -m pytest "${paths[@]}" "$@" ;;
     lint) .venv/bin/ruff check llamakit plugins tests examples && exec .venv/bin/mypy ;;
-    *) echo "usage: ./dev.sh {setup|demo|test|lint} [ARGS...]" >&2; exit 2 ;;
+    docs) exec .venv/bin/python -m mkdocs build --strict "$@" ;;
+    *) echo "usage: ./dev.sh {setup|demo|test|lint|docs} [ARGS...]" >&2; exit 2 ;;
 esac
