@@ -5,7 +5,7 @@
         print(ctx.generate("Once upon a time", max_new_tokens=32).text)
 """
 
-from ._backend_spec import BackendSpec, DeviceInfo, Prerequisite
+from ._backend_spec import BackendSpec, DeviceInfo, ModelDevices, Prerequisite
 from ._backends import BackendStatus, backends, devices
 from ._chat.builtin import builtin_chat_templates
 from ._chat.render import apply_chat_template
@@ -101,6 +101,7 @@ __all__ = [
     "LoraAdapter",
     "LoraError",
     "Model",
+    "ModelDevices",
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",

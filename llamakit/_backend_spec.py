@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["BackendSpec", "DeviceInfo", "Prerequisite"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = ["BackendSpec", "DeviceInfo", "ModelDevices", "Prerequisite"]
 
 DeviceType = Literal["cpu", "gpu", "igpu", "accel", "other"]
 
@@ -57,8 +60,36 @@ def _nothing(settings: Mapping[str, Any]) -> None:
     del settings
 
 
+def _usable(settings: Mapping[str, Any]) -> str | None:
+    del settings
+    return None
+
+
 def _cpu_score(devices: Sequence[DeviceInfo]) -> float:
     return 1.0 if devices else 0.0
+
+
+def _no_check() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ModelDevices:
+    """The devices a backend supplies for one model load (``BackendSpec.model_devices``).
+
+    ``devices`` are the variant's ``ggml_backend_dev_t`` pointers (cffi), in the order
+    llama.cpp should use them; they go into ``llama_model_params.devices``.
+    ``accelerators`` describe them (offload checks and ``Model.offload``). ``check`` is
+    called after every C call that may have reached the devices (the load, context
+    creation, each decode, state reads and writes) and raises the backend's own error
+    when a device was lost meanwhile; it must be cheap. ``close`` runs once the model is
+    freed (or its load failed).
+    """
+
+    devices: Sequence[Any]
+    accelerators: Sequence[DeviceInfo]
+    check: Callable[[], None] = _no_check
+    close: Callable[[], None] = _no_check
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,25 @@ class BackendSpec:
     """Runs before the variant's module is first imported, with the backend's settings
     (the ``[backends.<name>]`` config table); the place to set environment variables the
     native library reads at initialisation."""
+    native_areas: Sequence[str] = ()
+    """Optional declaration areas of ``native/areas/`` (``<area>.cdef``, plus ``<area>.h``
+    when present) compiled into this variant's module only, for C APIs that only this
+    variant links (ggml-rpc's, say). They key this variant's module, no other's."""
+    settings_model: type[BaseModel] | None = None
+    """A pydantic model of the backend's settings: the ``[backends.<name>]`` table,
+    overridden by the extra keyword arguments of ``load_model``. None: the backend takes
+    no load options (its table still reaches ``before_load``)."""
+    model_devices: Callable[[Any, Any], ModelDevices] | None = None
+    """Called by ``load_model`` as ``model_devices(native, settings)`` (the loaded
+    ``NativeLib`` and the validated ``settings_model`` instance) to supply the devices the
+    model loads onto, instead of the variant's own (e.g. remote ones)."""
+    check_usable: Callable[[Mapping[str, Any]], str | None] = _usable
+    """A cheap test, made before anything is built or loaded, of whether this machine can
+    run the backend at all (a driver, a device it supports), with the backend's settings:
+    None when it may, else the reason. ``auto`` skips the backend with that reason instead
+    of building it, a request by name raises ``BackendUnavailableError`` with it, and
+    ``backends()`` lists it as unavailable; ``llamakit build`` still builds (a build machine
+    need not have the device). May raise ``ConfigError`` for bad settings."""
     plugin: str = ""
     """Set by the plugin manager: the distribution that registered the spec."""
 

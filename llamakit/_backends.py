@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend_spec import BackendSpec, DeviceInfo
+from ._backend_spec import BackendSpec, DeviceInfo, ModelDevices
 from ._build.variant import find_variant
 from ._errors import BackendUnavailableError, BuildError
 from ._native.lib import NativeLib, load_native
 from ._plugins.manager import get_plugin_host
 
-__all__ = ["BackendStatus", "backends", "devices", "resolve_backend"]
+__all__ = ["BackendStatus", "backend_model_devices", "backends", "devices", "resolve_backend"]
 
 logger = logging.getLogger("llamakit.backends")
 
@@ -49,6 +49,10 @@ def _status(spec: BackendSpec, settings: Settings) -> BackendStatus:
     variant = find_variant(spec)
     common = {"name": spec.name, "priority": spec.priority, "plugin": spec.plugin,
               "description": spec.description, "built": variant is not None}
+    unusable = spec.check_usable(settings.get(spec.name) or {})
+    if unusable is not None:
+        return BackendStatus(**common, available=False,  # type: ignore[arg-type]
+                             reason=f"unavailable: {unusable}")
     if variant is None:
         if missing:
             return BackendStatus(**common, available=False,  # type: ignore[arg-type]
@@ -130,6 +134,10 @@ def _no_device_reason(spec: BackendSpec, found: tuple[DeviceInfo, ...]) -> str:
 
 
 def _load_usable(spec: BackendSpec, settings: Settings) -> NativeLib:
+    unusable = spec.check_usable(settings.get(spec.name) or {})
+    if unusable is not None:  # before building: a GPU variant can take many minutes
+        raise BackendUnavailableError(f"backend {spec.name!r} cannot run here: {unusable}",
+                                      backend=spec.name)
     try:
         native = load_native(spec, settings.get(spec.name))
     except BuildError as exc:
@@ -138,3 +146,42 @@ def _load_usable(spec: BackendSpec, settings: Settings) -> NativeLib:
     if spec.score(found) <= 0:
         raise BackendUnavailableError(_no_device_reason(spec, found), backend=spec.name)
     return native
+
+
+def backend_model_devices(native: NativeLib, settings: Settings | None,
+                          options: Mapping[str, Any]) -> ModelDevices | None:
+    """The devices ``native``'s backend supplies for one model load, or None (the
+    variant's own devices).
+
+    ``options`` are ``load_model``'s extra keyword arguments: they override the
+    ``[backends.<name>]`` table, and both are validated by the backend's
+    ``settings_model``. A keyword the backend does not know is a ``TypeError`` (as for
+    any function); a bad value is a ``ConfigError`` naming the key.
+    """
+    from pydantic import ValidationError
+
+    from ._config.errors import config_error_from_validation
+
+    spec = get_plugin_host().backends().get(native.backend)
+    model = spec.settings_model if spec is not None else None
+    known = set(model.model_fields) if model is not None else set()
+    unknown = sorted(set(options) - known)
+    if unknown:
+        takes = (f"backend {native.backend!r} takes " + ", ".join(sorted(known))
+                 if known else f"backend {native.backend!r} takes no backend options")
+        raise TypeError(f"load_model() got unexpected keyword argument(s) "
+                        f"{', '.join(repr(k) for k in unknown)} ({takes})")
+    if spec is None or model is None:
+        return None
+    table = dict(_settings(settings).get(spec.name) or {})
+    try:
+        model.model_validate(table)
+    except ValidationError as exc:
+        raise config_error_from_validation(exc, prefix=("backends", spec.name)) from None
+    try:
+        validated = model.model_validate({**table, **options})
+    except ValidationError as exc:  # the table was valid: a keyword is not
+        raise config_error_from_validation(exc) from None
+    if spec.model_devices is None:
+        return None
+    return spec.model_devices(native, validated)

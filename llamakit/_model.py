@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._backend_spec import DeviceInfo
+from ._backend_spec import DeviceInfo, ModelDevices
 from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
 from ._progress import progress_bar
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._config.schema import ChatConfig
     from ._context import Context
     from ._lora import LoraAdapter
+    from ._native.lib import NativeLib
 
 __all__ = ["Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model"]
 
@@ -346,7 +347,8 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                use_mlock: bool = False, vocab_only: bool = False,
                backend_settings: Mapping[str, Mapping[str, Any]] | None = None,
                validate: bool = True,
-               progress: bool | str | Callable[[float], None] | None = None) -> Model:
+               progress: bool | str | Callable[[float], None] | None = None,
+               **backend_options: Any) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
     ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
@@ -359,9 +361,11 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     ``progress`` draws a bar on stderr while the weights load (default: the ``[ui]
     progress`` setting, ``"auto"``: when stderr is a terminal; ``"always"``/``True``,
     ``"never"``/``False``); a callable gets the share loaded, 0.0 to 1.0, instead. Ctrl-C
-    stops the load (``KeyboardInterrupt``).
+    stops the load (``KeyboardInterrupt``). Further keyword arguments are the chosen
+    backend's own options (``rpc_servers=[...]`` of the rpc backend): they override its
+    ``[backends.<name>]`` table, and the backend validates both.
     """
-    from ._backends import resolve_backend
+    from ._backends import backend_model_devices, resolve_backend
 
     _as_int("n_gpu_layers", n_gpu_layers, -1)
     for name, flag in (("use_mmap", use_mmap), ("use_mlock", use_mlock),
@@ -370,9 +374,27 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None
     native = resolve_backend(backend, backend_settings)
-    accelerators = [d for d in native.devices() if d.is_accelerator]
-    shares = check_offload(accelerators, native.max_devices(), n_gpu_layers=n_gpu_layers,
-                           main_gpu=main_gpu, split_mode=split_mode, tensor_split=tensor_split)
+    supplied = backend_model_devices(native, backend_settings, backend_options)
+    try:
+        accelerators = (list(supplied.accelerators) if supplied is not None
+                        else [d for d in native.devices() if d.is_accelerator])
+        shares = check_offload(accelerators, native.max_devices(), n_gpu_layers=n_gpu_layers,
+                               main_gpu=main_gpu, split_mode=split_mode,
+                               tensor_split=tensor_split)
+        return _load(native, path, supplied, accelerators, shares, n_gpu_layers=n_gpu_layers,
+                     main_gpu=main_gpu, split_mode=split_mode, use_mmap=use_mmap,
+                     use_mlock=use_mlock, vocab_only=vocab_only, validate=validate,
+                     progress=progress)
+    except BaseException:
+        if supplied is not None:
+            supplied.close()
+        raise
+
+
+def _load(native: NativeLib, path: str | os.PathLike[str], supplied: ModelDevices | None,
+          accelerators: list[DeviceInfo], shares: list[float] | None, *, n_gpu_layers: int,
+          main_gpu: int, split_mode: str, use_mmap: bool, use_mlock: bool, vocab_only: bool,
+          validate: bool, progress: bool | str | Callable[[float], None] | None) -> Model:
     bar = None
     if callable(progress):
         callback: Callable[[float], None] | None = progress
@@ -384,7 +406,7 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
         handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
                                   use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
                                   main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares,
-                                  validate=validate, progress=callback)
+                                  validate=validate, progress=callback, devices=supplied)
     finally:
         if bar is not None:
             bar.close()

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -127,7 +127,22 @@ def native_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file())
 
 
-def _module_key(lib_key: str) -> tuple[str, dict[str, Any]]:
+def area_files(folder: Path, areas: Sequence[str]) -> list[Path]:
+    """The files of the optional declaration areas a spec names (``native/areas/<area>.cdef``
+    and, when present, ``<area>.h``), in the order named."""
+    found = []
+    for area in areas:
+        cdef = folder / "areas" / f"{area}.cdef"
+        if not cdef.is_file():
+            raise BuildError(f"native area {area!r} does not exist ({cdef} is missing)")
+        found.append(cdef)
+        header = cdef.with_suffix(".h")
+        if header.is_file():
+            found.append(header)
+    return found
+
+
+def _module_key(lib_key: str, spec: BackendSpec | None = None) -> tuple[str, dict[str, Any]]:
     folder = data_path("native")
     native = native_files(folder)
     inputs = {
@@ -136,12 +151,15 @@ def _module_key(lib_key: str) -> tuple[str, dict[str, Any]]:
         "python": sysconfig.get_config_var("EXT_SUFFIX"),
         "compiler": _compiler_identity(),
     }
+    if spec is not None and spec.native_areas:  # only then: the other variants' keys stay as they were
+        inputs["areas"] = {"names": list(spec.native_areas),
+                           "files": hash_files(area_files(folder, spec.native_areas))}
     return hash_json(inputs), inputs
 
 
 def _paths(spec: BackendSpec) -> tuple[Path, Path, str]:
     lib_key, _ = _lib_key(spec)
-    mod_key, _ = _module_key(lib_key)
+    mod_key, _ = _module_key(lib_key, spec)
     root = cache_dir()
     return (root / "llama" / f"{spec.name}-{lib_key[:16]}",
             root / "modules" / f"{spec.name}-{mod_key[:16]}", lib_key)
@@ -286,13 +304,17 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
 def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: str) -> None:
     import cffi  # a build-time need only
 
-    mod_key, inputs = _module_key(lib_key)
+    mod_key, inputs = _module_key(lib_key, spec)
     lib_info = json.loads((lib_dir / "build.json").read_text())
     native = data_path("native")
+    areas = area_files(native, spec.native_areas)
     with atomic_directory(mod_dir) as tmp:
         ffi = cffi.FFI()
-        ffi.cdef("\n".join(path.read_text() for path in cdef_files(native)))
-        headers = "".join(f'#include "{h.name}"\n' for h in sorted(native.glob("*.h")))
+        ffi.cdef("\n".join(path.read_text() for path in
+                           [*cdef_files(native), *(a for a in areas if a.suffix == ".cdef")]))
+        headers = "".join(f'#include "{h}"\n' for h in
+                          [*(h.name for h in sorted(native.glob("*.h"))),
+                           *(f"areas/{a.name}" for a in areas if a.suffix == ".h")])
         ffi.set_source(spec.module_name, '#include "llama.h"\n' + headers)
         c_file = tmp / f"{spec.module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces the file it writes

@@ -52,6 +52,13 @@ class ContextHandle(Handle):
         params.abort_callback = lib.lk_abort_callback
         params.abort_callback_data = self._abort_flag
         ptr = lib.llama_init_from_model(model.ptr, params)
+        if model.device_check is not None:
+            try:
+                model.device_check()
+            except BaseException:
+                if ptr != ffi.NULL:
+                    lib.llama_free(ptr)
+                raise
         if ptr == ffi.NULL:
             raise ContextError(
                 f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}; "
@@ -101,10 +108,18 @@ class ContextHandle(Handle):
         """Last position of ``seq_id`` in the memory, -1 when it holds none."""
         return int(self.lib.llama_memory_seq_pos_max(self._memory(), seq_id))
 
+    def check_devices(self) -> None:
+        """Raise the backend's error if a device it supplied was lost (see ModelDevices)."""
+        check = self.model.device_check
+        if check is not None:
+            check()
+
     def _evaluate(self, batch: Any, *, encode: bool) -> int:
         lib = self.lib
         if not _ctrl_c_stops_decode():
-            return int((lib.llama_encode if encode else lib.llama_decode)(self.ptr, batch))
+            status = int((lib.llama_encode if encode else lib.llama_decode)(self.ptr, batch))
+            self.check_devices()
+            return status
         call = lib.lk_encode_interruptible if encode else lib.lk_decode_interruptible
         status = int(call(self.ptr, batch, self._abort_flag))
         if self._abort_flag[0] == lib.LK_ABORT_SIGINT:
@@ -112,6 +127,7 @@ class ContextHandle(Handle):
             # what Python's handler would have, also when the batch finished regardless.
             self._abort_flag[0] = 0
             raise KeyboardInterrupt
+        self.check_devices()
         return status
 
     def evaluate_batch(self, batch: Any, n_tokens: int, *, encode: bool = False) -> None:

@@ -42,6 +42,7 @@ def get_state(ctx: ContextHandle, seq_id: int | None = None) -> bytes:
         size = int(lib.llama_state_seq_get_size(ptr, seq_id))
         buf = ffi.new("uint8_t[]", size)
         written = int(lib.llama_state_seq_get_data(ptr, buf, size, seq_id))
+    ctx.check_devices()  # state read from a lost device would be garbage
     if written != size:
         raise StateError(f"llama.cpp wrote {written} of {size} state bytes")
     return bytes(ffi.buffer(buf, size))
@@ -59,6 +60,7 @@ def set_state(ctx: ContextHandle, data: bytes, seq_id: int | None = None) -> Non
         else:
             read = int(lib.llama_state_seq_set_data(ptr, ffi.from_buffer(data), len(data),
                                                     seq_id))
+    ctx.check_devices()
     if read == 0 or read != len(data):
         if seq_id is None:
             lib.llama_state_set_data(ptr, ffi.from_buffer(previous), len(previous))

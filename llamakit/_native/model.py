@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend_spec import ModelDevices
 from .._errors import (
     InvalidTokenError,
     ModelLoadError,
@@ -142,14 +143,27 @@ def read_string(ffi: Any, call: Callable[[Any, int], int]) -> str | None:
         size = n + 1
 
 
+def _free_then_close(free: Callable[[Any], None], close: Callable[[], None], ptr: Any) -> None:
+    free(ptr)
+    close()
+
+
 class ModelHandle(Handle):
     """A loaded ``llama_model`` and its vocabulary."""
 
     kind = "model"
 
-    def __init__(self, native: NativeLib, ptr: Any, path: str) -> None:
-        super().__init__(native, ptr, native.lib.llama_model_free)
+    def __init__(self, native: NativeLib, ptr: Any, path: str,
+                 devices: ModelDevices | None = None) -> None:
+        free: Callable[[Any], None] = native.lib.llama_model_free
+        if devices is not None:
+            free = functools.partial(_free_then_close, free, devices.close)
+        super().__init__(native, ptr, free)
         self.path = path
+        # The backend's check that the devices it supplied are still there (remote ones
+        # may vanish); called after each C call that may reach them. None: nothing to check.
+        self.device_check: Callable[[], None] | None = (
+            devices.check if devices is not None else None)
         self.vocab = self.lib.llama_model_get_vocab(ptr)
         self.n_vocab = int(self.lib.llama_vocab_n_tokens(self.vocab))
 
@@ -157,12 +171,15 @@ class ModelHandle(Handle):
     def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
              use_mlock: bool, vocab_only: bool, main_gpu: int = 0, split_mode: str = "layer",
              tensor_split: Sequence[float] | None = None, validate: bool = True,
-             progress: LoadProgress | None = None) -> ModelHandle:
+             progress: LoadProgress | None = None,
+             devices: ModelDevices | None = None) -> ModelHandle:
         """Load a model; the offload arguments must already be validated against the
         variant's devices (``llamakit._model.check_offload``). ``validate`` runs the GGUF
         validator first (``llamakit._gguf``). ``progress`` is called as the tensor data
         loads; an exception it raises stops the load and is re-raised here. Ctrl-C on the
-        main thread stops the load too (``KeyboardInterrupt``)."""
+        main thread stops the load too (``KeyboardInterrupt``). ``devices``, supplied by
+        the backend, replace the variant's own devices; the handle closes them with the
+        model."""
         _check_path(path, validate)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
@@ -177,6 +194,10 @@ class ModelHandle(Handle):
             for i, share in enumerate(tensor_split):
                 split[i] = share
             params.tensor_split = split
+        device_array = None
+        if devices is not None:  # NULL-terminated; it lives until the call ends
+            device_array = ffi.new("ggml_backend_dev_t[]", [*devices.devices, ffi.NULL])
+            params.devices = device_array
         params.vocab_only = vocab_only
         params.load_mode = {
             (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK, (True, False): lib.LLAMA_LOAD_MODE_MMAP,
@@ -192,7 +213,14 @@ class ModelHandle(Handle):
                 ptr = lib.llama_model_load_from_file(os.fsencode(path), params)
         finally:
             _current.state = None
-        del split, state_handle
+        del split, state_handle, device_array
+        if devices is not None:
+            try:
+                devices.check()  # a device lost during the load is the error to report
+            except BaseException:
+                if ptr != ffi.NULL:
+                    lib.llama_model_free(ptr)
+                raise
         if ptr != ffi.NULL and (state.interrupted or state.error is not None):
             # The load got past its last progress call: keep nothing, report what happened.
             lib.llama_model_free(ptr)
@@ -206,7 +234,7 @@ class ModelHandle(Handle):
                 f"llama.cpp could not load {path}; it may be truncated, of an unsupported "
                 "architecture or newer format (see the 'llamakit.native' log for details)",
                 path=path)
-        return cls(native, ptr, path)
+        return cls(native, ptr, path, devices)
 
     # -- model facts -------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
