@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,7 +149,52 @@ def test_vulkan_without_usable_device_raises(vulkan_ready: None, tiny_model_path
            if k not in ("GGML_VK_VISIBLE_DEVICES", "LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "no usable device" in done.stdout
+    assert "only CPU-type Vulkan devices" in done.stdout
+
+
+def _fake_devices(monkeypatch: pytest.MonkeyPatch, *types: str) -> None:
+    from llamakit_vulkan._loader import PhysicalDevice
+
+    found = [PhysicalDevice(index=i, name=f"dev{i}", type=t) for i, t in enumerate(types)]
+    monkeypatch.setattr(llamakit_vulkan, "physical_devices", lambda: found)
+
+
+def test_usability_is_decided_before_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_usable answers from the Vulkan loader alone: no device, CPU-type devices
+    only (unless admitted), or a GPU."""
+    monkeypatch.delenv("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", raising=False)
+    check = llamakit_vulkan.vulkan_backend().check_usable
+    _fake_devices(monkeypatch)
+    assert "no Vulkan device" in (check({}) or "")
+    _fake_devices(monkeypatch, "cpu")
+    assert "only CPU-type Vulkan devices (dev0 (cpu))" in (check({}) or "")
+    assert check({"allow_cpu_device": True}) is None
+    _fake_devices(monkeypatch, "cpu", "gpu")
+    assert check({}) is None
+    with pytest.raises(llamakit.ConfigError, match="unknown key"):
+        check({"allow_cpu": True})
+
+
+def test_auto_skips_vulkan_without_building_it(monkeypatch: pytest.MonkeyPatch,
+                                               tiny_model_path: Path) -> None:
+    """With only CPU-type devices, auto moves on to cpu and never builds or loads the
+    vulkan variant (which takes minutes to build on a small machine)."""
+    import llamakit._backends as backends_module
+
+    monkeypatch.delenv("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", raising=False)
+    monkeypatch.delenv("LLAMAKIT_BACKEND", raising=False)
+    _fake_devices(monkeypatch, "cpu")
+    loaded: list[str] = []
+    real = backends_module.load_native
+
+    def recording(spec: Any, settings: Any) -> Any:
+        loaded.append(spec.name)
+        return real(spec, settings)
+
+    monkeypatch.setattr(backends_module, "load_native", recording)
+    with llamakit.load_model(tiny_model_path, backend="auto") as model:
+        assert model.backend == "cpu"
+    assert "vulkan" not in loaded
 
 
 @pytest.mark.gpu

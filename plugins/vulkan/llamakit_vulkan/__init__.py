@@ -110,6 +110,23 @@ def _before_load(settings: Mapping[str, Any]) -> None:
                     ", ".join(f"{d.index}={d.name} ({d.type})" for d in found))
 
 
+def _check_usable(settings: Mapping[str, Any]) -> str | None:
+    """Why this machine cannot use the backend, asked before the variant is built (minutes
+    on a small machine): no Vulkan loader or no device, or only CPU-type devices (Mesa's
+    lavapipe) while they are not admitted. ggml-vulkan itself skips CPU-type devices."""
+    found = physical_devices()
+    if not found:
+        return ("no Vulkan device: the Vulkan loader (libvulkan.so.1) is missing or reports "
+                "no physical device; install a driver (mesa-vulkan-drivers, the NVIDIA "
+                "driver) and check with `vulkaninfo --summary`")
+    if allow_cpu_device(settings) or any(d.type != "cpu" for d in found):
+        return None
+    names = ", ".join(f"{d.name} ({d.type})" for d in found)
+    return (f"only CPU-type Vulkan devices ({names}), which the cpu backend beats; set "
+            "[backends.vulkan] allow_cpu_device = true or LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE=1 "
+            "to use them anyway")
+
+
 def _score(devices: Sequence[DeviceInfo]) -> float:
     return float(sum(1 for d in devices if d.registry == "Vulkan"))
 
@@ -129,6 +146,7 @@ def vulkan_backend() -> BackendSpec:
         score=_score,
         prepare=prepare_headers,
         before_load=_before_load,
+        check_usable=_check_usable,
     )
 
 
