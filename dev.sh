@@ -7,7 +7,8 @@
 #   ./dev.sh docs [MKDOCS ARGS]      build the documentation into site/ (mkdocs --strict);
 #                                    the test suite builds it too (tests/test_docs_build.py)
 # Setup installs missing system packages with apt-get (as root or through sudo), creates
-# .venv, and installs llamakit, llamakit-cpu, llamakit-vulkan and the dev tools into it.
+# .venv, and installs llamakit, llamakit-cpu, llamakit-vulkan, llamakit-cuda and the dev tools
+# into it (llamakit-cuda is pure Python until a CUDA machine builds its variant).
 # llama.cpp itself is
 # fetched (checksum-verified) and built on first use into a cache keyed by its inputs.
 set -euo pipefail
@@ -46,7 +47,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan
+    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan -e plugins/cuda
     # The example third-party plugin (examples/): installed like a user would, so CI tests it.
     .venv/bin/python -m pip install -q -e examples/llamakit-example-plugin
     echo "$want" > "$stamp"

@@ -1,0 +1,113 @@
+"""The CUDA backend on a real NVIDIA GPU: same greedy tokens as the CPU backend, offload
+reporting, the probe through ggml's device API, and `auto` choosing it. Skipped without a
+CUDA device or without the toolkit to build the variant (CI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import llamakit
+
+llamakit_cuda = pytest.importorskip("llamakit_cuda")
+from llamakit_cuda._driver import driver_devices  # noqa: E402
+
+DRIVER = driver_devices()
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(DRIVER.error is not None, reason=f"no CUDA device: {DRIVER.error}"),
+]
+
+
+@pytest.fixture(scope="module")
+def cuda_ready() -> None:
+    problems = llamakit_cuda.cuda_backend().check_prerequisites()
+    if problems:
+        pytest.skip("CUDA build prerequisites missing: " + "; ".join(map(str, problems)))
+    reason = llamakit_cuda.cuda_backend().check_usable({})
+    if reason is not None:
+        pytest.skip(f"CUDA backend unusable here: {reason}")
+
+
+@pytest.fixture(scope="module")
+def pair(cuda_ready: None,
+         tiny_model_path: Path) -> Iterator[tuple[llamakit.Model, llamakit.Model]]:
+    with llamakit.load_model(tiny_model_path, backend="cpu") as cpu, \
+            llamakit.load_model(tiny_model_path, backend="cuda", n_gpu_layers=-1) as gpu:
+        yield cpu, gpu
+
+
+def _greedy(model: llamakit.Model, prompt: str, n: int = 24) -> list[int]:
+    with model.new_context(n_ctx=128, n_threads=2) as ctx:
+        return ctx.generate(prompt, max_new_tokens=n, temperature=0).tokens
+
+
+def test_full_offload_matches_cpu(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    """All layers on the GPU give the CPU backend's greedy tokens, in one process."""
+    cpu, gpu = pair
+    assert gpu.backend == "cuda" and cpu.backend == "cpu"
+    for prompt in ("Hello world", "The quick brown fox", "Once upon a time"):
+        assert _greedy(gpu, prompt) == _greedy(cpu, prompt)
+
+
+def test_partial_offload_matches_cpu(pair: tuple[llamakit.Model, llamakit.Model],
+                                     tiny_model_path: Path) -> None:
+    cpu, _ = pair
+    with llamakit.load_model(tiny_model_path, backend="cuda", n_gpu_layers=1) as partial:
+        assert partial.offload.n_layers_offloaded == 1
+        assert _greedy(partial, "Hello world") == _greedy(cpu, "Hello world")
+
+
+def test_f16_model_matches_cpu(cuda_ready: None,
+                               synthetic_model: Callable[..., Path]) -> None:
+    """An F16 model (the GPU takes other kernels for it) also gives the CPU's tokens."""
+    path = synthetic_model(dtype="f16", n_embd=128, n_layer=3, n_ff=256)
+    with llamakit.load_model(path, backend="cpu") as cpu, \
+            llamakit.load_model(path, backend="cuda", n_gpu_layers=-1) as gpu:
+        for prompt in ("Hello world", "The quick brown fox"):
+            assert _greedy(gpu, prompt) == _greedy(cpu, prompt)
+
+
+def test_embeddings_agree_with_cpu(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    vectors = []
+    for model in pair:
+        with model.new_context(n_ctx=128, embeddings=True) as ctx:
+            vectors.append(ctx.embeddings(["Hello world", "A second, longer sentence here"]))
+    cosine = np.sum(vectors[0] * vectors[1], axis=1)
+    assert np.all(cosine > 0.999), cosine
+
+
+def test_offload_is_reported(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    _, gpu = pair
+    info = gpu.offload
+    assert info.backend == "cuda"
+    assert info.devices == tuple(f"CUDA{d.ordinal}" for d in DRIVER.devices)
+    assert info.n_layers_offloaded == info.n_layers_total == gpu.info.n_layer + 1
+
+
+def test_probe_goes_through_ggml(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    """Once built, the probe's names and free memory come from ggml's device API and the
+    compute capability from the driver."""
+    found = llamakit_cuda.probe()
+    assert found.available and found.built and found.reason == "ready"
+    assert len(found.devices) == len(DRIVER.devices)
+    for device, driver in zip(found.devices, DRIVER.devices, strict=True):
+        assert device.name == f"CUDA{driver.ordinal}"
+        assert device.description == driver.name
+        assert device.compute_capability == driver.compute_capability
+        assert device.memory_free is not None and 0 < device.memory_free <= device.memory_total
+    assert "compute capability" in str(found)
+
+
+def test_auto_picks_cuda(pair: tuple[llamakit.Model, llamakit.Model], tiny_model_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto prefers cuda to vulkan and cpu where it can run."""
+    monkeypatch.delenv("LLAMAKIT_BACKEND", raising=False)  # the suite pins auto to cpu
+    cpu, _ = pair
+    with llamakit.load_model(tiny_model_path, backend="auto", n_gpu_layers=-1) as model:
+        assert model.backend == "cuda"
+        assert _greedy(model, "Hello world") == _greedy(cpu, "Hello world")
+    assert [s.name for s in llamakit.backends()][:1] == ["cuda"]
