@@ -107,3 +107,22 @@ def test_every_page_is_in_the_navigation() -> None:
     listed = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", nav, flags=re.MULTILINE))
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert not pages - listed, f"pages missing from mkdocs.yml's nav: {sorted(pages - listed)}"
+
+
+def test_rst_markup_of_docstrings_becomes_markdown() -> None:
+    """docs/griffe_rst.py turns reST roles and ``::`` markers into Markdown, and leaves
+    everything else alone."""
+    spec = importlib.util.spec_from_file_location("llamakit_docs_griffe_rst",
+                                                  DOCS / "griffe_rst.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    convert = module.markdown_from_rst
+    assert convert("Build a :class:`Config` with :func:`~llamakit.testing.vocab_path`.") \
+        == "Build a `Config` with `vocab_path`."
+    assert convert("See :meth:`llamakit.Model.new_context`") \
+        == "See `llamakit.Model.new_context`"
+    assert convert("Like this::\n\n    code\n") == "Like this:\n\n    code\n"
+    assert convert("Text.\n\n::\n\n    code\n") == "Text.\n\n\n    code\n"
+    plain = "``x`` and `y`: a :: b, http://host::port"
+    assert convert(plain) == plain
