@@ -41,8 +41,9 @@ __all__ = ["CORE_PLUGIN", "ENTRY_POINT_GROUP", "FIRST_PARTY", "PluginHost", "Plu
 ENTRY_POINT_GROUP = "llamakit"
 #: The plugin name of llamakit's own hook implementations (its quantization recipes).
 CORE_PLUGIN = "llamakit"
-#: Plugins shipped with llamakit; they load right after the core, before any other.
-FIRST_PARTY = ("llamakit-cpu", "llamakit-vulkan")
+#: The backend plugins of llamakit's repository (``plugins/``); they load right after the
+#: core, before any other, so a third-party plugin cannot take their names.
+FIRST_PARTY = ("llamakit-cpu", "llamakit-vulkan", "llamakit-cuda", "llamakit-rpc")
 ENV_DISABLE = "LLAMAKIT_DISABLE_PLUGINS"
 
 T = TypeVar("T")
@@ -189,7 +190,9 @@ class PluginHost:
         ``pluggy.PluginValidationError``."""
         with self._lock:
             self.pm.register(plugin, name=name)
-            self.info[name] = PluginInfo(name, "loaded", target=type(plugin).__qualname__)
+            kind = type(plugin)
+            self.info[name] = PluginInfo(name, "loaded",
+                                         target=f"{kind.__module__}.{kind.__qualname__}")
             self._rank[name] = self._next_rank
             self._next_rank += 1
             self._check_hooks(plugin, name)
@@ -275,6 +278,10 @@ class PluginHost:
                                            f"{name!r}, {reserved_why}; it is skipped (choose "
                                            "another name)", function)
                         continue
+                if owner.get(name) == plugin:
+                    self._warn(plugin, f"plugin {plugin!r} registers the {noun} {name!r} more "
+                                       "than once; the first is used", function)
+                    continue
                 if name in owner:
                     self._warn(plugin, f"{noun} {name!r} is registered by both {owner[name]!r} "
                                        f"and {plugin!r}; the one of {owner[name]!r} is used. "

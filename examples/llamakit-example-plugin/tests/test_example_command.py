@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +59,19 @@ def test_listed_by_llamakit_plugins(capsys: pytest.CaptureFixture[str]) -> None:
     assert "    chat templates: example-plain\n" in block
     assert "    quantization recipes: example-attn-q8\n" in block
     assert "    commands: example-stats\n" in block
+
+
+def test_python_m_llamakit_runs_it(synthetic_model: Callable[..., Path]) -> None:
+    """The real command line, in a fresh process, finds the installed plugin's command."""
+    path = synthetic_model()
+    run = subprocess.run([sys.executable, "-m", "llamakit", "example-stats", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary, stats = model_stats(path)
+    assert run.stdout.startswith(f"{path.name}: llama, GGUF v{summary.version}, ")
+    assert [line.split()[0] for line in run.stdout.splitlines()[2:]] == [s.type for s in stats]
+    missing = subprocess.run([sys.executable, "-m", "llamakit", "example-stats",
+                              str(path.with_name("missing.gguf"))],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("llamakit: error: ") and "missing.gguf" in missing.stderr
