@@ -144,6 +144,9 @@ class BackendSpec:
     of building it, a request by name raises ``BackendUnavailableError`` with it, and
     ``backends()`` lists it as unavailable; ``llamakit build`` still builds (a build machine
     need not have the device). May raise ``ConfigError`` for bad settings."""
+    auto: bool = True
+    """Whether ``auto`` may choose the backend. False for one that is only useful with
+    settings of its own (the rpc backend needs its workers' addresses)."""
     plugin: str = ""
     """Set by the plugin manager: the distribution that registered the spec."""
 

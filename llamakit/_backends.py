@@ -109,11 +109,15 @@ def resolve_backend(name: str | None = None, settings: Settings | None = None) -
                 f"no backend named {wanted!r} is installed (installed: {known}); "
                 f"install the llamakit-{wanted} plugin", backend=wanted)
         return _load_usable(spec, chosen)
-    if not specs:
+    if not any(spec.auto for spec in specs.values()):
         raise BackendUnavailableError(
             "no llamakit backend is installed; pip install llamakit-cpu", backend="auto")
     reasons = []
     for spec in sorted(specs.values(), key=lambda s: -s.priority):
+        if not spec.auto:
+            logger.info("auto: skipping backend %r: only used when asked for by name",
+                        spec.name)
+            continue
         try:
             native = _load_usable(spec, chosen)
         except BackendUnavailableError as exc:

@@ -116,13 +116,16 @@ def test_worker_refuses_what_ggml_cannot_bind(host: str, reason: str) -> None:
         bind_address(host, allow_remote=True)
 
 
-def test_worker_command_refuses_remote_bind() -> None:
+@pytest.mark.parametrize(("command", "status"), [(["llamakit_rpc.worker"], 2),
+                                                  (["llamakit", "rpc-server"], 1)])
+def test_worker_command_refuses_remote_bind(command: list[str], status: int) -> None:
     """The worker process exits with an error before it loads anything."""
-    result = subprocess.run([sys.executable, "-m", "llamakit_rpc.worker", "--host", "0.0.0.0",
+    result = subprocess.run([sys.executable, "-m", *command, "--host", "0.0.0.0",
                              "--port", "50099"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
+    assert result.returncode == status
     assert "refusing to listen on 0.0.0.0" in result.stderr
     assert "no authentication or encryption" in result.stderr
+    assert "--allow-remote" in result.stderr
 
 
 def test_response_sizes() -> None:
@@ -242,3 +245,21 @@ def test_probe_names_the_problem() -> None:
         port = silent.getsockname()[1]
         with pytest.raises(RpcServerUnreachableError, match="one client at a time"):
             probe(Server("127.0.0.1", port), timeout=0.5, client_version=(7, 0, 0))
+
+
+def test_auto_never_picks_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its workers the rpc backend is no use: `auto` skips it even when it is the
+    only backend left."""
+    from llamakit._backends import resolve_backend
+    from llamakit._plugins import manager
+
+    others = {spec.plugin for spec in manager.get_plugin_host().backends().values()}
+    assert "llamakit-rpc" in others
+    monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", ",".join(sorted(others - {"llamakit-rpc"})))
+    old = manager.reset_plugin_host(None)
+    try:
+        assert set(manager.get_plugin_host().backends()) == {"rpc"}
+        with pytest.raises(llamakit.BackendUnavailableError, match="pip install llamakit-cpu"):
+            resolve_backend("auto")
+    finally:
+        manager.reset_plugin_host(old)

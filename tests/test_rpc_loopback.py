@@ -41,9 +41,11 @@ def _free_port() -> int:
 
 
 class Worker:
-    """One ``python -m llamakit_rpc.worker`` process on a fixed loopback port."""
+    """One worker process (``llamakit rpc-server`` or ``python -m llamakit_rpc.worker``) on
+    a fixed loopback port."""
 
-    def __init__(self, log_dir: Path, name: str) -> None:
+    def __init__(self, log_dir: Path, name: str, command: list[str]) -> None:
+        self.command = command
         self.port = _free_port()
         self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +57,7 @@ class Worker:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llamakit_rpc.worker", "--host", "127.0.0.1",
+                [sys.executable, "-m", *self.command, "--host", "127.0.0.1",
                  "--port", str(self.port), "--threads", "1"],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + DEADLINE
@@ -93,7 +95,9 @@ def rpc_variant() -> None:
 @pytest.fixture(scope="module")
 def pool(rpc_variant: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
     folder = tmp_path_factory.mktemp("rpc-workers")
-    workers = [Worker(folder, "a"), Worker(folder, "b")]
+    # One through the CLI command, one through the module: the same code.
+    workers = [Worker(folder, "a", ["llamakit", "rpc-server"]),
+               Worker(folder, "b", ["llamakit_rpc.worker"])]
     try:
         yield workers
     finally:

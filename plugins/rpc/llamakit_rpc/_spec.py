@@ -22,12 +22,12 @@ def _cmake_flags() -> dict[str, str]:
 
 def _score(devices: Sequence[DeviceInfo]) -> float:
     # The variant runs wherever the CPU backend does; what it offloads to is given per load
-    # (rpc_servers). Its priority keeps `auto` on the plain CPU backend.
+    # (rpc_servers), so `auto` never picks it (auto=False).
     return 1.0 if any(d.type == "cpu" for d in devices) else 0.0
 
 
 def rpc_backend() -> BackendSpec:
-    """The rpc backend's spec (lowest priority: ``auto`` never needs it)."""
+    """The rpc backend's spec (used only when asked for by name)."""
     from ._client import model_devices
     from ._settings import RpcSettings
 
@@ -42,6 +42,7 @@ def rpc_backend() -> BackendSpec:
         check_prerequisites=cpu.check_prerequisites,
         key_extras=cpu.key_extras,
         score=_score,
+        auto=False,
         native_areas=("rpc",),
         settings_model=RpcSettings,
         model_devices=model_devices,
