@@ -8,7 +8,8 @@
 #
 # .device/ then holds:
 #   llama.cpp.tar.gz   the pinned llama.cpp tree, pruned to what CMake needs for the
-#                      libraries, ggml-vulkan, tools/llama-bench and tools/quantize, plus
+#                      libraries, ggml-vulkan, ggml-cuda (benchmarks/h100_cuda.sh),
+#                      tools/llama-bench and tools/quantize, plus
 #                      models/ggml-vocab-llama-spm.gguf (write_llama_model's tokenizer)
 #   vulkan-sdk.tar.gz  a VULKAN_SDK-like folder: bin/glslc (bookworm's, with libshaderc),
 #                      include/ (Vulkan 1.4.309 headers from Debian trixie, SPIR-V headers),
@@ -31,7 +32,7 @@ tar -C "$TREE" -cf "$STAGE/llama.cpp.tar" \
     --exclude=./.git --exclude=./.github --exclude=./.devops --exclude=./docs \
     --exclude=./media --exclude=./tests --exclude=./examples --exclude=./benches \
     --exclude=./gguf-py --exclude=./tools/ui --exclude=./tools/server/public \
-    --exclude='./models/*' --exclude='./ggml/src/ggml-cuda' --exclude='./ggml/src/ggml-sycl' \
+    --exclude='./models/*' --exclude='./ggml/src/ggml-sycl' \
     --exclude='./ggml/src/ggml-opencl' --exclude='./ggml/src/ggml-hexagon' \
     --exclude='./ggml/src/ggml-metal' --exclude='./ggml/src/ggml-cann' \
     --exclude='./ggml/src/ggml-webgpu' --exclude='./ggml/src/ggml-openvino' \

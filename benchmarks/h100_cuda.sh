@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# The CUDA backend on a bare NVIDIA machine (the `device` tool's H100), one command, next to
+# llama.cpp's own llama-bench built from the same CMake tree and the llamakit vulkan backend:
+#
+#     benchmarks/make_device_bundle.sh          # here, once: writes .device/ (16 MB)
+#     benchmarks/h100_cuda.sh                   # there, from the repository root
+#
+# Phases (all by default, or name some: setup build test models bench report):
+#   setup   as h100_vulkan.sh (Vulkan loader, pruned llama.cpp tree, VULKAN_SDK-like folder,
+#           wheels; pip-installs llamakit and the cpu, vulkan and cuda plugins), then makes
+#           the image's CUDA toolkit complete: cuBLAS's headers and libraries are not in it
+#           but in PyTorch's environment (nvidia/cu13), so they are linked into the toolkit's
+#           include/ and lib64/; a lib64/stubs/libcuda.so is linked to the driver's library
+#           when the toolkit has no stub. Starts writing the F16 models in the background.
+#   build   `llamakit build cuda` (CMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS) beside
+#           `llamakit build cpu vulkan`; then llama-bench and llama-quantize in the cuda
+#           variant's own CMake build folder (reconfigured with LLAMA_BUILD_TOOLS and
+#           LLAMA_BUILD_COMMON on; ggml-cuda is not compiled twice: tools_build.log shows
+#           how many steps ninja ran)
+#   test    tests/cuda (pure-Python and GPU tests) and every test marked gpu (the vulkan
+#           one that expects `auto` to pick vulkan runs with llamakit-cuda disabled)
+#   models  1B and 8B llama shapes (llama-spm vocab, F16, write_llama_model with
+#           reuse_weights), then $QUANT with the same tree's llama-quantize
+#   bench   benchmarks/cpu_vs_gpu.py --backends cuda,vulkan --llama-bench-backend cuda:
+#           llamakit cuda, then llama-bench (CUDA), then llamakit vulkan, per model
+#   report  one markdown table of all models (results/summary.md)
+#
+# Results and logs go to $WORK/results (and are copied to $OUT when it is set).
+# Environment: WORK (default /tmp/lk-h100c), QUANT (Q4_0), SHAPES ("1b 8b"), KINDS
+# ("f16 q4_0"), RUNS (5), BANDWIDTH_TBS (3.35, the H100 SXM's HBM3), CUDA_ARCHS (90),
+# BACKENDS (cuda,vulkan).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUNDLE=${BUNDLE:-$ROOT/.device}
+WORK=${WORK:-/tmp/lk-h100c}
+RESULTS=$WORK/results
+PY=${PYTHON:-python3}
+QUANT=${QUANT:-Q4_0}
+SHAPES=${SHAPES:-"1b 8b"}
+KINDS=${KINDS:-"f16 ${QUANT,,}"}
+RUNS=${RUNS:-5}
+BANDWIDTH_TBS=${BANDWIDTH_TBS:-3.35}
+BACKENDS=${BACKENDS:-cuda,vulkan}
+JOBS=$(nproc)
+mkdir -p "$RESULTS" "$WORK/models"
+
+export LLAMAKIT_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90}
+export VULKAN_SDK=$WORK/vulkan-sdk
+export PATH=$VULKAN_SDK/bin:$PATH
+export CMAKE_PREFIX_PATH=$VULKAN_SDK
+export LLAMAKIT_LLAMA_CPP_DIR=$WORK/llama.cpp
+export PYTHONUNBUFFERED=1
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$ICD" ]; then export VK_DRIVER_FILES=$ICD; fi
+
+stamp() { echo "=== $(date +%T) $*"; }
+
+# The toolkit's root: the folder above the real nvcc's bin/ (PATH's nvcc may be a wrapper).
+toolkit_root() {
+    local nvcc here
+    nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+    here=$("$nvcc" --dryrun -v -x cu /dev/null -c -o /dev/null 2>&1 \
+        | sed -n 's/^#\$ _HERE_=//p' | head -1)
+    readlink -f "${here:-$(dirname "$(readlink -f "$nvcc")")}/.."
+}
+
+complete_toolkit() {
+    local tk site cu lib name real
+    tk=$(toolkit_root)
+    echo "CUDA toolkit: $tk"
+    "$tk/bin/nvcc" --version | tail -2
+    lib=$tk/lib64
+    [ -d "$lib" ] || lib=$tk/lib
+    if [ ! -f "$tk/include/cublas_v2.h" ]; then
+        site=$("$PY" -c "import nvidia; print(list(nvidia.__path__)[0])")
+        cu=""
+        for candidate in "$site/cu13" "$site/cublas"; do
+            if [ -f "$candidate/include/cublas_v2.h" ]; then cu=$candidate; break; fi
+        done
+        [ -n "$cu" ] || { echo "no cuBLAS in $site"; return 1; }
+        echo "linking cuBLAS from $cu into $tk"
+        for f in "$cu"/include/cublas*.h; do
+            [ -e "$tk/include/$(basename "$f")" ] || ln -s "$f" "$tk/include/"
+        done
+        for f in "$cu"/lib/libcublas*.so*; do
+            [ -e "$lib/$(basename "$f")" ] || ln -s "$f" "$lib/"
+        done
+        for name in cublas cublasLt; do
+            real=$(cd "$lib" && ls lib$name.so.* | sort | head -1)
+            [ -e "$lib/lib$name.so" ] || ln -s "$real" "$lib/lib$name.so"
+        done
+    fi
+    if [ ! -e "$lib/stubs/libcuda.so" ]; then
+        real=$(ldconfig -p | awk '/libcuda.so.1 .*x86-64/ {print $NF; exit}')
+        [ -n "$real" ] || real=$(ls /usr/local/nvidia/lib64/libcuda.so.1 2>/dev/null || true)
+        [ -n "$real" ] || { echo "no libcuda.so.1 (the driver)"; return 1; }
+        echo "linking $real as $lib/stubs/libcuda.so"
+        mkdir -p "$lib/stubs"
+        ln -s "$real" "$lib/stubs/libcuda.so"
+    fi
+}
+
+phase_setup() {
+    stamp setup
+    for deb in "$BUNDLE"/debs/*.deb; do dpkg -x "$deb" /; done
+    ldconfig
+    rm -rf "$WORK/llama.cpp" "$VULKAN_SDK"
+    mkdir -p "$WORK/llama.cpp"
+    tar -xzf "$BUNDLE/llama.cpp.tar.gz" -C "$WORK/llama.cpp"
+    [ -d "$WORK/llama.cpp/ggml/src/ggml-cuda" ] || {
+        echo "the bundle's llama.cpp tree lacks ggml/src/ggml-cuda: rerun make_device_bundle.sh"
+        return 1; }
+    tar -xzf "$BUNDLE/vulkan-sdk.tar.gz" -C "$WORK"
+    local loader
+    loader=$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')
+    ln -sf "$loader" "$VULKAN_SDK/lib/libvulkan.so"
+    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" hatchling editables
+    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" --no-build-isolation \
+        -e . -e plugins/cpu -e plugins/vulkan -e plugins/cuda
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
+        --format=csv | tee "$RESULTS/gpu.txt"
+    complete_toolkit 2>&1 | tee "$RESULTS/toolkit.txt"
+    "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe_before.txt"
+    # The F16 models take a minute or two of CPU and disk: written while the builds run.
+    rm -f "$WORK/models_f16.done"
+    touch "$WORK/models_f16.started"
+    (set +e; phase_models_f16 > "$RESULTS/models_f16.log" 2>&1
+     echo $? > "$WORK/models_f16.done") &
+}
+
+cuda_build_dir() {
+    "$PY" - <<'EOF'
+from llamakit._build.cache import cache_dir
+from llamakit._build.variant import _lib_key
+from llamakit_cuda import cuda_backend
+
+print(cache_dir() / "cmake" / f"cuda-{_lib_key(cuda_backend())[0][:16]}")
+EOF
+}
+
+phase_build() {
+    stamp build
+    ("$PY" -m llamakit build cpu vulkan > "$RESULTS/build_cpu_vulkan.log" 2>&1) &
+    local others=$! started=$SECONDS
+    "$PY" -m llamakit build cuda 2>&1 | tee "$RESULTS/build_cuda.log"
+    echo "llamakit build cuda: $((SECONDS - started)) s" | tee -a "$RESULTS/timings.txt"
+    local dir cmake ninja
+    dir=$(cuda_build_dir)
+    cmake=$("$PY" -c "from llamakit._build.variant import tool_path; print(tool_path('cmake'))")
+    ninja=$("$PY" -c "from llamakit._build.variant import tool_path; print(tool_path('ninja'))")
+    echo "cuda CMake build folder: $dir" | tee "$RESULTS/tool_flags.txt"
+    grep -E "CMAKE_CUDA_ARCHITECTURES|GGML_CUDA|CUDAToolkit" "$dir/CMakeCache.txt" \
+        | tee -a "$RESULTS/tool_flags.txt" || true
+    started=$SECONDS
+    ("$cmake" -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$dir" -DLLAMA_BUILD_TOOLS=ON \
+        -DLLAMA_BUILD_COMMON=ON && "$ninja" -C "$dir" -j "$JOBS" llama-bench llama-quantize) \
+        > "$RESULTS/tools_build.log" 2>&1 || { tail -40 "$RESULTS/tools_build.log"; return 1; }
+    echo "llama-bench + llama-quantize in the same tree: $((SECONDS - started)) s, ninja steps:" \
+        "$(grep -c '^\[' "$RESULTS/tools_build.log")," \
+        "of them ggml-cuda: $(grep -c 'ggml-cuda' "$RESULTS/tools_build.log" || true)" \
+        | tee -a "$RESULTS/timings.txt"
+    ln -sfn "$dir/bin" "$WORK/tools"
+    wait "$others" || { tail -40 "$RESULTS/build_cpu_vulkan.log"; return 1; }
+    "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"
+    "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe.txt"
+}
+
+phase_test() {
+    stamp test
+    local status=0
+    "$PY" -m pytest -q -p no:cacheprovider -ra tests/cuda \
+        2>&1 | tee "$RESULTS/test_cuda.log" || status=1
+    "$PY" -m pytest -q -p no:cacheprovider -ra --continue-on-collection-errors -m gpu tests \
+        --ignore=tests/cuda \
+        --deselect tests/vulkan/test_vulkan.py::test_auto_picks_vulkan_on_a_gpu \
+        2>&1 | tee "$RESULTS/test_gpu_marked.log" || status=1
+    LLAMAKIT_DISABLE_PLUGINS=llamakit-cuda "$PY" -m pytest -q -p no:cacheprovider -ra \
+        tests/vulkan/test_vulkan.py::test_auto_picks_vulkan_on_a_gpu \
+        2>&1 | tee "$RESULTS/test_vulkan_auto.log" || status=1
+    return $status
+}
+
+phase_models_f16() {
+    local shape
+    for shape in $SHAPES; do
+        "$PY" -c "
+import sys; sys.path.insert(0, 'benchmarks')
+from pathlib import Path
+from cpu_vs_gpu import write_synthetic
+write_synthetic('$shape', Path('$WORK/models/$shape-f16.gguf'), dtype='f16')"
+    done
+}
+
+phase_models() {
+    stamp models
+    if [ -f "$WORK/models_f16.started" ]; then  # setup writes them in the background
+        while [ ! -f "$WORK/models_f16.done" ]; do sleep 2; done
+        cat "$RESULTS/models_f16.log"
+        [ "$(cat "$WORK/models_f16.done")" = 0 ] || return 1
+    else
+        phase_models_f16
+    fi
+    local shape quant started
+    for shape in $SHAPES; do
+        quant=$WORK/models/$shape-${QUANT,,}.gguf
+        if [[ " $KINDS " == *" ${QUANT,,} "* ]] && [ ! -f "$quant" ]; then
+            started=$SECONDS
+            "$WORK/tools/llama-quantize" "$WORK/models/$shape-f16.gguf" "$quant" "$QUANT" \
+                "$JOBS" > "$RESULTS/quantize-$shape.log" 2>&1
+            echo "llama-quantize $shape $QUANT: $((SECONDS - started)) s"
+        fi
+    done
+    ls -la "$WORK/models"
+}
+
+phase_bench() {
+    stamp bench
+    local shape kind
+    for shape in $SHAPES; do
+        for kind in $KINDS; do
+            stamp "bench $shape-$kind ($BACKENDS)"
+            "$PY" benchmarks/cpu_vs_gpu.py --model "$WORK/models/$shape-$kind.gguf" \
+                --backends "$BACKENDS" --runs "$RUNS" --n-prompt 512 --n-gen 128 \
+                --llama-bench "$WORK/tools/llama-bench" --llama-bench-backend cuda \
+                --bandwidth-tbs "$BANDWIDTH_TBS" --json "$RESULTS/bench-$shape-$kind.json" \
+                2>&1 | tee "$RESULTS/bench-$shape-$kind.log"
+        done
+    done
+}
+
+phase_report() {
+    stamp report
+    "$PY" - "$RESULTS" <<'EOF' | tee "$RESULTS/summary.md"
+import json, sys
+from pathlib import Path
+
+rows = ["| model | size GiB | engine | pp512 tok/s | tg128 tok/s | pp / llama-bench | "
+        "tg / llama-bench | tg share of bandwidth |", "| --- " * 8 + "|"]
+for path in sorted(Path(sys.argv[1]).glob("bench-*.json")):
+    report = json.loads(path.read_text())
+    name = path.stem.removeprefix("bench-")
+    bench = report.get("llama_bench")
+    for index, row in enumerate(report["results"]):
+        ratio = (f"{row['pp_ratio']:.2f} | {row['tg_ratio']:.2f}" if "pp_ratio" in row
+                 else " | ")
+        share = row.get("tg_bandwidth_share")
+        rows.append(f"| {name} | {row['size_bytes'] / 2**30:.2f} | llamakit {row['backend']} "
+                    f"| {row['pp_tokens_per_s']:,.0f} | {row['tg_tokens_per_s']:,.1f} | "
+                    f"{ratio} | {'' if share is None else f'{share:.1%}'} |")
+        if bench and index == 0:
+            share = bench.get("tg_bandwidth_share")
+            rows.append(f"| {name} | {bench['model_size'] / 2**30:.2f} | llama-bench "
+                        f"{bench['backends']} | {bench['pp_tokens_per_s']:,.0f} | "
+                        f"{bench['tg_tokens_per_s']:,.1f} | 1 | 1 | "
+                        f"{'' if share is None else f'{share:.1%}'} |")
+print("\n".join(rows))
+EOF
+}
+
+PHASES=${*:-setup build test models bench report}
+status=0
+for phase in $PHASES; do
+    # A subshell outside any `||`, so that `set -e` holds inside the phase.
+    set +e
+    (set -e; "phase_$phase")
+    code=$?
+    set -e
+    if [ "$code" != 0 ]; then
+        echo "phase $phase failed ($code)"
+        status=$code
+        [ "$phase" = test ] || break  # failing tests do not stop the measurements
+    fi
+done
+if [ -n "${OUT:-}" ]; then
+    tar -czf "$OUT/logs.tar.gz" -C "$WORK" results
+    cp "$RESULTS"/summary.md "$RESULTS"/bench-*.json "$OUT"/ 2>/dev/null || true
+fi
+stamp "done (status $status)"
+exit $status
