@@ -175,8 +175,8 @@ class Relay:
             return struct.pack("<QQ", *facts.memory[device()])
         if command == Command.COPY_TENSOR:
             return b"\x01"
-        # GET_TENSOR: zeros; SET_TENSOR_HASH: 0 ("not cached", so the data follows);
-        # GET_ALLOC_SIZE: 0 (the client then uses the tensor's own size).
+        # SET_TENSOR_HASH: 0 ("not cached", so the data follows); GET_ALLOC_SIZE: 0 (the
+        # client then uses the tensor's own size). (GET_TENSOR's zeros are sent in chunks.)
         return bytes(size)
 
 
@@ -245,7 +245,14 @@ class _Session:
             if sent < 0:
                 self._to_client(struct.pack("<Q", expected))
                 sent = 0
-            self._to_client(self.relay._placeholder(command, payload, expected)[sent:])
+            if command == Command.GET_TENSOR:  # zeros, possibly many: in chunks
+                zeros = bytes(min(expected - sent, _CHUNK))
+                while sent < expected:
+                    step = min(expected - sent, _CHUNK)
+                    self._to_client(zeros[:step])
+                    sent += step
+            else:
+                self._to_client(self.relay._placeholder(command, payload, expected)[sent:])
 
     def _from_client(self, size: int, exact: bool = True) -> bytes:
         try:
