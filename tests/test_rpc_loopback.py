@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -195,6 +196,10 @@ def test_killed_worker_mid_generation_is_an_error_then_reload_works(
     # The model stays unusable, with the same error, and closes without hanging.
     with pytest.raises(RpcServerLostError):
         _bounded(lambda: ctx.generate("again", max_new_tokens=2, temperature=0))
+    with pytest.raises(RpcServerLostError):  # the KV cache was on the workers
+        _bounded(ctx.state_bytes)
+    with pytest.raises(RpcServerLostError):
+        _bounded(lambda: model.new_context(n_ctx=64, n_threads=1))
     _bounded(model.close)
 
     # The worker is gone: a load says so up front.
@@ -262,3 +267,60 @@ def test_bad_servers_are_config_errors(tiny_model_path: Path, rpc_variant: None,
                                        servers: list[str]) -> None:
     with pytest.raises(llamakit.ConfigError, match="rpc_servers"):
         llamakit.load_model(tiny_model_path, backend="rpc", rpc_servers=servers)
+
+
+class ScriptedWorker:
+    """Speaks the protocol like a worker with one CPU device for the questions asked
+    before a load, then drops the connection at the first other command (as a worker
+    that dies while the weights are sent)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.dropped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        answers = {14: bytes([7, 0, 0, 0]) + bytes(24),  # HELLO
+                   15: struct.pack("<I", 1),  # DEVICE_COUNT
+                   1: struct.pack("<Q", 32),  # GET_ALIGNMENT
+                   2: struct.pack("<Q", 2**62),  # GET_MAX_SIZE
+                   11: struct.pack("<QQ", 1 << 30, 1 << 31)}  # GET_DEVICE_MEMORY
+        with self.listener:
+            while not self.dropped.is_set():
+                conn, _ = self.listener.accept()
+                with conn:
+                    while True:
+                        header = _recv(conn, 9)
+                        if header is None:
+                            break
+                        command, size = struct.unpack("<BQ", header)
+                        if size and _recv(conn, size) is None:
+                            break
+                        if command not in answers:
+                            self.dropped.set()
+                            break
+                        conn.sendall(struct.pack("<Q", len(answers[command]))
+                                     + answers[command])
+
+
+def _recv(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = conn.recv(size - len(data))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def test_worker_lost_during_the_load(tiny_model_path: Path, workers: list[Worker]) -> None:
+    scripted = ScriptedWorker()
+    servers = [workers[0].address, scripted.address]
+    with pytest.raises(RpcServerLostError, match=scripted.address):
+        _bounded(lambda: llamakit.load_model(tiny_model_path, backend="rpc", n_gpu_layers=-1,
+                                             tensor_split=[1, 1], rpc_servers=servers))
+    assert scripted.dropped.is_set()
