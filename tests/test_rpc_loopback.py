@@ -240,7 +240,7 @@ def test_killed_worker_during_a_long_decode(tiny_model_path: Path,
 def test_stopped_worker_times_out(tiny_model_path: Path, workers: list[Worker]) -> None:
     """A worker that stops answering (SIGSTOP: its sockets stay open, no FIN, no RST) is
     declared lost after response_timeout instead of blocking forever."""
-    model = _load(tiny_model_path, workers, response_timeout=2)
+    model = _load(tiny_model_path, workers, response_timeout=3)
     try:
         with model.new_context(n_ctx=128, n_threads=1) as ctx:
             assert workers[0].proc is not None
