@@ -200,10 +200,13 @@ def test_a_failing_example_names_its_page_and_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("page", sorted(PYTHON_PAGES))
 def test_examples_run(page: str, docs_workdir: Path) -> None:
     """The page's ```python blocks run in order in one namespace without raising."""
+    failure = None
     try:
         run_blocks(PYTHON_PAGES[page])
     except ExampleError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    if failure is not None:  # outside the except block: one traceback, not two chained
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.mark.parametrize("block", CONFIG_BLOCKS, ids=lambda b: f"{b.page}:{b.line}")
@@ -211,8 +214,10 @@ def test_config_examples_load(block: Block, docs_workdir: Path) -> None:
     """Each ```toml block marked ``# llamakit.toml`` is a valid llamakit config file."""
     path = docs_workdir / "llamakit.toml"
     path.write_text(block.source + "\n", encoding="utf-8")
+    failure = None
     try:
         llamakit.load_config(path, env={})
     except llamakit.ConfigError as exc:
-        pytest.fail(f"config example at {block.page}:{block.line} is invalid: {exc}",
-                    pytrace=False)
+        failure = f"config example at {block.page}:{block.line} is invalid: {exc}"
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
