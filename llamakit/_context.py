@@ -78,7 +78,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     @classmethod
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
-                seed: int | None, pooling: str | None, n_seq_max: int = 1) -> Context:
+                seed: int | None, pooling: str | None, n_seq_max: int = 1,
+                kv_unified: bool | None = None) -> Context:
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
@@ -104,11 +105,16 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
             # llama.cpp reserves an output row per sequence within n_batch, and asserts.
             raise ConfigError(f"n_seq_max={n_seq_max} must not exceed n_batch={n_batch}",
                               key="n_seq_max")
+        if kv_unified is None:
+            kv_unified = embeddings
+        elif not isinstance(kv_unified, bool):
+            raise ConfigError(f"kv_unified must be True, False or None, got {kv_unified!r}",
+                              key="kv_unified")
         handle = ContextHandle(
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
             n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
             n_threads_batch=n_threads_batch,
-            embeddings=embeddings, pooling_type=_POOLING[pooling])
+            embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
         return cls(model, handle, seed=seed, n_threads=n_threads,
                    n_threads_batch=n_threads_batch)
 

@@ -81,6 +81,8 @@ class EmbeddingsMixin:
         limit = min(handle.n_batch, handle.n_ubatch) if encode or not handle.causal \
             else handle.n_batch
         per_sequence = handle.n_ctx_seq
+        if handle.kv_unified:  # the texts of a group share the one KV buffer
+            limit = min(limit, handle.n_ctx)
         token_lists = []
         for text in texts:
             if not isinstance(text, str):

@@ -324,21 +324,27 @@ class Model:
     def new_context(self, n_ctx: int | None = None, n_batch: int = 512, n_ubatch: int = 512,
                     n_threads: int | None = None, n_threads_batch: int | None = None,
                     embeddings: bool = False, seed: int | None = None,
-                    pooling: str | None = None, n_seq_max: int = 1) -> Context:
+                    pooling: str | None = None, n_seq_max: int = 1,
+                    kv_unified: bool | None = None) -> Context:
         """A new inference context over this model.
 
         ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
         ``pooling`` (``"mean"``, ``"cls"``, ``"last"``, ``"none"``; default: the model's)
         applies to ``embeddings=True`` contexts. ``n_seq_max`` is how many sequences the
         context holds at once (``generate_batch`` slots, packed embeddings); llama.cpp gives
-        each sequence ``n_ctx / n_seq_max`` positions.
+        each sequence ``n_ctx / n_seq_max`` positions, unless ``kv_unified``: then all
+        sequences share one KV buffer of ``n_ctx`` positions, which lets a batch mix
+        sequences of different lengths in one micro-batch. Default: unified for
+        ``embeddings=True`` contexts (as llama.cpp's embedding tool and llama-cpp-python
+        do; packed texts of unequal length otherwise split into many small micro-batches),
+        separate streams otherwise (llama.cpp's default).
         """
         from ._context import Context
 
         return Context._create(self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
                                embeddings=embeddings, seed=seed, pooling=pooling,
-                               n_seq_max=n_seq_max)
+                               n_seq_max=n_seq_max, kv_unified=kv_unified)
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",

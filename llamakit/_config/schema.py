@@ -130,6 +130,17 @@ class ContextConfig(BaseModel):
     embeddings: bool = Field(
         default=False, description="Extract embeddings (for embedding models)."
     )
+    n_seq_max: int = Field(
+        default=1, gt=0, le=256,
+        description="Sequences the context holds at once (generate_batch slots, texts packed "
+        "into one embeddings decode).",
+    )
+    kv_unified: bool | None = Field(
+        default=None,
+        description="One KV buffer shared by all sequences (n_ctx positions in all) instead of "
+        "n_seq_max streams of n_ctx / n_seq_max. Unset: unified for embeddings contexts, "
+        "separate otherwise.",
+    )
     seed: int | None = Field(
         default=None,
         ge=0,

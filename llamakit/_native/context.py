@@ -36,13 +36,14 @@ class ContextHandle(Handle):
 
     def __init__(self, model: ModelHandle, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
-                 pooling_type: int) -> None:
+                 pooling_type: int, kv_unified: bool = False) -> None:
         native, lib, ffi = model.native, model.lib, model.ffi
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_ubatch
         params.n_seq_max = n_seq_max
+        params.kv_unified = kv_unified
         params.n_threads = n_threads
         params.n_threads_batch = n_threads_batch
         params.embeddings = embeddings
@@ -71,6 +72,9 @@ class ContextHandle(Handle):
         self.n_batch = int(lib.llama_n_batch(ptr))
         self.n_ubatch = int(lib.llama_n_ubatch(ptr))
         self.n_seq_max = int(lib.llama_n_seq_max(ptr))
+        #: One KV buffer shared by all sequences (``n_ctx_seq == n_ctx``) rather than
+        #: ``n_seq_max`` separate streams of ``n_ctx / n_seq_max`` positions.
+        self.kv_unified = bool(kv_unified)
         self.n_ctx_seq = int(lib.llama_n_ctx_seq(ptr))
         self.pooling_type = int(lib.llama_pooling_type(ptr))
         self.embeddings = embeddings

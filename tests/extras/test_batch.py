@@ -89,6 +89,29 @@ def test_packed_embeddings_equal_single(model: llamakit.Model) -> None:
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kv_unified", [None, True, False])
+def test_packed_embeddings_with_either_kv_layout(model: llamakit.Model,
+                                                 kv_unified: bool | None) -> None:
+    """Embeddings contexts share one KV buffer by default (unequal texts then fit one
+    micro-batch); separate streams give the same vectors."""
+    texts = PROMPTS[:6]
+    with model.new_context(n_ctx=512, embeddings=True, n_seq_max=6,
+                           kv_unified=kv_unified) as ctx, \
+            model.new_context(n_ctx=256, embeddings=True, kv_unified=False) as single:
+        assert ctx._handle.kv_unified is (kv_unified is not False)
+        together = ctx.embeddings(texts)
+        alone = np.stack([single.embeddings(t) for t in texts])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_kv_unified_is_validated_and_defaults_by_purpose(model: llamakit.Model) -> None:
+    """Generation contexts keep llama.cpp's separate streams unless asked."""
+    with model.new_context(n_ctx=256, n_seq_max=2) as ctx:
+        assert ctx._handle.kv_unified is False
+    with pytest.raises(llamakit.ConfigError, match="kv_unified"):
+        model.new_context(n_ctx=256, kv_unified="yes")  # type: ignore[arg-type]
+
+
 def test_threads_share_one_model(model: llamakit.Model) -> None:
     """Eight threads, each with its own context on one model, get the single-thread answer."""
     expected = _one_by_one(model, ["Hello world"], 10)[0]
