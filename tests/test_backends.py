@@ -82,7 +82,7 @@ def test_backend_with_zero_score_is_unavailable(host: PluginHost,
 
 def test_no_backends_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every plugin disabled, auto says to install llamakit-cpu."""
-    monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", "llamakit-cpu,llamakit-vulkan")
+    monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", ",".join(manager.FIRST_PARTY))
     old = manager.reset_plugin_host(None)
     try:
         with pytest.raises(llamakit.BackendUnavailableError, match="llamakit-cpu"):
