@@ -72,17 +72,18 @@ from llamakit_vulkan import vulkan_backend
 
 flags = {**COMMON_CMAKE_FLAGS, **vulkan_backend().cmake_flags(),
          "LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
-print(" ".join(f"-D{k}={v}" for k, v in flags.items()))
+print("\n".join(f"-D{k}={v}" for k, v in flags.items()))
 EOF
 }
 
 phase_build() {
     stamp build
     local flags
-    flags=$(tool_flags)
-    echo "llama-bench/llama-quantize CMake flags: $flags" | tee "$RESULTS/tool_flags.txt"
+    # One flag per line: CMAKE_C_FLAGS holds spaces (the CPU variant's -mno-amx-* flags).
+    mapfile -t flags < <(tool_flags)
+    echo "llama-bench/llama-quantize CMake flags: ${flags[*]}" | tee "$RESULTS/tool_flags.txt"
     # The two builds overlap: each has a long single-file step (ggml-vulkan.cpp).
-    (cmake -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$WORK/tools-build" -G Ninja $flags \
+    (cmake -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$WORK/tools-build" -G Ninja "${flags[@]}" \
         && ninja -C "$WORK/tools-build" -j "$JOBS" llama-bench llama-quantize) \
         > "$RESULTS/tools_build.log" 2>&1 &
     local tools=$!
