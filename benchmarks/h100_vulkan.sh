@@ -140,52 +140,5 @@ phase_bench() {
     done
 }
 
-phase_report() {
-    stamp report
-    "$PY" - "$RESULTS" <<'EOF' | tee "$RESULTS/summary.md"
-import json, sys
-from pathlib import Path
-
-rows = ["| model | size GiB | engine | pp512 tok/s | tg128 tok/s | pp / llama-bench | "
-        "tg / llama-bench | tg share of bandwidth |", "| --- " * 8 + "|"]
-for path in sorted(Path(sys.argv[1]).glob("bench-*.json")):
-    report = json.loads(path.read_text())
-    name = path.stem.removeprefix("bench-")
-    bench = report.get("llama_bench")
-    for row in report["results"]:
-        ratio = (f"{row['pp_ratio']:.2f} | {row['tg_ratio']:.2f}" if "pp_ratio" in row
-                 else " | ")
-        share = row.get("tg_bandwidth_share")
-        rows.append(f"| {name} | {row['size_bytes'] / 2**30:.2f} | llamakit {row['backend']} "
-                    f"| {row['pp_tokens_per_s']:,.0f} | {row['tg_tokens_per_s']:,.1f} | "
-                    f"{ratio} | {'' if share is None else f'{share:.1%}'} |")
-    if bench:
-        share = bench.get("tg_bandwidth_share")
-        rows.append(f"| {name} | {bench['model_size'] / 2**30:.2f} | llama-bench "
-                    f"{bench['backends']} | {bench['pp_tokens_per_s']:,.0f} | "
-                    f"{bench['tg_tokens_per_s']:,.1f} | 1 | 1 | "
-                    f"{'' if share is None else f'{share:.1%}'} |")
-print("\n".join(rows))
-EOF
-}
-
-PHASES=${*:-setup build test models bench report}
-status=0
-for phase in $PHASES; do
-    # A subshell outside any `||`, so that `set -e` holds inside the phase.
-    set +e
-    (set -e; "phase_$phase")
-    code=$?
-    set -e
-    if [ "$code" != 0 ]; then
-        echo "phase $phase failed ($code)"
-        status=$code
-        [ "$phase" = test ] || break  # failing tests do not stop the measurements
-    fi
-done
-if [ -n "${OUT:-}" ]; then
-    tar -czf "$OUT/logs.tar.gz" -C "$WORK" results
-    cp "$RESULTS"/summary.md "$RESULTS"/bench-*.json "$OUT"/ 2>/dev/null || true
-fi
-stamp "done (status $status)"
-exit $status
+source benchmarks/_h100_phases.sh
+run_phases ${*:-setup build test models bench report}
