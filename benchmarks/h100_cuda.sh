@@ -47,15 +47,7 @@ JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
 
 export LLAMAKIT_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90}
-export VULKAN_SDK=$WORK/vulkan-sdk
-export PATH=$VULKAN_SDK/bin:$PATH
-export CMAKE_PREFIX_PATH=$VULKAN_SDK
-export LLAMAKIT_LLAMA_CPP_DIR=$WORK/llama.cpp
-export PYTHONUNBUFFERED=1
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$ICD" ]; then export VK_DRIVER_FILES=$ICD; fi
-
-stamp() { echo "=== $(date +%T) $*"; }
+source benchmarks/_h100_phases.sh  # environment, stamp, unpack_bundle, report, run_phases
 
 # The toolkit's root: the folder above the real nvcc's bin/ (PATH's nvcc may be a wrapper).
 toolkit_root() {
@@ -104,23 +96,10 @@ complete_toolkit() {
 
 phase_setup() {
     stamp setup
-    for deb in "$BUNDLE"/debs/*.deb; do dpkg -x "$deb" /; done
-    ldconfig
-    rm -rf "$WORK/llama.cpp" "$VULKAN_SDK"
-    mkdir -p "$WORK/llama.cpp"
-    tar -xzf "$BUNDLE/llama.cpp.tar.gz" -C "$WORK/llama.cpp"
+    unpack_bundle plugins/cpu plugins/vulkan plugins/cuda
     [ -d "$WORK/llama.cpp/ggml/src/ggml-cuda" ] || {
         echo "the bundle's llama.cpp tree lacks ggml/src/ggml-cuda: rerun make_device_bundle.sh"
         return 1; }
-    tar -xzf "$BUNDLE/vulkan-sdk.tar.gz" -C "$WORK"
-    local loader
-    loader=$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')
-    ln -sf "$loader" "$VULKAN_SDK/lib/libvulkan.so"
-    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" hatchling editables
-    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" --no-build-isolation \
-        -e . -e plugins/cpu -e plugins/vulkan -e plugins/cuda
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
-        --format=csv | tee "$RESULTS/gpu.txt"
     complete_toolkit 2>&1 | tee "$RESULTS/toolkit.txt"
     "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe_before.txt"
     # The F16 models take a minute or two of CPU and disk: written while the builds run.
@@ -230,5 +209,4 @@ phase_bench() {
     done
 }
 
-source benchmarks/_h100_phases.sh
 run_phases ${*:-setup build test models bench report}

@@ -37,32 +37,11 @@ CPU_BENCH_SHAPES=${CPU_BENCH_SHAPES:-}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
 
-export VULKAN_SDK=$WORK/vulkan-sdk
-export PATH=$VULKAN_SDK/bin:$PATH
-export CMAKE_PREFIX_PATH=$VULKAN_SDK
-export LLAMAKIT_LLAMA_CPP_DIR=$WORK/llama.cpp
-export PYTHONUNBUFFERED=1
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$ICD" ]; then export VK_DRIVER_FILES=$ICD; fi
-
-stamp() { echo "=== $(date +%T) $*"; }
+source benchmarks/_h100_phases.sh  # environment, stamp, unpack_bundle, report, run_phases
 
 phase_setup() {
     stamp setup
-    for deb in "$BUNDLE"/debs/*.deb; do dpkg -x "$deb" /; done
-    ldconfig
-    rm -rf "$WORK/llama.cpp" "$VULKAN_SDK"
-    mkdir -p "$WORK/llama.cpp"
-    tar -xzf "$BUNDLE/llama.cpp.tar.gz" -C "$WORK/llama.cpp"
-    tar -xzf "$BUNDLE/vulkan-sdk.tar.gz" -C "$WORK"
-    local loader
-    loader=$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')
-    ln -sf "$loader" "$VULKAN_SDK/lib/libvulkan.so"
-    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" hatchling editables
-    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" --no-build-isolation \
-        -e . -e plugins/cpu -e plugins/vulkan
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
-        --format=csv | tee "$RESULTS/gpu.txt"
+    unpack_bundle plugins/cpu plugins/vulkan
 }
 
 tool_flags() {
@@ -140,5 +119,4 @@ phase_bench() {
     done
 }
 
-source benchmarks/_h100_phases.sh
 run_phases ${*:-setup build test models bench report}
