@@ -145,6 +145,15 @@ def test_vocab_only_model_tokenizes(tiny_model_path: Path) -> None:
         assert model.info.n_vocab == 32000
 
 
+def test_vocab_only_reports_the_files_type(synthetic_model) -> None:  # type: ignore[no-untyped-def]
+    """A vocab-only load reads no tensors (llama.cpp then says ALL_F32): the file type
+    comes from the GGUF, the same as a full load reports."""
+    path = synthetic_model(dtype="f16")
+    with llamakit.load_model(path, backend="cpu") as full, \
+            llamakit.load_model(path, backend="cpu", vocab_only=True) as vocab:
+        assert full.info.ftype == vocab.info.ftype == "F16"
+
+
 def test_chat_template_absent_and_present(model: llamakit.Model,
                                           synthetic_model) -> None:  # type: ignore[no-untyped-def]
     """chat_template() is None when the GGUF has none and the text when it has one."""

@@ -12,7 +12,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -244,6 +244,11 @@ class ModelHandle(Handle):
         n_layer = int(lib.llama_model_n_layer(ptr))
         # n_head/n_head_kv abort on a model without layers (vocab-only loads).
         has_layers = n_layer > 0
+        ftype = int(lib.llama_model_ftype(ptr))
+        if not has_layers:
+            # A vocab-only load reads no tensors and reports ALL_F32; the file says better.
+            with suppress(ValueError):
+                ftype = int(self.metadata().get("general.file_type", ftype))
         return {
             "n_ctx_train": int(lib.llama_model_n_ctx_train(ptr)),
             "n_embd": int(lib.llama_model_n_embd(ptr)),
@@ -254,8 +259,7 @@ class ModelHandle(Handle):
             "description": self.ffi.string(buf).decode(errors="replace"),
             "size": int(lib.llama_model_size(ptr)),
             "n_params": int(lib.llama_model_n_params(ptr)),
-            "ftype": self.ffi.string(
-                lib.llama_ftype_name(lib.llama_model_ftype(ptr))).decode(errors="replace"),
+            "ftype": self.ffi.string(lib.llama_ftype_name(ftype)).decode(errors="replace"),
             "has_encoder": bool(lib.llama_model_has_encoder(ptr)),
             "has_decoder": bool(lib.llama_model_has_decoder(ptr)),
         }
