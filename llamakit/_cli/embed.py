@@ -26,8 +26,12 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     if not texts:
         raise ConfigError("no texts to embed: give TEXT arguments, --file FILE, or lines on "
                           "stdin")
-    with open_model(config) as model, \
-            new_context(model, config, embeddings=True, pooling=args.pooling) as ctx:
+    overrides: dict[str, Any] = {"embeddings": True, "pooling": args.pooling}
+    if "n_seq_max" not in config.context.model_fields_set:
+        # Pack several texts into each decode (one KV buffer shared by them, see
+        # Context.embeddings) unless --n-seq-max or the config says otherwise.
+        overrides["n_seq_max"] = max(1, min(len(texts), 64, config.context.n_batch))
+    with open_model(config) as model, new_context(model, config, **overrides) as ctx:
         # Native pooling (the context's) when the model or --pooling sets one; for a
         # model without it, Context.embeddings pools in Python (mean by default).
         pooling = None if ctx.pooling != "none" else (args.pooling or "mean")
