@@ -237,6 +237,23 @@ int32_t fail(const char * message) {
     return LK_SAMPLE_FAILED;
 }
 
+// Runs `body` (returning a token or an LK_SAMPLE_ status) with last_error cleared, and
+// turns what llama.cpp or a stage throws into a status: nothing unwinds into C callers.
+template <typename F>
+int32_t guarded(F && body) {
+    last_error.clear();
+    try {
+        return body();
+    } catch (const python_error &) {
+        return LK_SAMPLE_PYTHON;
+    } catch (const grammar_error & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    } catch (const std::exception & err) {
+        return fail(err.what());
+    }
+}
+
 void fill(std::vector<llama_token_data> & cur, const float * logits, int32_t n_vocab) {
     cur.resize(n_vocab);
     for (llama_token id = 0; id < n_vocab; id++) {
@@ -411,8 +428,7 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
                               int32_t idx, int32_t top_k) {
     thread_local std::vector<llama_token_data> cur;
     thread_local std::vector<grammar_stage *> grammars;
-    last_error.clear();
-    try {
+    return guarded([&]() -> llama_token {
         const float * logits = llama_get_logits_ith(ctx, idx);
         if (logits == nullptr) {
             last_error = "the context holds no logits for output " + std::to_string(idx);
@@ -459,50 +475,26 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
         }
         llama_sampler_accept(chain, token);
         return token;
-    } catch (const python_error &) {
-        return LK_SAMPLE_PYTHON;
-    } catch (const grammar_error & err) {
-        last_error = err.what();
-        return LK_SAMPLE_GRAMMAR;
-    } catch (const std::exception & err) {
-        return fail(err.what());
-    }
+    });
 }
 
 int32_t lk_sampler_apply(struct llama_sampler * chain, llama_token_data_array * cur_p) {
-    last_error.clear();
-    try {
+    return guarded([&] {
         llama_sampler_apply(chain, cur_p);
         return LK_SAMPLE_OK;
-    } catch (const python_error &) {
-        return LK_SAMPLE_PYTHON;
-    } catch (const grammar_error & err) {
-        last_error = err.what();
-        return LK_SAMPLE_GRAMMAR;
-    } catch (const std::exception & err) {
-        return fail(err.what());
-    }
+    });
 }
 
 int32_t lk_sampler_accept(struct llama_sampler * smpl, llama_token token) {
-    last_error.clear();
-    try {
+    return guarded([&] {
         llama_sampler_accept(smpl, token);
         return LK_SAMPLE_OK;
-    } catch (const python_error &) {
-        return LK_SAMPLE_PYTHON;
-    } catch (const grammar_error & err) {
-        last_error = err.what();
-        return LK_SAMPLE_GRAMMAR;
-    } catch (const std::exception & err) {
-        return fail(err.what());
-    }
+    });
 }
 
 int32_t lk_sampler_accept_history(struct llama_sampler * chain, const llama_token * tokens,
                                   size_t n_tokens) {
-    last_error.clear();
-    try {
+    return guarded([&] {
         for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
             llama_sampler * stage = llama_sampler_chain_get(chain, i);
             if (stage == nullptr || stage->iface == &grammar_iface) {
@@ -513,29 +505,14 @@ int32_t lk_sampler_accept_history(struct llama_sampler * chain, const llama_toke
             }
         }
         return LK_SAMPLE_OK;
-    } catch (const python_error &) {
-        return LK_SAMPLE_PYTHON;
-    } catch (const grammar_error & err) {
-        last_error = err.what();
-        return LK_SAMPLE_GRAMMAR;
-    } catch (const std::exception & err) {
-        return fail(err.what());
-    }
+    });
 }
 
 int32_t lk_sampler_reset(struct llama_sampler * smpl) {
-    last_error.clear();
-    try {
+    return guarded([&] {
         llama_sampler_reset(smpl);
         return LK_SAMPLE_OK;
-    } catch (const python_error &) {
-        return LK_SAMPLE_PYTHON;
-    } catch (const grammar_error & err) {
-        last_error = err.what();
-        return LK_SAMPLE_GRAMMAR;
-    } catch (const std::exception & err) {
-        return fail(err.what());
-    }
+    });
 }
 
 struct llama_sampler * lk_sampler_clone(const struct llama_sampler * smpl) {
