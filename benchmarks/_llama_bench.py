@@ -25,7 +25,7 @@ from llamakit._build.source import source_tree
 from llamakit._build.variant import _lib_key, tool_path
 from llamakit._plugins.manager import get_plugin_host
 
-__all__ = ["build_llama_bench", "cpu_variant_flags", "run_llama_bench"]
+__all__ = ["build_cpu_tool", "build_llama_bench", "cpu_variant_flags", "run_llama_bench"]
 
 TOOL_FLAGS = {"LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
 
@@ -37,13 +37,14 @@ def cpu_variant_flags() -> tuple[str, dict[str, str]]:
     return lib_key, dict(inputs["cmake_flags"])
 
 
-def build_llama_bench(*, verbose: bool = True) -> Path:
-    """The ``llama-bench`` binary for the CPU variant's inputs, built on first use."""
+def build_cpu_tool(target: str, *, verbose: bool = True) -> Path:
+    """One of llama.cpp's tools (``llama-bench``, ``llama-quantize``) for the CPU variant's
+    inputs (same tree, same CMake flags plus the tools), built on first use."""
     lib_key, variant_flags = cpu_variant_flags()
     flags = {**variant_flags, **TOOL_FLAGS}
-    key = hash_json({"variant": lib_key, "flags": flags, "targets": ["llama-bench"]})
-    build_dir = cache_dir() / "bench" / f"llama-bench-{key[:16]}"
-    binary = build_dir / "bin" / "llama-bench"
+    key = hash_json({"variant": lib_key, "flags": flags, "targets": [target]})
+    build_dir = cache_dir() / "bench" / f"{target}-{key[:16]}"
+    binary = build_dir / "bin" / target
     with file_lock(build_dir.with_name(build_dir.name + ".lock")):
         if binary.is_file() and (build_dir / "bench.json").is_file():
             return binary
@@ -53,19 +54,26 @@ def build_llama_bench(*, verbose: bool = True) -> Path:
         build_dir.mkdir(parents=True, exist_ok=True)
         log = build_dir / "build.log"
         if verbose:
-            print(f"building llama-bench (once; a few minutes; log: {log})", file=sys.stderr)
+            print(f"building {target} (once; a few minutes; log: {log})", file=sys.stderr)
         with open(log, "wb") as sink:
             subprocess.run([cmake, "-S", str(source_tree().path), "-B", str(build_dir), "-G",
                             "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
                             *(f"-D{k}={v}" for k, v in flags.items())],
                            stdout=sink, stderr=subprocess.STDOUT, check=True)
+            # Only this target: the `app` target needs git's build info, which a tree
+            # unpacked from an sdist lacks.
             subprocess.run([ninja, "-C", str(build_dir), "-j", str(os.cpu_count() or 2),
-                            "llama-bench"], stdout=sink, stderr=subprocess.STDOUT, check=True)
+                            target], stdout=sink, stderr=subprocess.STDOUT, check=True)
         # Written last: a build interrupted before this line is redone.
         (build_dir / "bench.json").write_text(json.dumps(
             {"variant_key": lib_key, "cmake_flags": flags, "llama_cpp": str(source_tree().path)},
             indent=2))
     return binary
+
+
+def build_llama_bench(*, verbose: bool = True) -> Path:
+    """The ``llama-bench`` binary for the CPU variant's inputs, built on first use."""
+    return build_cpu_tool("llama-bench", verbose=verbose)
 
 
 def run_llama_bench(binary: Path, model: Path, *, threads: int, n_prompt: int, n_gen: int,

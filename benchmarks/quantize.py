@@ -28,10 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import llamakit
-from llamakit._build.cache import cache_dir, file_lock, hash_json
-from llamakit._build.source import source_tree
-from llamakit._build.variant import _lib_key, tool_path
-from llamakit._plugins.manager import get_plugin_host
 from llamakit.testing import write_llama_model
 
 _QUANTIZE_TIME = re.compile(r"quantize time =\s*([\d.]+) ms")
@@ -39,32 +35,9 @@ _QUANTIZE_TIME = re.compile(r"quantize time =\s*([\d.]+) ms")
 
 def build_llama_quantize() -> Path:
     """llama.cpp's ``llama-quantize``, built once per set of inputs from the CPU variant's tree."""
-    spec = get_plugin_host().backends()["cpu"]
-    lib_key, inputs = _lib_key(spec)
-    flags = {**inputs["cmake_flags"], "LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
-    key = hash_json({"variant": lib_key, "flags": flags, "target": "llama-quantize"})
-    build_dir = cache_dir() / "bench" / f"llama-quantize-{key[:16]}"
-    binary = build_dir / "bin" / "llama-quantize"
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")):
-        if binary.is_file():
-            return binary
-        cmake, ninja = tool_path("cmake"), tool_path("ninja")
-        if cmake is None or ninja is None:
-            raise SystemExit("cmake and ninja are needed: pip install cmake ninja")
-        build_dir.mkdir(parents=True, exist_ok=True)
-        log = build_dir / "build.log"
-        print(f"building llama-quantize (once; log: {log})", file=sys.stderr)
-        with open(log, "wb") as sink:
-            subprocess.run([cmake, "-S", str(source_tree().path), "-B", str(build_dir), "-G",
-                            "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
-                            *(f"-D{k}={v}" for k, v in flags.items())],
-                           stdout=sink, stderr=subprocess.STDOUT, check=True)
-            # Only this target: the `app` target needs git's build info, which a tree
-            # unpacked from an sdist lacks.
-            subprocess.run([ninja, "-C", str(build_dir), "-j", str(os.cpu_count() or 2),
-                            "llama-quantize"], stdout=sink, stderr=subprocess.STDOUT,
-                           check=True)
-    return binary
+    from _llama_bench import build_cpu_tool
+
+    return build_cpu_tool("llama-quantize")
 
 
 def _run_llama_quantize(binary: Path, src: Path, dst: Path, ftype: str,
