@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["PhysicalDevice", "physical_devices"]
 
@@ -33,13 +34,17 @@ class _InstanceCreateInfo(ctypes.Structure):
                 ("ppEnabledExtensionNames", ctypes.c_void_p)]
 
 
-def physical_devices() -> list[PhysicalDevice]:
-    """Every physical device the Vulkan loader reports, in its order; [] without a loader."""
+@lru_cache(maxsize=1)
+def physical_devices() -> tuple[PhysicalDevice, ...]:
+    """Every physical device the Vulkan loader reports, in its order; () without a loader.
+
+    Asked once per process (creating a Vulkan instance takes milliseconds, and both the
+    pre-build check and the pre-load setup need the list; devices do not come and go)."""
     name = ctypes.util.find_library("vulkan") or "libvulkan.so.1"
     try:
         vk = ctypes.CDLL(name)
     except OSError:
-        return []
+        return ()
     vk.vkCreateInstance.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     vk.vkCreateInstance.restype = ctypes.c_int
     vk.vkEnumeratePhysicalDevices.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -51,14 +56,14 @@ def physical_devices() -> list[PhysicalDevice]:
     info = _InstanceCreateInfo(sType=_INSTANCE_CREATE_INFO)
     instance = ctypes.c_void_p()
     if vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance)) != 0:
-        return []
+        return ()
     try:
         count = ctypes.c_uint32()
         if vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None) != 0:
-            return []
+            return ()
         handles = (ctypes.c_void_p * count.value)()
         if vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), handles) not in (0, 5):
-            return []
+            return ()
         found = []
         for index in range(count.value):
             props = ctypes.create_string_buffer(_PROPERTIES_BYTES)
@@ -66,6 +71,6 @@ def physical_devices() -> list[PhysicalDevice]:
             kind = int.from_bytes(props.raw[16:20], "little")
             label = props.raw[20:276].split(b"\0", 1)[0].decode("utf-8", errors="replace")
             found.append(PhysicalDevice(index=index, name=label, type=_TYPES.get(kind, "other")))
-        return found
+        return tuple(found)
     finally:
         vk.vkDestroyInstance(instance, None)
