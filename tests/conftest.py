@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import llamakit
+from llamakit._plugins.manager import PluginHost
 
 # A variant initialises its devices once per process, so the first test that touches the
 # Vulkan backend would decide for all of them whether lavapipe (a CPU-type Vulkan device)
@@ -20,6 +21,32 @@ import llamakit
 # asks for a backend by name or sets LLAMAKIT_BACKEND itself.
 os.environ.setdefault("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", "1")
 os.environ.setdefault("LLAMAKIT_BACKEND", "cpu")
+
+
+@pytest.fixture
+def fresh_process_host() -> Iterator[None]:
+    """The process-wide plugin host is rebuilt on its first use in the test (so that it
+    sees the test's environment, e.g. LLAMAKIT_DISABLE_PLUGINS) and restored afterwards."""
+    from llamakit._plugins import manager
+
+    old = manager.reset_plugin_host(None)
+    try:
+        yield
+    finally:
+        manager.reset_plugin_host(old)
+
+
+@pytest.fixture
+def host() -> Iterator[PluginHost]:
+    """A fresh process-wide plugin host with the installed plugins; restored afterwards."""
+    from llamakit._plugins import manager
+
+    fresh = manager.PluginHost()
+    old = manager.reset_plugin_host(fresh)
+    try:
+        yield fresh
+    finally:
+        manager.reset_plugin_host(old)
 
 
 @pytest.fixture(scope="session")

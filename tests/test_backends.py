@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -11,15 +11,6 @@ from llamakit import BackendSpec, DeviceInfo, Prerequisite, _backends, hookimpl
 from llamakit._backends import resolve_backend
 from llamakit._plugins import manager
 from llamakit._plugins.manager import PluginHost
-
-
-@pytest.fixture
-def host() -> Iterator[PluginHost]:
-    """A fresh process-wide plugin host with the installed plugins; restored after."""
-    fresh = PluginHost()
-    old = manager.reset_plugin_host(fresh)
-    yield fresh
-    manager.reset_plugin_host(old)
 
 
 def _zero(devices: Sequence[DeviceInfo]) -> float:
@@ -80,12 +71,9 @@ def test_backend_with_zero_score_is_unavailable(host: PluginHost,
     assert resolve_backend(None).backend != "cpu-zero"
 
 
-def test_no_backends_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_backends_installed(monkeypatch: pytest.MonkeyPatch,
+                               fresh_process_host: None) -> None:
     """With every plugin disabled, auto says to install llamakit-cpu."""
     monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", ",".join(manager.FIRST_PARTY))
-    old = manager.reset_plugin_host(None)
-    try:
-        with pytest.raises(llamakit.BackendUnavailableError, match="llamakit-cpu"):
-            resolve_backend("auto")
-    finally:
-        manager.reset_plugin_host(old)
+    with pytest.raises(llamakit.BackendUnavailableError, match="llamakit-cpu"):
+        resolve_backend("auto")

@@ -11,7 +11,7 @@ import importlib.metadata
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from llamakit import (
     hookimpl,
 )
 from llamakit._plugins import manager
-from llamakit._plugins.manager import PluginHost, get_plugin_host, reset_plugin_host
+from llamakit._plugins.manager import PluginHost, get_plugin_host
 
 
 class _Recipe:
@@ -318,15 +318,6 @@ def test_a_taken_plugin_name_is_a_load_error(fake_entry_points: Callable[..., No
 
 
 # Disabling -----------------------------------------------------------------------------------
-
-@pytest.fixture
-def fresh_process_host() -> Iterator[None]:
-    old = reset_plugin_host(None)
-    try:
-        yield
-    finally:
-        reset_plugin_host(old)
-
 
 def test_env_disables(monkeypatch: pytest.MonkeyPatch, fresh_process_host: None) -> None:
     monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", " llamakit-vulkan , llamakit")

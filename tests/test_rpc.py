@@ -247,7 +247,8 @@ def test_probe_names_the_problem() -> None:
             probe(Server("127.0.0.1", port), timeout=0.5, client_version=(7, 0, 0))
 
 
-def test_auto_never_picks_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_never_picks_rpc(monkeypatch: pytest.MonkeyPatch,
+                              fresh_process_host: None) -> None:
     """Without its workers the rpc backend is no use: `auto` skips it even when it is the
     only backend left."""
     from llamakit._backends import resolve_backend
@@ -256,10 +257,7 @@ def test_auto_never_picks_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
     others = {spec.plugin for spec in manager.get_plugin_host().backends().values()}
     assert "llamakit-rpc" in others
     monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", ",".join(sorted(others - {"llamakit-rpc"})))
-    old = manager.reset_plugin_host(None)
-    try:
-        assert set(manager.get_plugin_host().backends()) == {"rpc"}
-        with pytest.raises(llamakit.BackendUnavailableError, match="pip install llamakit-cpu"):
-            resolve_backend("auto")
-    finally:
-        manager.reset_plugin_host(old)
+    manager.reset_plugin_host(None)  # rebuilt with the disables (the fixture restores it)
+    assert set(manager.get_plugin_host().backends()) == {"rpc"}
+    with pytest.raises(llamakit.BackendUnavailableError, match="pip install llamakit-cpu"):
+        resolve_backend("auto")

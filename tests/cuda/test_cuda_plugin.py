@@ -4,7 +4,7 @@ driver library and fake toolkit folders stand in for NVIDIA's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +14,12 @@ import llamakit
 from llamakit import BuildError, DeviceInfo, _backends
 from llamakit._backends import resolve_backend
 from llamakit._build.variant import _lib_key, build_variant
-from llamakit._plugins import manager
 from llamakit._plugins.manager import PluginHost
 
 llamakit_cuda = pytest.importorskip("llamakit_cuda")
 from llamakit_cuda import _arch  # noqa: E402
 
 Maker = Callable[..., Path]  # the make_toolkit fixture (tests/cuda/conftest.py)
-
-
-@pytest.fixture
-def host() -> Iterator[PluginHost]:
-    """A fresh process-wide plugin host with the installed plugins; restored after."""
-    fresh = PluginHost()
-    old = manager.reset_plugin_host(fresh)
-    yield fresh
-    manager.reset_plugin_host(old)
 
 
 def _device(registry: str, index: int = 0) -> DeviceInfo:

@@ -199,20 +199,14 @@ def test_auto_skips_vulkan_without_building_it(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs a real Vulkan GPU")
-def test_auto_picks_vulkan_on_a_gpu(tiny_model_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_picks_vulkan_on_a_gpu(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    fresh_process_host: None) -> None:
     """On a machine with a GPU, auto chooses vulkan over cpu and offloads everything
     (the cuda plugin, whose priority is higher, is disabled for this test)."""
-    from llamakit._plugins import manager
-
     monkeypatch.delenv("LLAMAKIT_BACKEND", raising=False)  # the suite pins auto to cpu
     monkeypatch.setenv("LLAMAKIT_DISABLE_PLUGINS", "llamakit-cuda")
-    old = manager.reset_plugin_host(None)
-    try:
-        with llamakit.load_model(tiny_model_path, backend="auto", n_gpu_layers=-1) as model:
-            assert model.backend == "vulkan"
-            assert model.offload.n_layers_offloaded == model.info.n_layer + 1
-            with llamakit.load_model(tiny_model_path, backend="cpu") as cpu:
-                assert _greedy(model, "Hello world") == _greedy(cpu, "Hello world")
-    finally:
-        manager.reset_plugin_host(old)
+    with llamakit.load_model(tiny_model_path, backend="auto", n_gpu_layers=-1) as model:
+        assert model.backend == "vulkan"
+        assert model.offload.n_layers_offloaded == model.info.n_layer + 1
+        with llamakit.load_model(tiny_model_path, backend="cpu") as cpu:
+            assert _greedy(model, "Hello world") == _greedy(cpu, "Hello world")
