@@ -7,6 +7,7 @@ The generic fixtures (llama.cpp tree, synthetic model writers) come from
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from llamakit._plugins.manager import PluginHost
 # asks for a backend by name or sets LLAMAKIT_BACKEND itself.
 os.environ.setdefault("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", "1")
 os.environ.setdefault("LLAMAKIT_BACKEND", "cpu")
+
+# A shell that starts the suite in the background (`cmd &` without job control) makes it
+# ignore SIGINT, and an ignored signal stays ignored in Python and in every child process:
+# the Ctrl-C tests would then fail for the launcher's sake. Catch it as Python does by
+# default (children then start with the default action again).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
