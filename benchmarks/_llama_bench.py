@@ -5,7 +5,7 @@ The flags are exactly those of the CPU variant (``COMMON_CMAKE_FLAGS`` plus the 
 added, so the ggml kernels are the ones llamakit runs. Only the ``llama-bench`` target is
 built: the default ``all`` includes the ``app`` target, whose build-info step wants a git
 checkout that a tree unpacked from llama-cpp-python's sdist does not have. The binary is
-cached under ``~/.cache/llamakit/bench/llama-bench-<key>/`` where the key covers the
+cached under ``~/.cache/llamakit/tools/<key>/`` (shared by every tool) where the key covers the
 variant's library key (source, flags, CPU, compiler, platform) and the extra flags.
 
     python benchmarks/_llama_bench.py     # builds if needed, prints the binary's path
@@ -14,61 +14,18 @@ variant's library key (source, flags, CPU, compiler, platform) and the extra fla
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from llamakit._build.cache import cache_dir, file_lock, hash_json
-from llamakit._build.source import source_tree
-from llamakit._build.variant import _lib_key, tool_path
-from llamakit._plugins.manager import get_plugin_host
+from llamakit.testing._tools import build_tool, cpu_variant_flags
 
 __all__ = ["build_cpu_tool", "build_llama_bench", "cpu_variant_flags", "run_llama_bench"]
 
-TOOL_FLAGS = {"LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
-
-
-def cpu_variant_flags() -> tuple[str, dict[str, str]]:
-    """The CPU variant's library key and its final CMake flags."""
-    spec = get_plugin_host().backends()["cpu"]
-    lib_key, inputs = _lib_key(spec)
-    return lib_key, dict(inputs["cmake_flags"])
-
-
 def build_cpu_tool(target: str, *, verbose: bool = True) -> Path:
-    """One of llama.cpp's tools (``llama-bench``, ``llama-quantize``) for the CPU variant's
-    inputs (same tree, same CMake flags plus the tools), built on first use."""
-    lib_key, variant_flags = cpu_variant_flags()
-    flags = {**variant_flags, **TOOL_FLAGS}
-    key = hash_json({"variant": lib_key, "flags": flags, "targets": [target]})
-    build_dir = cache_dir() / "bench" / f"{target}-{key[:16]}"
-    binary = build_dir / "bin" / target
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")):
-        if binary.is_file() and (build_dir / "bench.json").is_file():
-            return binary
-        cmake, ninja = tool_path("cmake"), tool_path("ninja")
-        if cmake is None or ninja is None:
-            raise SystemExit("cmake and ninja are needed: pip install cmake ninja")
-        build_dir.mkdir(parents=True, exist_ok=True)
-        log = build_dir / "build.log"
-        if verbose:
-            print(f"building {target} (once; a few minutes; log: {log})", file=sys.stderr)
-        with open(log, "wb") as sink:
-            subprocess.run([cmake, "-S", str(source_tree().path), "-B", str(build_dir), "-G",
-                            "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
-                            *(f"-D{k}={v}" for k, v in flags.items())],
-                           stdout=sink, stderr=subprocess.STDOUT, check=True)
-            # Only this target: the `app` target needs git's build info, which a tree
-            # unpacked from an sdist lacks.
-            subprocess.run([ninja, "-C", str(build_dir), "-j", str(os.cpu_count() or 2),
-                            target], stdout=sink, stderr=subprocess.STDOUT, check=True)
-        # Written last: a build interrupted before this line is redone.
-        (build_dir / "bench.json").write_text(json.dumps(
-            {"variant_key": lib_key, "cmake_flags": flags, "llama_cpp": str(source_tree().path)},
-            indent=2))
-    return binary
+    """One of llama.cpp's tools for the CPU variant's inputs (``llamakit.testing.build_tool``:
+    one shared build folder for every tool), built on first use."""
+    return build_tool(target, log_to_stderr=verbose)
 
 
 def build_llama_bench(*, verbose: bool = True) -> Path:

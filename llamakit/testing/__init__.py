@@ -5,6 +5,9 @@
 - :func:`write_lora_adapter` writes a matching LoRA adapter with random weights.
 - :func:`compile_greedy_reference` / :func:`run_greedy_reference` build and run a tiny C
   program that greedy-decodes with llama.cpp's C API directly, to cross-check llamakit.
+- :func:`build_tool` builds one of llama.cpp's own tools (``llama-perplexity``,
+  ``llama-gguf-split``, ``llama-tokenize``, ``llama-bench``) from the CPU variant's tree and
+  flags, all in one shared, cached build folder.
 - :mod:`llamakit.testing.fixtures` is a pytest plugin (registered through the ``pytest11``
   entry point) with the session fixtures ``llama_cpp_dir``, ``tiny_model_path``,
   ``tiny_bpe_model_path`` and the factory ``synthetic_model``.
@@ -32,9 +35,11 @@ if TYPE_CHECKING:
     from ._synthetic import MetadataValue as MetadataValue
     from ._synthetic import vocab_path as vocab_path
     from ._synthetic import write_llama_model as write_llama_model
+    from ._tools import build_tool as build_tool
 
 __all__ = [
     "MetadataValue",
+    "build_tool",
     "compile_greedy_reference",
     "greedy_reference_source",
     "run_greedy_reference",
@@ -45,6 +50,7 @@ __all__ = [
 
 _LAZY = {
     "MetadataValue": "._synthetic",
+    "build_tool": "._tools",
     "vocab_path": "._synthetic",
     "write_llama_model": "._synthetic",
     "write_lora_adapter": "._lora",
