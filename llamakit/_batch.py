@@ -8,7 +8,6 @@ next queued prompt, so more prompts than slots work.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context_text import TextAssembler, stop_strings
 from ._errors import ConfigError, ContextOverflowError, EmptyPromptError
+from ._gate import ContextGate
 from ._native import memory
 from ._native.batch import BatchHandle
 from ._results import FinishReason, GenerationResult, Timings
@@ -80,7 +80,7 @@ class BatchMixin:
 
     model: Model
     _handle: ContextHandle
-    _lock: threading.RLock
+    _lock: ContextGate
     _past: list[int]
     max_new_tokens: int
     stop: list[str]
@@ -139,7 +139,7 @@ class BatchMixin:
         handle, model = self._handle, self.model
         vocab = model._handle
         base_seed = params.values.get("seed")
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             memory.kv_clear(handle)
             self._past = []
@@ -159,7 +159,8 @@ class BatchMixin:
                                      chain=chain, assembler=TextAssembler(stops), seed=seed,
                                      started=time.perf_counter())
                         if limit == 0:
-                            yield from self._finish(slot, "length", results, free, params)
+                            yield from turn.relay(
+                                self._finish(slot, "length", results, free, params))
                             continue
                         active.append(slot)
                     if not active:
@@ -194,7 +195,8 @@ class BatchMixin:
                             slot.generated.append(token)
                             piece = slot.assembler.feed(vocab.piece(token, False))
                             if piece:
-                                yield slot.index, piece
+                                with turn.paused():
+                                    yield slot.index, piece
                             if slot.assembler.stopped:
                                 finish = "stop"
                             elif len(slot.generated) >= limit or \
@@ -204,12 +206,14 @@ class BatchMixin:
                             slot.pending = token
                         else:
                             active.remove(slot)
-                            yield from self._finish(slot, finish, results, free, params)
+                            yield from turn.relay(
+                                self._finish(slot, finish, results, free, params))
             finally:
                 batch.close()
                 for slot in active:
                     slot.chain.close()
-                memory.kv_clear(handle)
+                if not turn.abandoned:  # else another thread's call owns the cache now
+                    memory.kv_clear(handle)
 
     def _finish(self, slot: _Slot, finish: FinishReason, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
@@ -22,6 +21,7 @@ from ._errors import (
     EmptyPromptError,
     SamplerError,
 )
+from ._gate import ContextGate
 from ._native import memory
 from ._native.context import ContextHandle
 from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
@@ -73,7 +73,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         self.stop = list(stop)
         self._past: list[int] = []
         self._past_epoch = handle.memory_epoch
-        self._lock = threading.RLock()
+        self._lock = ContextGate()
 
     @classmethod
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
@@ -300,7 +300,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
               n_keep: int = 0) -> Iterator[str | GenerationResult]:
         handle = self._handle
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             handle.reset_perf()
             started = time.perf_counter()
@@ -328,7 +328,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                     generated.append(token)
                     ready = assembler.feed(model_handle.piece(token, False))
                     if ready:
-                        yield ready
+                        with turn.paused():
+                            yield ready
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -347,7 +348,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                     self._past.append(token)
                 rest = assembler.finish()
                 if rest:
-                    yield rest
+                    with turn.paused():
+                        yield rest
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -363,7 +365,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                                                  what="prompt and generated text")
                     error.result = result
                     raise error
-                yield result
+                with turn.paused():
+                    yield result
             finally:
                 if owned:
                     chain.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import ConfigError, ContextError, ContextOverflowError, EmptyPromptError
+from ._gate import ContextGate
 from ._native.batch import BatchHandle
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class EmbeddingsMixin:
 
     model: Model
     _handle: ContextHandle
-    _lock: threading.RLock
+    _lock: ContextGate
     _past: list[int]
 
     def _group_texts(self, token_lists: list[list[int]], limit: int) -> list[list[int]]:

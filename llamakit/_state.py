@@ -11,12 +11,12 @@ import json
 import os
 import struct
 import tempfile
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import LoraError, StateError
+from ._gate import ContextGate
 from ._kv import KVCache
 from ._native import memory
 
@@ -72,7 +72,7 @@ class ContextExtras:
     model: Model
     _handle: ContextHandle
     _past: list[int]
-    _lock: threading.RLock
+    _lock: ContextGate
 
     # -- KV cache and perf ---------------------------------------------------------------
     @property
