@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
 from ._context_text import TextAssembler, stop_strings
+from ._determinism import aligned_after, reusable_prefix, wants_exact
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
 from ._embeddings import EmbeddingsMixin
@@ -62,7 +63,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def __init__(self, model: Model, handle: ContextHandle, *, seed: int | None,
                  n_threads: int, n_threads_batch: int,
                  sampling: SamplingParams | None = None, max_new_tokens: int = 256,
-                 stop: Sequence[str] = ()) -> None:
+                 stop: Sequence[str] = (), deterministic: bool | None = None) -> None:
         self.model = model
         self._handle = handle
         self.seed = seed
@@ -74,12 +75,20 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         self._past: list[int] = []
         self._past_epoch = handle.memory_epoch
         self._lock = ContextGate()
+        #: Reuse the prompt cache only where a fresh context would compute the same
+        #: (see ``_determinism``); None: whenever a call is greedy or seeded.
+        self.deterministic: bool | None = deterministic
+        self._aligned = 0  # leading tokens of _past decoded in fresh-context chunks
+        self._aligned_past: list[int] | None = None
 
     @classmethod
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
-                kv_unified: bool | None = None) -> Context:
+                kv_unified: bool | None = None, deterministic: bool | None = None) -> Context:
+        if deterministic is not None and not isinstance(deterministic, bool):
+            raise ConfigError(f"deterministic must be True, False or None, got "
+                              f"{deterministic!r}", key="deterministic")
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
@@ -116,7 +125,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
             n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
         return cls(model, handle, seed=seed, n_threads=n_threads,
-                   n_threads_batch=n_threads_batch)
+                   n_threads_batch=n_threads_batch, deterministic=deterministic)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
@@ -196,10 +205,13 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         # and drops the one it was in: make _past what sequence 0 now holds.
         known = [*self._past, *pending]
         held = self._handle.pos_max(0) + 1
+        aligned = self._aligned if self._aligned_past is self._past else 0
         if held <= len(known):
             self._past = known[:held]
         else:
             self.reset()
+        self._aligned_past = self._past
+        self._aligned = min(aligned, len(self._past)) // self.n_batch * self.n_batch
 
     # -- generation ------------------------------------------------------------------------
     def _prompt_tokens(self, prompt: Prompt, parse_special: bool,
@@ -221,28 +233,42 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         discard = shift_plan(n_past, n_keep)
         memory.kv_remove(self._handle, 0, n_keep, n_keep + discard)
         memory.kv_add(self._handle, 0, n_keep + discard, n_past, -discard)
+        aligned = self._aligned if self._aligned_past is self._past else 0
         self._past = self._past[:n_keep] + self._past[n_keep + discard:]
+        # what follows n_keep now sits at shifted positions, unlike in a fresh context
+        self._aligned_past = self._past
+        self._aligned = min(aligned, n_keep) // self.n_batch * self.n_batch
 
-    def _evaluate_prompt(self, tokens: list[int]) -> int:
-        """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length."""
+    def _evaluate_prompt(self, tokens: list[int], exact: bool = False) -> int:
+        """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length.
+        ``exact``: reuse only what a fresh context would compute the same way
+        (``_determinism``)."""
         handle = self._handle
         if self._past_epoch != handle.memory_epoch:
             self._past, self._past_epoch = [], handle.memory_epoch
+        # The aligned length holds for the very list it was recorded with. A list written
+        # elsewhere comes from a state load (or is empty): reusing a loaded state is the
+        # point of loading it, so its tokens count as cached, as given.
+        trusted = self._aligned_past is not self._past
+        aligned = len(self._past) if trusted else self._aligned
         common = 0
         for old, new in zip(self._past, tokens, strict=False):
             if old != new:
                 break
             common += 1
         common = min(common, len(tokens) - 1)  # the last token is evaluated for its logits
+        common = reusable_prefix(common, aligned, self.n_batch, exact and not trusted)
         if common < len(self._past) and not handle.remove_from(0, common):
             handle.clear_memory()
             common = 0
         self._past = self._past[:common]
+        self._aligned_past, self._aligned = self._past, min(aligned, common)
         try:
             for start in range(common, len(tokens), self.n_batch):
                 chunk = tokens[start:start + self.n_batch]
                 handle.decode(chunk)
                 self._past.extend(chunk)
+            self._aligned = aligned_after(common, len(tokens), self._aligned, self.n_batch)
         except BaseException:
             self._sync_past(tokens[len(self._past):])
             raise
@@ -282,10 +308,14 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                 raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
             sampler._check_context(self)
             params, seed = SamplingParams(), sampler.seed
+            # a chain carries its seed, so its output is meant to be reproducible
+            exact = wants_exact(self.deterministic, greedy=False, seeded=True)
         else:
             params = self._sampling(sampling, where)
             chosen = params.values.get("seed")
             seed = chosen if chosen is not None else random_seed()
+            exact = wants_exact(self.deterministic, greedy=params.greedy,
+                                seeded=chosen is not None)
         model_handle = self.model._handle
         on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
         if on_overflow == "shift" and not self.kv.can_shift:
@@ -293,12 +323,12 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep)
+                          on_overflow, n_keep, exact)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, exact: bool = False) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock.stream() as turn:
             handle.set_abort(False)
@@ -313,7 +343,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
             try:
                 chain._start(prompt)
                 sampler = chain._handle
-                cached = self._evaluate_prompt(prompt) if max_new_tokens > 0 else 0
+                cached = self._evaluate_prompt(prompt, exact) if max_new_tokens > 0 else 0
                 prompt_done = time.perf_counter()
                 generated: list[int] = []
                 assembler = TextAssembler(stops)

@@ -63,7 +63,7 @@ def new_context(model: Model, config: Config, **overrides: Any) -> Context:
         "n_ctx": c.n_ctx, "n_batch": c.n_batch, "n_ubatch": c.n_ubatch,
         "n_threads": c.n_threads, "n_threads_batch": c.n_threads_batch,
         "embeddings": c.embeddings, "seed": c.seed, "n_seq_max": c.n_seq_max,
-        "kv_unified": c.kv_unified, **overrides}
+        "kv_unified": c.kv_unified, "deterministic": c.deterministic, **overrides}
     ctx = model.new_context(**arguments)
     try:
         ctx.sampling = sampling_from_config(model, config)
