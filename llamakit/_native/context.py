@@ -30,6 +30,24 @@ def _ctrl_c_stops_decode() -> bool:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
+def _check_model_for_context(lib: Any, model_ptr: Any) -> None:
+    """Refuse the models whose first graph build would abort instead of failing."""
+    n_layer = int(lib.llama_model_n_layer(model_ptr))
+    if n_layer == 0:
+        # a vocabulary-only load has no weights and no backends: the scheduler asserts
+        # GGML_ASSERT(n_backends > 0) (ggml-backend.cpp)
+        raise ContextError("this model was loaded with vocab_only=True (or has no layers): "
+                           "it can tokenize but not evaluate; load it without vocab_only "
+                           "to make a context")
+    n_head, n_head_kv = int(lib.llama_model_n_head(model_ptr)), \
+        int(lib.llama_model_n_head_kv(model_ptr))
+    if n_head_kv and n_head % n_head_kv:
+        # GGML_ASSERT(ggml_can_mul_mat(k, q)) (ggml.c) when the graph is built; the GGUF
+        # validator refuses such files at load, this covers validate=False
+        raise ContextError(f"the model's {n_head} attention heads are not a multiple of its "
+                           f"{n_head_kv} key/value heads; llama.cpp cannot evaluate it")
+
+
 class ContextHandle(Handle):
     """A ``llama_context`` over a model, with its abort flag."""
 
@@ -55,6 +73,7 @@ class ContextHandle(Handle):
         params.abort_callback = lib.lk_abort_callback
         params.abort_callback_data = self._abort_flag
         with model.pinned() as model_ptr:
+            _check_model_for_context(lib, model_ptr)
             ptr = lib.llama_init_from_model(model_ptr, params)
         if model.device_check is not None:
             try:

@@ -92,8 +92,14 @@ def kv_remove(ctx: ContextHandle, seq_id: int, p0: int, p1: int) -> bool:
 def kv_copy(ctx: ContextHandle, src: int, dst: int, p0: int, p1: int) -> None:
     check_seq(ctx, src)
     check_seq(ctx, dst)
-    ctx.lib.llama_memory_seq_cp(ctx.lib.llama_get_memory(ctx.ptr), src, dst,
-                                _check_pos("p0", p0), _check_pos("p1", p1))
+    p0, p1 = _check_pos("p0", p0), _check_pos("p1", p1)
+    if src != dst and not ctx.kv_unified and (p0 > 0 or p1 >= 0):
+        # Separate streams copy whole buffers: llama_kv_cache::seq_cp asserts
+        # GGML_ASSERT(is_full && "seq_cp() is only supported for full KV buffers").
+        raise ConfigError(f"copying part of a sequence (p0={p0}, p1={p1}) needs a context "
+                          "made with kv_unified=True; without it copy the whole sequence "
+                          "(p0=-1, p1=-1)", key="seq_cp")
+    ctx.lib.llama_memory_seq_cp(ctx.lib.llama_get_memory(ctx.ptr), src, dst, p0, p1)
 
 
 @pinned
