@@ -212,7 +212,9 @@ class BatchMixin:
                 batch.close()
                 for slot in active:
                     slot.chain.close()
-                if not turn.abandoned:  # else another thread's call owns the cache now
+                # an abandoned stream's cache belongs to another call now; a closed
+                # context has none left
+                if not turn.abandoned and not handle.closed:
                     memory.kv_clear(handle)
 
     def _finish(self, slot: _Slot, finish: FinishReason, results: list[GenerationResult | None],

@@ -68,3 +68,8 @@ def test_kept_candidates_never_reach_native_memory(tiny_model_path: Path) -> Non
 def test_contexts_of_one_model_in_threads_match_serial_runs(tiny_model_path: Path) -> None:
     """Four contexts of one model in four threads give the tokens of a serial run."""
     assert _run("threads", tiny_model_path) == ["same"]
+
+
+def test_close_from_inside_a_sampling_callback(tiny_model_path: Path) -> None:
+    """A sampler stage that closes its context or model mid-call gets ClosedError after."""
+    assert _run("callback", tiny_model_path) == ["ClosedError", "ClosedError"]

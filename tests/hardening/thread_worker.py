@@ -166,6 +166,37 @@ def contexts_in_threads(path: str) -> list[str]:
     return ["same" if serial == parallel else "different"]
 
 
+class _Closer:
+    """A Python sampler stage that closes something on its second call."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.calls = 0
+
+    def apply(self, candidates: Any) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self.target.close()
+
+
+def close_in_callback(path: str) -> list[str]:
+    """Closing the context or the model from inside a sampling callback (the closing
+    thread is inside C on them) frees them only once the call has returned."""
+    seen: list[str] = []
+    for target in ("context", "model"):
+        model = llamakit.load_model(path, backend="cpu")
+        ctx = model.new_context(n_ctx=256, n_threads=1)
+        closer = _Closer(ctx if target == "context" else model)
+        chain = llamakit.SamplerChain(model).add_custom(closer).add_greedy()
+        try:
+            ctx.generate("Hello", max_new_tokens=5, sampler=chain)
+            seen.append("finished")
+        except llamakit.LlamakitError as exc:
+            seen.append(type(exc).__name__)
+        model.close()
+    return seen
+
+
 def main() -> None:
     scenario, path = sys.argv[1], sys.argv[2]
     lora = sys.argv[3] if len(sys.argv) > 3 else None
@@ -173,7 +204,8 @@ def main() -> None:
         seen = close_under_generate(path, scenario.removeprefix("close-"), lora)
     else:
         seen = {"abandoned": abandoned_stream, "interleaved": interleaved_streams,
-                "candidates": kept_candidates, "threads": contexts_in_threads}[scenario](path)
+                "candidates": kept_candidates, "threads": contexts_in_threads,
+                "callback": close_in_callback}[scenario](path)
     print(json.dumps(seen))
 
 
