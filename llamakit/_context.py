@@ -56,8 +56,11 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
-    a second thread wait for the first to finish. Consecutive ``generate`` calls reuse
-    the part of the KV cache that the new prompt shares with what was evaluated before.
+    a second thread wait for the first to finish. An unfinished ``stream`` holds the
+    context: another thread's call waits for it (or takes the context over once the
+    stream's thread has ended), and a second call from the stream's own thread raises
+    ``ContextBusyError``. Consecutive ``generate`` calls reuse the part of the KV cache
+    that the new prompt shares with what was evaluated before (see ``deterministic``).
     """
 
     def __init__(self, model: Model, handle: ContextHandle, *, seed: int | None,
