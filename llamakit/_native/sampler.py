@@ -258,6 +258,8 @@ NATIVE_STAGES: dict[str, Builder] = {
     "penalties": _penalties, "dry": _dry, "adaptive_p": _adaptive_p,
     "logit_bias": _logit_bias, "grammar": _grammar, "infill": _infill,
 }
+# The names are owned by _sampler_protocol.NATIVE_STAGE_NAMES (the plugin host reserves
+# them without importing this layer); tests/test_architecture.py checks that they agree.
 #: Stages that pick the token; a chain must end with one.
 SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
 
