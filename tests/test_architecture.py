@@ -15,7 +15,8 @@ PACKAGE = Path(llamakit.__file__).parent
 #: below it; the longest matching name wins (``_chat.template`` is a contract although
 #: the rest of ``_chat`` is a feature).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("base", ["_errors", "_results", "_logging", "_config", "_version", "_context_text"]),
+    ("base", ["_errors", "_results", "_logging", "_config", "_version", "_context_text",
+              "_owned"]),
     ("contracts", ["_backend_spec", "_sampler_protocol", "_chat.template", "_command_spec",
                    "_quantize.plan", "_quantize.recipes", "_plugins", "_plugins.hookspecs"]),
     ("registry", ["_plugins.manager"]),
@@ -25,8 +26,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("backends", ["_backends", "_gpu"]),
     ("features", ["_sampling", "_grammar", "_chat", "_lora", "_overflow", "_quantize"]),
     ("model and samplers", ["_model", "_sampler_chain"]),
-    ("context", ["_context", "_context_core", "_prompt_cache", "_state", "_batch",
-                 "_embeddings", "_kv", "_chat.mixin"]),
+    ("context", ["_context", "_context_core", "_prompt_cache", "_generation", "_context_lora",
+                 "_state", "_batch", "_embeddings", "_kv", "_chat.mixin"]),
     ("entry points", ["_from_config", "_cli", "_plugins.cli", "_demo", "__init__",
                       "__main__", "testing"]),
 ]
@@ -190,3 +191,17 @@ def test_native_stage_names_match_their_builders() -> None:
     assert frozenset(NATIVE_STAGES) == NATIVE_STAGE_NAMES
     assert NATIVE_STAGE_NAMES <= RESERVED_SAMPLER_NAMES
     assert {"top-k", "topk", "nucleus", "temperature"} <= RESERVED_SAMPLER_NAMES
+
+
+def test_context_parts_build_on_the_core_without_casts() -> None:
+    """No module casts ``self`` to Context: each feature subclasses ContextCore."""
+    from llamakit._context import Context
+    from llamakit._context_core import ContextCore
+
+    casts = [str(p.relative_to(PACKAGE)) for p in _modules()
+             if 'cast("Context"' in p.read_text() or "cast(Context" in p.read_text()]
+    assert casts == []
+    for base in Context.__mro__[1:]:
+        if base.__module__.startswith("llamakit.") and base not in (ContextCore,) and \
+                base.__name__ != "Owned":
+            assert issubclass(base, ContextCore), base
