@@ -1,4 +1,4 @@
-"""``Context``: evaluation state over a model; generation, streaming, embeddings."""
+"""``Context``: the public class, assembled from the features built on ``ContextCore``."""
 
 from __future__ import annotations
 
