@@ -202,7 +202,7 @@ class ContextHandle(Handle):
 
     @pinned
     def _memory(self) -> Any:
-        self.ptr  # noqa: B018 - raises ClosedError after close
+        self.check_open()
         return self.memory
 
     @pinned

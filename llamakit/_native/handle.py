@@ -142,6 +142,11 @@ class Handle:
     def closed(self) -> bool:
         return self._ptr is None
 
+    def check_open(self) -> None:
+        """Raise ``ClosedError`` once closed (before a call that reads no pointer)."""
+        if self._ptr is None:
+            raise ClosedError(f"this {self.kind} is closed")
+
     def pinned(self) -> _Pin:
         """Keep the C object allocated for a ``with`` block (``ClosedError`` if closed)."""
         return _Pin(self)

@@ -141,14 +141,11 @@ def test_a_loaded_state_counts_as_cached(make_ctx: object) -> None:
 def test_a_shift_forgets_the_aligned_part_after_n_keep(make_ctx: object) -> None:
     """After a context shift, only whole chunks before n_keep stay reusable."""
     ctx = make_ctx()  # type: ignore[operator]
-    ctx._past, ctx._aligned = list(range(1, 65)), 64
-    ctx._aligned_past = ctx._past
-    ctx._handle.decode(ctx._past[:N_BATCH])  # positions for the shift to move
-    ctx._handle.decode(ctx._past[N_BATCH:2 * N_BATCH])
-    ctx._handle.decode(ctx._past[2 * N_BATCH:3 * N_BATCH])
-    ctx._handle.decode(ctx._past[3 * N_BATCH:])
-    ctx._shift(N_BATCH + 3)
-    assert ctx._aligned == N_BATCH
+    cache = ctx._cache
+    cache.evaluate(list(range(1, 65)), N_BATCH, exact=True)
+    assert cache._aligned == 64  # four whole chunks
+    cache.shift(N_BATCH + 3)
+    assert cache._aligned == N_BATCH
 
 
 def test_config_switch(tmp_path: Path) -> None:
