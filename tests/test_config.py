@@ -324,7 +324,7 @@ def test_wrong_type_is_an_error(
         ("sampling.temperature", "inf", "finite number"),
         ("sampling.temperature", "nan", "finite number"),
         ("sampling.top_k", "-1", "greater than or equal to 0"),
-        ("sampling.top_p", "0", "greater than 0"),
+        ("sampling.top_p", "-0.1", "greater than or equal to 0"),
         ("sampling.top_p", "1.5", "less than or equal to 1"),
         ("sampling.min_p", "1.01", "less than or equal to 1"),
         ("sampling.min_p", "-0.5", "greater than or equal to 0"),
@@ -502,8 +502,8 @@ def test_markdown_lists_every_key() -> None:
             assert rows, f"{section}.{key} missing"
             assert any(f"LLAMAKIT_{section.upper()}__{key.upper()}" in row for row in rows)
             assert any((field.description or "")[:20] in row for row in rows)
-    assert "| `n_ctx` | integer, > 0, optional | unset |" in text
-    assert "| `top_p` | float, 0 < x <= 1 | `0.95` |" in text
+    assert "| `n_ctx` | integer, 0 < x <= 2147483647, optional | unset |" in text
+    assert "| `top_p` | float, 0 <= x <= 1 | `0.95` |" in text
     assert "`LLAMAKIT_BACKEND`" in text and "`LLAMAKIT_MODEL`" in text
 
 
