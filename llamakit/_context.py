@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
-from ._config.fields import check_fields
-from ._config.schema import ContextConfig
+from ._config.fields import check_field, check_fields
+from ._config.schema import ContextConfig, SamplingConfig
 from ._context_text import TextAssembler, stop_strings
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
@@ -251,10 +251,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
              ) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or max_new_tokens < 0:
-            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}",
-                              key="max_new_tokens")
+        max_new_tokens = check_field(SamplingConfig, "max_new_tokens", max_new_tokens)
         stops = stop_strings(self.stop if stop is None else stop)
         if sampler is not None:
             if sampling:

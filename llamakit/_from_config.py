@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import Config, load_config
 from ._context import Context
+from ._context_text import stop_strings
 from ._errors import ConfigError, GrammarError, SamplerError
 from ._grammar import Grammar
 from ._model import LoadOptions, Model, open_model
@@ -61,7 +62,7 @@ def context_from_config(model: Model, config: Config, **overrides: Any) -> Conte
     try:
         ctx.sampling = sampling_from_config(model, config)
         ctx.max_new_tokens = config.sampling.max_new_tokens
-        ctx.stop = list(config.sampling.stop)
+        ctx.stop = stop_strings(config.sampling.stop)
         ctx.chat_config = config.chat
     except BaseException:
         ctx.close()

@@ -352,26 +352,20 @@ def _grammar(kwargs: Mapping[str, Any], model: Model | None) -> Grammar | None:
         raise SamplerError(f"give only one of {', '.join(given)}")
     grammar: Grammar | None = None
     value = kwargs.get(given[0]) if given else None
-    if value is None:
-        pass
-    elif given[0] == "json_schema":
-        grammar = Grammar.from_json_schema(value, model=model)
-    elif given[0] == "response_format":
-        grammar = grammar_from_response_format(value, model)
-    elif isinstance(value, Grammar):
-        grammar = value
-    elif isinstance(value, str):
-        grammar = Grammar.from_string(value)
-    elif isinstance(value, os.PathLike):
-        grammar = Grammar.from_file(value)
-    else:
-        raise GrammarError(f"grammar must be GBNF text, a Grammar or a path, got {value!r}")
+    try:
+        grammar = _one_grammar(given[0], value, model) if given else None
+    except GrammarError as exc:
+        if given[0] in str(exc):
+            raise
+        raise GrammarError(f"{given[0]}: {exc}") from exc
     patterns = kwargs.get("grammar_trigger_patterns") or ()
     words = kwargs.get("grammar_trigger_words") or ()
     tokens = kwargs.get("grammar_trigger_tokens") or ()
     if patterns or words or tokens:
         if grammar is None:
-            raise SamplerError("grammar_trigger_* need a grammar (grammar=, json_schema= or "
+            named = [k for k in ("grammar_trigger_patterns", "grammar_trigger_words",
+                                 "grammar_trigger_tokens") if kwargs.get(k)]
+            raise SamplerError(f"{', '.join(named)} need a grammar (grammar=, json_schema= or "
                                "response_format=)")
         grammar = grammar.lazy_on(patterns=patterns, words=words, tokens=tokens)
     return grammar
@@ -381,6 +375,22 @@ def _grammar(kwargs: Mapping[str, Any], model: Model | None) -> Grammar | None:
 def _default(name: str) -> Any:
     value = field_default(SamplingConfig, name)
     return tuple(value) if isinstance(value, list) else value
+
+
+def _one_grammar(key: str, value: Any, model: Model | None) -> Grammar | None:
+    if value is None:
+        return None
+    if key == "json_schema":
+        return Grammar.from_json_schema(value, model=model)
+    if key == "response_format":
+        return grammar_from_response_format(value, model)
+    if isinstance(value, Grammar):
+        return value
+    if isinstance(value, str):
+        return Grammar.from_string(value)
+    if isinstance(value, os.PathLike):
+        return Grammar.from_file(value)
+    raise GrammarError(f"grammar must be GBNF text, a Grammar or a path, got {value!r}")
 
 
 def sequence_names() -> frozenset[str]:

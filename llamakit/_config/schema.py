@@ -324,9 +324,10 @@ class SamplingConfig(BaseModel):
         'from plugins ({name = "...", ...parameters}). Unset: the model\'s '
         "general.sampling.sequence, else llama.cpp's order.",
     )
-    stop: list[str] = Field(
+    stop: list[_Text] | _Text = Field(
         default_factory=list,
-        description="Generation stops when the output contains any of these strings.",
+        description="Generation stops when the output contains any of these strings (a "
+        "list, or one string).",
     )
 
 
