@@ -14,8 +14,7 @@ __all__ = ["TextAssembler", "stop_strings"]
 def stop_strings(stop: str | Sequence[str] | None) -> list[str]:
     if stop is None:
         return []
-    checked = check_field(SamplingConfig, "stop", stop)  # the [sampling] key's own check
-    return [checked] if isinstance(checked, str) else list(checked)
+    return list(check_field(SamplingConfig, "stop", stop))  # the [sampling] key's own check
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

@@ -6,7 +6,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeGuard
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from .provenance import _Provenance
 
@@ -26,6 +26,11 @@ def _expand_user(path: Path) -> Path:
         return path.expanduser()
     except RuntimeError:
         return path
+
+
+def _one_or_list(value: object) -> object:
+    """One string for a list of one (``stop = "x"``, as ``generate(stop="x")``)."""
+    return [value] if isinstance(value, str) else value
 
 
 def _is_class(annotation: Any) -> TypeGuard[type[Any]]:
@@ -324,7 +329,7 @@ class SamplingConfig(BaseModel):
         'from plugins ({name = "...", ...parameters}). Unset: the model\'s '
         "general.sampling.sequence, else llama.cpp's order.",
     )
-    stop: list[_Text] | _Text = Field(
+    stop: Annotated[list[_Text], BeforeValidator(_one_or_list)] = Field(
         default_factory=list,
         description="Generation stops when the output contains any of these strings (a "
         "list, or one string).",

@@ -287,7 +287,7 @@ def test_source_is_not_a_setting(tmp_path: Path) -> None:
         ("[context]\nn_ctx = 1.5", "context.n_ctx", "1.5", "valid integer"),
         ('[model]\nuse_mmap = "yes"', "model.use_mmap", '"yes"', "valid boolean"),
         ("[model]\nuse_mmap = 1", "model.use_mmap", "1", "valid boolean"),
-        ("[sampling]\nstop = \"x\"", "sampling.stop", '"x"', "valid list"),
+        ("[sampling]\nstop = 3", "sampling.stop", "3", "valid list"),
         ('[sampling]\nstop = ["a", 3]', "sampling.stop[1]", "3", "valid string"),
         ("[backend]\nname = 3", "backend.name", "3", "valid string"),
         ("context = 5", "context", "5", "table"),
