@@ -133,3 +133,14 @@ def test_partial_seq_cp(tiny_model_path: Path, unified: bool, expected: str) -> 
     """Part of a sequence copied across separate KV streams (GGML_ASSERT(is_full)) is a
     ConfigError; a unified cache copies it."""
     assert _isolated(_SEQ_CP, tiny_model_path, int(unified)) == expected
+
+
+def test_the_audit_names_the_pinned_commit() -> None:
+    """docs/security.md's assert audit is for the llama.cpp commit the project pins."""
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    commit = json.loads((root / "llama.cpp" / "pin.json").read_text())["commit"]
+    audit = (root / "docs" / "security.md").read_text()
+    section = audit[audit.index("## llama.cpp asserts after loading"):]
+    assert f"`{commit}`" in section.split("\n\n")[1]
