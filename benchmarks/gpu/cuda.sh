@@ -36,7 +36,9 @@
 # Environment: BUNDLE (default .device), WORK (default /tmp/lk-gpu-cuda), QUANT (Q4_0),
 # SHAPES ("1b 8b"), KINDS ("f16 q4_0"), RUNS (5), BANDWIDTH_TBS and CUDA_ARCHS (from the
 # device), BACKENDS (cuda,vulkan), PARITY_MODELS ("1b-f16 1b-q4_0 8b-f16 8b-q4_0", those
-# written), PARITY_ROUNDS (5), BATCHED_MODEL (8b-q4_0), BATCHED_NPL (1,8,32,64).
+# written), PARITY_ROUNDS (5), PARITY_NAME (parity: its .json and .log), BATCHED_MODEL
+# (8b-q4_0), BATCHED_NPL (1,8,32,64), ALSO_BUILD ("cpu vulkan": the variants built beside
+# cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -50,9 +52,11 @@ SHAPES=${SHAPES:-"1b 8b"}
 KINDS=${KINDS:-"f16 ${QUANT,,}"}
 RUNS=${RUNS:-5}
 PARITY_ROUNDS=${PARITY_ROUNDS:-5}
+PARITY_NAME=${PARITY_NAME:-parity}
 BATCHED_MODEL=${BATCHED_MODEL:-8b-${QUANT,,}}
 BATCHED_NPL=${BATCHED_NPL:-1,8,32,64}
 BACKENDS=${BACKENDS:-cuda,vulkan}
+ALSO_BUILD=${ALSO_BUILD-cpu vulkan}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
 
@@ -133,7 +137,12 @@ EOF
 
 phase_build() {
     stamp build
-    ("$PY" -m llamakit build cpu vulkan > "$RESULTS/build_cpu_vulkan.log" 2>&1) &
+    # shellcheck disable=SC2086  # ALSO_BUILD is a list of variant names
+    if [ -n "$ALSO_BUILD" ]; then
+        ("$PY" -m llamakit build $ALSO_BUILD > "$RESULTS/build_cpu_vulkan.log" 2>&1) &
+    else
+        true &
+    fi
     local others=$! started=$SECONDS
     "$PY" -m llamakit build cuda 2>&1 | tee "$RESULTS/build_cuda.log"
     echo "llamakit build cuda: $((SECONDS - started)) s" | tee -a "$RESULTS/timings.txt"
@@ -154,7 +163,8 @@ phase_build() {
         | tee -a "$RESULTS/timings.txt"
     ln -sfn "$dir/bin" "$WORK/tools"
     wait "$others" || { tail -40 "$RESULTS/build_cpu_vulkan.log"; return 1; }
-    "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"
+    # Listing every backend's devices loads (and would build) each variant.
+    if [ -n "$ALSO_BUILD" ]; then "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"; fi
     "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe.txt"
 }
 
@@ -227,14 +237,14 @@ phase_parity() {
     done
     [ ${#models[@]} -gt 0 ] || { echo "no model of PARITY_MODELS was written"; return 1; }
     "$PY" benchmarks/gpu/parity.py "${models[@]}" --backend cuda --rounds "$PARITY_ROUNDS" \
-        --llama-bench "$WORK/tools/llama-bench" --json "$RESULTS/parity.json" \
-        2>&1 | tee "$RESULTS/parity.log"
+        ${PARITY_ARGS:-} --llama-bench "$WORK/tools/llama-bench" --json "$RESULTS/$PARITY_NAME.json" \
+        2>&1 | tee "$RESULTS/$PARITY_NAME.log"
 }
 
 phase_batched() {
     stamp batched
     "$PY" benchmarks/gpu/batched.py "$WORK/models/$BATCHED_MODEL.gguf" --backend cuda \
-        --npl "$BATCHED_NPL" --llama-batched-bench "$WORK/tools/llama-batched-bench" \
+        --npl "$BATCHED_NPL" --profile 32 --llama-batched-bench "$WORK/tools/llama-batched-bench" \
         --json "$RESULTS/batched.json" 2>&1 | tee "$RESULTS/batched.log"
 }
 

@@ -10,7 +10,9 @@ up itself) and then, in llamakit's one loaded model and context, ``--reps`` repe
 
 - ``generate``: what ``backends.py`` measures (the issue-25 numbers): ``Context.generate``
   of a prompt of ``--n-prompt`` random tokens with one new token (pp), then of one token
-  with ``--n-gen`` new greedy tokens (tg), pp and tg alternating in one context;
+  with ``--n-gen`` new greedy tokens (tg), pp and tg alternating in one context; tg bans
+  every end-of-generation token with ``logit_bias`` (``--no-bias``: not; a first token
+  whose greedy run is long enough is searched instead, as ``backends.py`` does);
 - ``engine pp``: ``ContextHandle.decode`` of the same prompt and a read of its logits
   (llama-bench's pp: one decode, one synchronisation), repeated back to back after one
   unmeasured repetition, so no tg graph runs in between;
@@ -28,7 +30,10 @@ llama-bench's numbers are the medians of its per-repetition samples.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import random
 import statistics
 import subprocess
@@ -55,7 +60,8 @@ def _eog_bias(model: llamakit.Model) -> dict[str, float]:
 class Side:
     """llamakit's measurements on one loaded model and context."""
 
-    def __init__(self, model: llamakit.Model, *, n_prompt: int, n_gen: int) -> None:
+    def __init__(self, model: llamakit.Model, *, n_prompt: int, n_gen: int,
+                 bias: bool = True) -> None:
         self.model, self.n_prompt, self.n_gen = model, n_prompt, n_gen
         self.ctx = model.new_context(n_ctx=n_prompt + n_gen, n_batch=max(n_prompt, 512),
                                      n_ubatch=min(n_prompt, 512))
@@ -64,7 +70,19 @@ class Side:
         self.prompt = _tokens(model, n_prompt, rng)
         self.randoms = _tokens(model, n_gen, rng)
         self.first = self.prompt[0]
-        self.bias = _eog_bias(model)
+        self.bias = _eog_bias(model) if bias else {}
+        if not bias:
+            self.first = self._first_token(rng)
+
+    def _first_token(self, rng: random.Random) -> int:
+        """Without the bias (a logit_bias stage turns off the shim's greedy fast path): a
+        first token whose greedy continuation runs n_gen tokens, as backends.py picks it."""
+        for token in _tokens(self.model, 16, rng):
+            self.ctx.reset()
+            result = self.ctx.generate([token], max_new_tokens=self.n_gen, temperature=0)
+            if len(result.tokens) == self.n_gen:
+                return token
+        raise RuntimeError(f"no first token of 16 runs {self.n_gen} tokens without an EOG")
 
     def close(self) -> None:
         self.ctx.close()
@@ -151,8 +169,9 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     samples: dict[str, list[dict[str, float]]] = {row: [] for row in _ROWS}
     bench: dict[str, list[float]] = {"pp": [], "tg": []}
     info: dict[str, Any] = {}
+    profile = ""
     with llamakit.load_model(path, backend=args.backend, n_gpu_layers=-1) as model:
-        side = Side(model, n_prompt=args.n_prompt, n_gen=args.n_gen)
+        side = Side(model, n_prompt=args.n_prompt, n_gen=args.n_gen, bias=args.bias)
         try:
             steps = {"generate pp": side.generate_pp, "generate tg": side.generate_tg,
                      "engine pp (repeated)": side.engine_pp,
@@ -180,6 +199,16 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                     samples["engine tg decode only"].append(side.engine_tg(sample=False))
                 print(f"  {path.name} round {round_ + 1}/{args.rounds}: "
                       f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+            if args.profile:  # one more pp and tg under cProfile, after the rounds
+                profiler = cProfile.Profile()
+                profiler.enable()
+                side.generate_pp()
+                side.generate_tg()
+                profiler.disable()
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
+                profile = text.getvalue()
+                print(profile, file=sys.stderr)
         finally:
             side.close()
     rows = []
@@ -195,7 +224,8 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                      "host_ms": (statistics.median(walls) - statistics.median(llamas)) / per,
                      "samples": samples[name]})
     report: dict[str, Any] = {"model": str(path), "size_bytes": path.stat().st_size,
-                              "rows": rows, "llama_bench": {**bench, "info": info}}
+                              "bias": args.bias, "rows": rows, "profile": profile,
+                              "llama_bench": {**bench, "info": info}}
     if bench["pp"]:
         ref = {"pp": statistics.median(bench["pp"]), "tg": statistics.median(bench["tg"])}
         report["llama_bench"]["median"] = ref
@@ -233,6 +263,11 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n-prompt", type=int, default=512)
     parser.add_argument("--n-gen", type=int, default=128)
+    parser.add_argument("--no-bias", dest="bias", action="store_false",
+                        help="generate tg without banning end-of-generation tokens (a first "
+                        "token that runs n_gen tokens is searched instead)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile one more generate pp and tg per model")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     reports = []
