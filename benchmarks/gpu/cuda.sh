@@ -38,7 +38,8 @@
 # device), BACKENDS (cuda,vulkan), PARITY_MODELS ("1b-f16 1b-q4_0 8b-f16 8b-q4_0", those
 # written), PARITY_ROUNDS (5), PARITY_NAME (parity: its .json and .log), BATCHED_MODEL
 # (8b-q4_0), BATCHED_NPL (1,8,32,64), ALSO_BUILD ("cpu vulkan": the variants built beside
-# cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags).
+# cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags),
+# BATCHED_NAME (batched: its .json and .log), BATCHED_ARGS (default --profile 32).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,6 +56,7 @@ PARITY_ROUNDS=${PARITY_ROUNDS:-5}
 PARITY_NAME=${PARITY_NAME:-parity}
 BATCHED_MODEL=${BATCHED_MODEL:-8b-${QUANT,,}}
 BATCHED_NPL=${BATCHED_NPL:-1,8,32,64}
+BATCHED_NAME=${BATCHED_NAME:-batched}
 BACKENDS=${BACKENDS:-cuda,vulkan}
 ALSO_BUILD=${ALSO_BUILD-cpu vulkan}
 JOBS=$(nproc)
@@ -244,8 +246,9 @@ phase_parity() {
 phase_batched() {
     stamp batched
     "$PY" benchmarks/gpu/batched.py "$WORK/models/$BATCHED_MODEL.gguf" --backend cuda \
-        --npl "$BATCHED_NPL" --profile 32 --llama-batched-bench "$WORK/tools/llama-batched-bench" \
-        --json "$RESULTS/batched.json" 2>&1 | tee "$RESULTS/batched.log"
+        --npl "$BATCHED_NPL" ${BATCHED_ARGS---profile 32} \
+        --llama-batched-bench "$WORK/tools/llama-batched-bench" \
+        --json "$RESULTS/$BATCHED_NAME.json" 2>&1 | tee "$RESULTS/$BATCHED_NAME.log"
 }
 
 run_phases ${*:-setup build test models bench report}
