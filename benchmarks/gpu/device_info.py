@@ -5,8 +5,8 @@
 
 Prints the GPU's name, its compute capability (the CMake CUDA architecture, ``90`` for
 sm_90), and its peak memory bandwidth in TB/s: memory clock x 2 (double data rate) x bus
-width, as the driver reports them through ``cuDeviceGetAttribute`` (an H100 SXM gives
-3.35, an H200 4.92, the datasheets' 3.35 and 4.8). With ``--shell``: ``NAME=...``,
+width, as the driver reports them through ``cuDeviceGetAttribute`` (the device tool's H200
+gave 4.81 on 2026-12-02; its datasheet says 4.8). With ``--shell``: ``NAME=...``,
 ``CUDA_ARCHS=...`` and ``BANDWIDTH_TBS=...`` lines for ``eval`` (the scripts keep values
 that are already set, so flags and the environment win over what the device says).
 
