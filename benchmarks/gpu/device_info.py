@@ -10,7 +10,9 @@ gave 4.81 on 2026-12-02; its datasheet says 4.8). With ``--shell``: ``NAME=...``
 ``CUDA_ARCHS=...`` and ``BANDWIDTH_TBS=...`` lines for ``eval`` (the scripts keep values
 that are already set, so flags and the environment win over what the device says).
 
-Only the driver's ``libcuda.so.1`` is used (ctypes): no toolkit, no Python package.
+Only the driver's ``libcuda.so.1`` is used (ctypes): no toolkit, no Python package, since
+the scripts call it before they install anything (``plugins/cuda``'s ``_driver.py`` reads
+the same attributes for the plugin).
 Exits with status 1, and says why on stderr, when there is no usable NVIDIA driver.
 """
 
