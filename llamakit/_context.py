@@ -265,8 +265,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0
-             ) -> Iterator[str | GenerationResult]:
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             stop_tokens: Sequence[int] = ()) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
@@ -293,12 +293,13 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep)
+                          on_overflow, n_keep, frozenset(int(t) for t in stop_tokens))
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, stop_tokens: frozenset[int] = frozenset()
+              ) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock:
             handle.set_abort(False)
@@ -322,7 +323,9 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                 overflowed = False
                 while len(generated) < max_new_tokens:
                     token = sampler.sample(handle)
-                    if model_handle.is_eog(token):
+                    # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
+                    # does not flag as end-of-generation (they end the reply all the same).
+                    if model_handle.is_eog(token) or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
@@ -371,7 +374,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-                 n_keep: int = 0,
+                 n_keep: int = 0, stop_tokens: Sequence[int] = (),
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -388,10 +391,12 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
+        ``stop_tokens``: more token ids that end generation as an end-of-generation token
+        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens).
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep):
+                              "generate()", on_overflow, n_keep, stop_tokens):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -400,7 +405,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-               n_keep: int = 0,
+               n_keep: int = 0, stop_tokens: Sequence[int] = (),
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
@@ -409,6 +414,6 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         ``result`` holds the ``GenerationResult``.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep))
+                                    sampler, "stream()", on_overflow, n_keep, stop_tokens))
 
     # -- embeddings ---------------------------------------------------------------------

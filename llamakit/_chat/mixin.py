@@ -12,26 +12,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .._config.schema import ChatConfig
-from .messages import Messages, normalize_messages
-from .render import apply_model_chat_template
+from .messages import Messages
+from .prepare import PreparedChat, chat_tokens, generation_stops, prepare_chat
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
 if TYPE_CHECKING:
     from .._context import Context
-    from .._model import Model
 
 __all__ = ["ChatMixin", "chat_tokens"]
-
-
-def chat_tokens(model: Model, text: str) -> list[int]:
-    """Token ids of a rendered prompt: special-token text parsed, BOS added only when the
-    model wants one and the template did not write it (no doubled BOS), no EOS appended."""
-    tokens = model.tokenize(text, add_special=False, parse_special=True)
-    bos = model.bos_token
-    if model.add_bos and bos is not None and (not tokens or tokens[0] != bos):
-        tokens.insert(0, bos)
-    return tokens
 
 
 class ChatMixin:
@@ -44,15 +33,12 @@ class ChatMixin:
     def _chat_prompt(self, messages: Messages, template: TemplateSpec | None,
                      tools: Sequence[Mapping[str, Any]] | None,
                      continue_final_message: bool | None,
-                     chat_template_kwargs: Mapping[str, Any] | None) -> tuple[str, list[int]]:
+                     chat_template_kwargs: Mapping[str, Any] | None,
+                     sampling: dict[str, Any]) -> tuple[PreparedChat, dict[str, Any]]:
         ctx = cast("Context", self)
-        if continue_final_message is None:
-            continue_final_message = normalize_messages(messages)[-1]["role"] == "assistant"
-        text = apply_model_chat_template(
-            ctx.model, messages, template, add_generation_prompt=not continue_final_message,
-            tools=tools, continue_final_message=continue_final_message,
-            config=self.chat_config, **dict(chat_template_kwargs or {}))
-        return text, chat_tokens(ctx.model, text)
+        prepared = prepare_chat(ctx.model, messages, template, tools, continue_final_message,
+                                chat_template_kwargs, self.chat_config)
+        return prepared, generation_stops(prepared, sampling, ctx.stop)
 
     def chat(self, messages: Messages, *, template: TemplateSpec | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None,
@@ -66,13 +52,14 @@ class ChatMixin:
         False}``) reach the template. When the last message is the assistant's, the reply
         continues it (``continue_final_message``, default: only then). ``sampling`` are
         ``generate``'s keywords (``max_new_tokens``, ``temperature``, ``stop``, ...).
-        Generation ends at an end-of-generation token or a stop string (``finish_reason``
-        ``"stop"``) or at ``max_new_tokens`` (``"length"``).
+        Generation ends at an end-of-generation token, the template's own end-of-turn
+        markers (even where the vocabulary does not flag them) or a stop string
+        (``finish_reason`` ``"stop"``), or at ``max_new_tokens`` (``"length"``).
         """
-        text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
-                                         chat_template_kwargs)
-        result = cast("Context", self).generate(tokens, **sampling)
-        return ChatResult.from_generation(result, text)
+        prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
+                                             chat_template_kwargs, sampling)
+        result = cast("Context", self).generate(prepared.tokens, **kwargs)
+        return ChatResult.from_generation(result, prepared.prompt)
 
     def chat_stream(self, messages: Messages, *, template: TemplateSpec | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None,
@@ -81,6 +68,7 @@ class ChatMixin:
                     **sampling: Any) -> ChatStream:
         """Like ``chat`` but yields the reply's text pieces; the stream's ``result`` holds
         the ``ChatResult`` once exhausted."""
-        text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
-                                         chat_template_kwargs)
-        return ChatStream(cast("Context", self).stream(tokens, **sampling), text)
+        prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
+                                             chat_template_kwargs, sampling)
+        return ChatStream(cast("Context", self).stream(prepared.tokens, **kwargs),
+                          prepared.prompt)
