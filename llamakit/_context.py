@@ -266,7 +266,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
              on_overflow: OverflowPolicy = "error", n_keep: int = 0,
-             stop_tokens: Sequence[int] = ()) -> Iterator[str | GenerationResult]:
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = ()
+             ) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
@@ -293,12 +294,14 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep, frozenset(int(t) for t in stop_tokens))
+                          on_overflow, n_keep, frozenset(int(t) for t in stop_tokens),
+                          frozenset(int(t) for t in preserved_tokens))
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0, stop_tokens: frozenset[int] = frozenset()
+              n_keep: int = 0, stop_tokens: frozenset[int] = frozenset(),
+              preserved_tokens: frozenset[int] = frozenset()
               ) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock:
@@ -329,7 +332,9 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                         finish = "eog"
                         break
                     generated.append(token)
-                    ready = assembler.feed(model_handle.piece(token, False))
+                    # preserved_tokens: control tokens whose text the output keeps (tool-call
+                    # markers that llama.cpp's chat parsers look for).
+                    ready = assembler.feed(model_handle.piece(token, token in preserved_tokens))
                     if ready:
                         yield ready
                     if assembler.stopped:
@@ -375,6 +380,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
                  n_keep: int = 0, stop_tokens: Sequence[int] = (),
+                 preserved_tokens: Sequence[int] = (),
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -392,11 +398,14 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
         ``stop_tokens``: more token ids that end generation as an end-of-generation token
-        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens).
+        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens);
+        ``preserved_tokens``: control tokens whose text stays in the output (tool-call
+        markers).
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep, stop_tokens):
+                              "generate()", on_overflow, n_keep, stop_tokens,
+                              preserved_tokens):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -406,6 +415,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
                n_keep: int = 0, stop_tokens: Sequence[int] = (),
+               preserved_tokens: Sequence[int] = (),
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
@@ -414,6 +424,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         ``result`` holds the ``GenerationResult``.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep, stop_tokens))
+                                    sampler, "stream()", on_overflow, n_keep, stop_tokens,
+                                    preserved_tokens))
 
     # -- embeddings ---------------------------------------------------------------------

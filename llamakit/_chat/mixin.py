@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._config.schema import ChatConfig
 from .messages import Messages
-from .prepare import PreparedChat, chat_tokens, generation_stops, prepare_chat
+from .prepare import CHAT_OPTIONS, PreparedChat, chat_tokens, generation_stops, prepare_chat
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
@@ -36,8 +36,9 @@ class ChatMixin:
                      chat_template_kwargs: Mapping[str, Any] | None,
                      sampling: dict[str, Any]) -> tuple[PreparedChat, dict[str, Any]]:
         ctx = cast("Context", self)
+        options = {name: sampling.pop(name) for name in CHAT_OPTIONS if name in sampling}
         prepared = prepare_chat(ctx.model, messages, template, tools, continue_final_message,
-                                chat_template_kwargs, self.chat_config)
+                                chat_template_kwargs, self.chat_config, options, sampling)
         return prepared, generation_stops(prepared, sampling, ctx.stop)
 
     def chat(self, messages: Messages, *, template: TemplateSpec | None = None,
@@ -55,10 +56,25 @@ class ChatMixin:
         Generation ends at an end-of-generation token, the template's own end-of-turn
         markers (even where the vocabulary does not flag them) or a stop string
         (``finish_reason`` ``"stop"``), or at ``max_new_tokens`` (``"length"``).
+
+        ``tools`` (OpenAI's function schemas) with the keywords ``tool_choice``
+        (``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "function":
+        {"name": ...}}``) and ``parallel_tool_calls``: llama.cpp's chat layer renders the
+        prompt, constrains a required call with its grammar and parses the output; the
+        result's ``tool_calls`` are OpenAI-shaped and ``finish_reason`` is ``"tool_calls"``.
+        Tool results go back as ``{"role": "tool", "tool_call_id": ..., "content": ...}``.
+        Reasoning templates (``<think>`` and family forms) put the thinking in
+        ``reasoning_content``: ``reasoning_format`` ``"auto"`` (their default),
+        ``"deepseek"`` or ``"none"`` (keep it in ``content``); ``reasoning_budget=0`` turns
+        thinking off where the template can.
         """
         prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
                                              chat_template_kwargs, sampling)
         result = cast("Context", self).generate(prepared.tokens, **kwargs)
+        if prepared.plan is not None:
+            from .tools import result_from
+
+            return result_from(prepared.plan, result, prepared.prompt)
         return ChatResult.from_generation(result, prepared.prompt)
 
     def chat_stream(self, messages: Messages, *, template: TemplateSpec | None = None,
@@ -67,8 +83,13 @@ class ChatMixin:
                     chat_template_kwargs: Mapping[str, Any] | None = None,
                     **sampling: Any) -> ChatStream:
         """Like ``chat`` but yields the reply's text pieces; the stream's ``result`` holds
-        the ``ChatResult`` once exhausted."""
+        the ``ChatResult`` once exhausted. With tools or reasoning the stream is a
+        ``ParsedChatStream``: its ``deltas()`` also give reasoning and tool-call pieces."""
         prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
                                              chat_template_kwargs, sampling)
-        return ChatStream(cast("Context", self).stream(prepared.tokens, **kwargs),
-                          prepared.prompt)
+        stream = cast("Context", self).stream(prepared.tokens, **kwargs)
+        if prepared.plan is not None:
+            from .tools import ParsedChatStream
+
+            return ParsedChatStream(stream, prepared.prompt, prepared.plan)
+        return ChatStream(stream, prepared.prompt)

@@ -21,6 +21,7 @@ from .resolve import ResolvedTemplate, TemplateSpec, resolve_template
 
 if TYPE_CHECKING:
     from .._model import Model
+    from .tools import NativePlan
 
 __all__ = ["PreparedChat", "chat_tokens", "end_of_turn_markers", "generation_stops",
            "prepare_chat"]
@@ -104,17 +105,41 @@ class PreparedChat:
     stop: tuple[str, ...]
     stop_tokens: tuple[int, ...]
     resolved: ResolvedTemplate
+    #: Set when llama.cpp's chat layer renders and parses (tools, reasoning).
+    plan: NativePlan | None = None
+
+
+#: ``chat``'s keywords for tools and reasoning (OpenAI's and llama.cpp's names).
+CHAT_OPTIONS = ("tool_choice", "parallel_tool_calls", "reasoning_format", "reasoning_budget")
 
 
 def prepare_chat(model: Model, messages: Messages, template: TemplateSpec | None,
                  tools: Sequence[Mapping[str, Any]] | None,
                  continue_final_message: bool | None,
                  chat_template_kwargs: Mapping[str, Any] | None,
-                 config: ChatConfig) -> PreparedChat:
-    """Resolve the template, render the conversation and find its end-of-turn markers."""
+                 config: ChatConfig, options: Mapping[str, Any] | None = None,
+                 sampling: dict[str, Any] | None = None) -> PreparedChat:
+    """Resolve the template, render the conversation and find its end-of-turn markers.
+
+    With tools, or reasoning asked for or implied by a Jinja template, llama.cpp's chat
+    layer renders instead (``tools.plan_native``); a ``json_schema``/``response_format`` in
+    ``sampling`` then moves into its request, so the constraint applies after the
+    reasoning block."""
     if continue_final_message is None:
         continue_final_message = normalize_messages(messages)[-1]["role"] == "assistant"
     resolved = resolve_template(template, model=model, config_template=config.template)
+    opts = dict(options or {})
+    from .tools import wants_native
+
+    if wants_native(resolved.source, tools, opts.get("reasoning_format"),
+                    opts.get("reasoning_budget")):
+        return _prepare_native(model, resolved, messages, tools, continue_final_message,
+                               chat_template_kwargs, opts, sampling)
+    if opts.get("tool_choice") not in (None, "auto", "none"):
+        from .._errors import ChatTemplateError
+
+        raise ChatTemplateError(f"tool_choice={opts['tool_choice']!r} needs tools and a Jinja "
+                                f"chat template; {resolved.label} is not one")
     special = model_special_tokens(model)
     extra = dict(chat_template_kwargs or {})
     for name in ("bos_token", "eos_token"):
@@ -129,6 +154,56 @@ def prepare_chat(model: Model, messages: Messages, template: TemplateSpec | None
     return PreparedChat(text, chat_tokens(model, text), stop, stop_tokens, resolved)
 
 
+def _prepare_native(model: Model, resolved: ResolvedTemplate, messages: Messages,
+                    tools: Sequence[Mapping[str, Any]] | None, continue_final_message: bool,
+                    chat_template_kwargs: Mapping[str, Any] | None, opts: dict[str, Any],
+                    sampling: dict[str, Any] | None) -> PreparedChat:
+    from .._errors import ChatTemplateError
+    from .tools import plan_native
+
+    assert resolved.source is not None
+    json_schema: Any = None
+    if sampling is not None:
+        if "json_schema" in sampling:
+            json_schema = sampling.pop("json_schema")
+        elif "response_format" in sampling:
+            json_schema = _schema_of(sampling.pop("response_format"))
+        if tools and sampling.get("grammar") is not None and \
+                opts.get("tool_choice") != "none":
+            raise ChatTemplateError("grammar= cannot be combined with tools: the tool-call "
+                                    "grammar comes from the template")
+    plan = plan_native(model, resolved.source, messages, tools=tools,
+                       tool_choice=opts.get("tool_choice"),
+                       parallel_tool_calls=opts.get("parallel_tool_calls"),
+                       reasoning_format=opts.get("reasoning_format"),
+                       reasoning_budget=opts.get("reasoning_budget"),
+                       continue_final_message=continue_final_message,
+                       chat_template_kwargs=chat_template_kwargs, json_schema=json_schema)
+    stop, stop_tokens = _stops(resolved, model)
+    stop = (*stop, *(s for s in plan.stops if s not in stop))
+    # The parser must see the markers it looks for: never stop on a preserved token.
+    stop_tokens = tuple(t for t in stop_tokens if t not in plan.preserved)
+    return PreparedChat(plan.prompt, chat_tokens(model, plan.prompt), stop, stop_tokens,
+                        resolved, plan)
+
+
+def _schema_of(response_format: Any) -> Any:
+    from .._errors import GrammarError
+
+    if not isinstance(response_format, Mapping):
+        raise GrammarError(f"response_format must be a dict, got {response_format!r}")
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return response_format.get("schema") or {"type": "object"}
+    if kind == "json_schema" and isinstance(response_format.get("json_schema"), Mapping) \
+            and "schema" in response_format["json_schema"]:
+        return response_format["json_schema"]["schema"]
+    raise GrammarError(f"response_format type must be 'text', 'json_object' or 'json_schema' "
+                       f"(with json_schema.schema), got {response_format!r}")
+
+
 def generation_stops(prepared: PreparedChat, sampling: dict[str, Any],
                      default_stop: Sequence[str]) -> dict[str, Any]:
     """``sampling`` with the template's markers added to the caller's stop strings (or the
@@ -139,4 +214,10 @@ def generation_stops(prepared: PreparedChat, sampling: dict[str, Any],
     stops += [m for m in prepared.stop if m not in stops]
     tokens = list(sampling.pop("stop_tokens", ()) or ())
     tokens += [t for t in prepared.stop_tokens if t not in tokens]
-    return {**sampling, "stop": stops, "stop_tokens": tokens}
+    extra: dict[str, Any] = {}
+    plan = prepared.plan
+    if plan is not None:
+        extra["preserved_tokens"] = list(plan.preserved)
+        if plan.grammar is not None:
+            extra["grammar"] = plan.grammar
+    return {**sampling, "stop": stops, "stop_tokens": tokens, **extra}
