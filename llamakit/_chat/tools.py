@@ -12,6 +12,7 @@ families llamakit knows.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +30,8 @@ from .results import ChatFinishReason, ChatResult, ChatStream, ChatUsage
 
 if TYPE_CHECKING:
     from .._model import Model
+
+logger = logging.getLogger("llamakit.chat")
 
 __all__ = ["ChatDelta", "NativePlan", "ParsedChatStream", "ReasoningFormat", "ToolChoice",
            "plan_native", "wants_native"]
@@ -247,7 +250,14 @@ def _calls(parsed: Mapping[str, Any], ids: list[str]) -> tuple[dict[str, Any], .
 def result_from(plan: NativePlan, generation: GenerationResult, prompt: str,
                 ids: list[str] | None = None) -> ChatResult:
     """The ``ChatResult`` of a finished generation: the output parsed by llama.cpp."""
-    parsed = plan.parse_output(generation.text, partial=generation.finish_reason == "length")
+    try:
+        parsed = plan.parse_output(generation.text,
+                                   partial=generation.finish_reason == "length")
+    except ChatTemplateError as exc:
+        # A model that ignores its own format (or random weights) is not an error of the
+        # caller's: the reply is its raw text, as llama.cpp's parser would not split it.
+        logger.warning("%s; the reply is the raw output", exc)
+        parsed = {"content": generation.text, "reasoning_content": "", "tool_calls": []}
     calls = _calls(parsed, ids if ids is not None else [])
     finish: ChatFinishReason = "tool_calls" if calls else (
         "length" if generation.finish_reason == "length" else "stop")
@@ -289,7 +299,10 @@ class ParsedChatStream(ChatStream):
         seen: dict[str, Any] = {"content": "", "reasoning_content": "", "tool_calls": []}
         for piece in self._stream:
             text += piece
-            parsed = self._plan.parse_output(text, partial=True)
+            try:
+                parsed = self._plan.parse_output(text, partial=True)
+            except ChatTemplateError:
+                continue  # not in the format (yet): the final result says what it was
             delta = self._delta(seen, parsed)
             seen = parsed
             if delta is not None:
