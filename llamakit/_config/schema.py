@@ -336,7 +336,9 @@ class ChatConfig(BaseModel):
         min_length=1,
         description="The chat template: Jinja source, or a name (a plugin's template, the "
         "model's `tokenizer.chat_template.<name>`, or a llama.cpp built-in such as "
-        '"chatml"). Unset: a plugin\'s template for the model, else the model\'s own.',
+        '"chatml"); `llamakit chat` also takes a file of Jinja source. Unset: a plugin\'s '
+        "template for the model, else the model's own, else a built-in chosen from the "
+        "model's metadata.",
     )
     max_output_chars: int = Field(
         default=4_000_000,

@@ -140,3 +140,23 @@ def test_chatml_on_gemma_stops_at_im_end(gemma_ctx: llamakit.Context) -> None:
     if "<|im_end|>" in gemma_ctx.generate(result.generation.prompt_tokens,
                                           max_new_tokens=64, temperature=0).text:
         assert result.finish_reason == "stop"
+
+
+def test_cli_history_has_no_turn_markers(gemma_path: Path) -> None:
+    """`llamakit chat` on the real model: /history holds the replies without the
+    template's markers."""
+    import json
+    import os
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "llamakit", "chat", str(gemma_path), "--max-new-tokens", "24",
+         "--temperature", "0", "--n-ctx", "512"],
+        input="What is the capital of France?\nAnd of Spain?\n/history\n", capture_output=True,
+        text=True, env={**os.environ, "LLAMAKIT_BACKEND": "cpu"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    history = json.loads(proc.stdout[proc.stdout.index("\n[") + 1:])
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    for message in history:
+        for marker in (*GEMMA_MARKERS, "<|im_end|>", "<|im_start|>"):
+            assert marker not in message["content"]
