@@ -9,22 +9,21 @@ conversation therefore evaluates only what is new since the last reply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from .._config.schema import ChatConfig
+from .._generation import Generation
 from .messages import Messages
 from .prepare import CHAT_OPTIONS, PreparedChat, chat_tokens, generation_stops, prepare_chat
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
-if TYPE_CHECKING:
-    from .._context import Context
-
 __all__ = ["ChatMixin", "chat_tokens"]
 
 
-class ChatMixin:
-    """Chat methods of ``Context`` (defined here to keep chat in one package)."""
+class ChatMixin(Generation):
+    """Chat methods of ``Context`` (defined here to keep chat in one package); a chat
+    turn is a ``generate``/``stream`` call on the rendered conversation."""
 
     #: Template and rendering limits for ``chat``; ``from_config`` may set the ``[chat]``
     #: section here.
@@ -35,11 +34,10 @@ class ChatMixin:
                      continue_final_message: bool | None,
                      chat_template_kwargs: Mapping[str, Any] | None,
                      sampling: dict[str, Any]) -> tuple[PreparedChat, dict[str, Any]]:
-        ctx = cast("Context", self)
         options = {name: sampling.pop(name) for name in CHAT_OPTIONS if name in sampling}
-        prepared = prepare_chat(ctx.model, messages, template, tools, continue_final_message,
+        prepared = prepare_chat(self.model, messages, template, tools, continue_final_message,
                                 chat_template_kwargs, self.chat_config, options, sampling)
-        return prepared, generation_stops(prepared, sampling, ctx.stop)
+        return prepared, generation_stops(prepared, sampling, self.stop)
 
     def chat(self, messages: Messages, *, template: TemplateSpec | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None,
@@ -70,7 +68,7 @@ class ChatMixin:
         """
         prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
                                              chat_template_kwargs, sampling)
-        result = cast("Context", self).generate(prepared.tokens, **kwargs)
+        result = self.generate(prepared.tokens, **kwargs)
         if prepared.plan is not None:
             from .tools import result_from
 
@@ -87,7 +85,7 @@ class ChatMixin:
         ``ParsedChatStream``: its ``deltas()`` also give reasoning and tool-call pieces."""
         prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
                                              chat_template_kwargs, sampling)
-        stream = cast("Context", self).stream(prepared.tokens, **kwargs)
+        stream = self.stream(prepared.tokens, **kwargs)
         if prepared.plan is not None:
             from .tools import ParsedChatStream
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._config.schema import INT32_MAX, MAX_LAST_N, MAX_SEED
 from .._errors import SamplerError
 from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
@@ -27,10 +28,11 @@ from .status import raise_for_sample
 
 __all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle"]
 
-_SEED_MAX = 0xFFFFFFFE  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
-_INT32_MAX = 2**31 - 1
-#: Largest penalty/DRY window: llama.cpp allocates a ring buffer of that many tokens.
-MAX_LAST_N = 1 << 24
+# The stage parameters of SamplerChain.add and plugin stages reach llama.cpp without the
+# [sampling] schema, so this layer keeps the bounds that protect llama.cpp's fixed-width
+# fields; the numbers themselves are the schema's.
+_SEED_MAX = MAX_SEED
+_INT32_MAX = INT32_MAX
 
 Params = Mapping[str, Any]
 
@@ -260,6 +262,8 @@ NATIVE_STAGES: dict[str, Builder] = {
     "penalties": _penalties, "dry": _dry, "adaptive_p": _adaptive_p,
     "logit_bias": _logit_bias, "grammar": _grammar, "infill": _infill,
 }
+# The names are owned by _sampler_protocol.NATIVE_STAGE_NAMES (the plugin host reserves
+# them without importing this layer); tests/test_architecture.py checks that they agree.
 #: Stages that pick the token; a chain must end with one.
 SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
 
@@ -281,7 +285,7 @@ class SamplerHandle(Handle):
     @classmethod
     def new(cls, model: ModelHandle) -> SamplerHandle:
         """An empty chain (add stages with ``add``/``add_python``)."""
-        model.ptr  # noqa: B018 - ClosedError for a closed model
+        model.check_open()
         lib = model.lib
         params = lib.llama_sampler_chain_default_params()
         params.no_perf = False
@@ -293,8 +297,8 @@ class SamplerHandle(Handle):
         if builder is None:
             raise SamplerError(f"unknown sampler stage {name!r}; native stages are "
                                f"{', '.join(sorted(NATIVE_STAGES))}")
-        self.ptr  # noqa: B018
-        self.model.ptr  # noqa: B018
+        self.check_open()
+        self.model.check_open()
         stage = builder(self.native, self.model, params)
         if stage == self.ffi.NULL:
             raise SamplerError(f"llama.cpp could not create the {name!r} sampler")
@@ -305,7 +309,7 @@ class SamplerHandle(Handle):
 
     def add_python(self, sampler: Any, name: str) -> None:
         """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
-        self.ptr  # noqa: B018
+        self.check_open()
         stage = new_python_stage(self.native, sampler, name)
         self.lib.llama_sampler_chain_add(self.ptr, stage)
         self.names.append(name)
@@ -356,7 +360,7 @@ class SamplerHandle(Handle):
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
         nothing; the candidates as the chain leaves them."""
-        self.ptr  # noqa: B018
+        self.check_open()
         values = np.ascontiguousarray(logits, dtype=np.float32)
         if values.shape != (self.model.n_vocab,):
             raise SamplerError(f"logits must have shape ({self.model.n_vocab},), "
