@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._config.fields import check_field
 from .._config.schema import ChatConfig
+from .._errors import ChatTemplateError
 from .._generation import Generation
 from .messages import Messages
 from .prepare import CHAT_OPTIONS, PreparedChat, chat_tokens, generation_stops, prepare_chat
@@ -35,6 +37,10 @@ class ChatMixin(Generation):
                      chat_template_kwargs: Mapping[str, Any] | None,
                      sampling: dict[str, Any]) -> tuple[PreparedChat, dict[str, Any]]:
         options = {name: sampling.pop(name) for name in CHAT_OPTIONS if name in sampling}
+        for name in ("reasoning_format", "reasoning_budget"):  # their [chat] defaults
+            value = options.get(name, getattr(self.chat_config, name))
+            if value is not None:
+                options[name] = check_field(ChatConfig, name, value, error=ChatTemplateError)
         prepared = prepare_chat(self.model, messages, template, tools, continue_final_message,
                                 chat_template_kwargs, self.chat_config, options, sampling)
         return prepared, generation_stops(prepared, sampling, self.stop)

@@ -373,6 +373,19 @@ class ChatConfig(BaseModel):
         description="Most seconds one rendering may take; a template that runs longer "
         "raises TemplateLimitError.",
     )
+    reasoning_format: Literal["auto", "deepseek", "none"] | None = Field(
+        default=None,
+        description="Where a reasoning model's thinking goes (llama.cpp's reasoning_format): "
+        '"auto" or "deepseek" put it in reasoning_content, "none" leaves it in content. '
+        'Unset: "auto" for templates that reason or offer tools, else untouched.',
+    )
+    reasoning_budget: int | None = Field(
+        default=None,
+        ge=-1,
+        le=0,
+        description="-1: think without limit; 0: turn thinking off where the template can "
+        "(enable_thinking=false). Token budgets above 0 are not supported yet.",
+    )
 
 
 class UIConfig(BaseModel):
