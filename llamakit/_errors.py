@@ -55,6 +55,7 @@ __all__ = [
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
+    "EngineClosedError",
     "GGUFFormatError",
     "GrammarError",
     "InvalidBatchError",
@@ -66,6 +67,7 @@ __all__ = [
     "ModelNotFoundError",
     "PluginError",
     "QuantizeError",
+    "QueueFullError",
     "SamplerError",
     "SourceChecksumError",
     "StateError",
@@ -194,6 +196,20 @@ class TemplateLimitError(ChatTemplateError):
 
 class ClosedError(LlamakitError, ValueError):
     """An object was used after ``close()``."""
+
+
+class EngineClosedError(ClosedError):
+    """The ``Engine`` was closed: a new request is refused, and a request that was queued
+    or running when ``close()`` cancelled it ends with this error."""
+
+
+class QueueFullError(LlamakitError, RuntimeError):
+    """The ``Engine``'s slots are busy and its queue holds ``max_queue`` requests already;
+    ``retry_after`` is a guess, in seconds, of when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class TokenizeError(LlamakitError, ValueError):
