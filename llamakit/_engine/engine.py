@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineStats"]
 
 _TTFT_KEPT = 1000
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,8 @@ class Engine:
     def stream(self, prompt: Prompt | None = None, **gen_kwargs: Any
                ) -> AsyncStream[GenerationResult]:
         """``async for piece in engine.stream(prompt, ...)``; ``.result`` afterwards."""
-        return AsyncStream(lambda sink: submit_async(
-            lambda: self.submit(prompt, _sink=sink, **gen_kwargs), self._executor))
+        return AsyncStream(lambda sink: self._submit_async(
+            lambda: self.submit(prompt, _sink=sink, **gen_kwargs)))
 
     async def generate(self, prompt: Prompt | None = None, **gen_kwargs: Any
                        ) -> GenerationResult:
@@ -277,8 +278,8 @@ class Engine:
     def chat_stream(self, messages: Messages, **chat_kwargs: Any) -> AsyncStream[ChatResult]:
         """``async for piece in engine.chat_stream(messages, ...)``; ``.result`` is the
         ``ChatResult`` afterwards."""
-        return AsyncStream(lambda sink: submit_async(
-            lambda: self.submit_chat(messages, _sink=sink, **chat_kwargs), self._executor))
+        return AsyncStream(lambda sink: self._submit_async(
+            lambda: self.submit_chat(messages, _sink=sink, **chat_kwargs)))
 
     async def chat(self, messages: Messages, **chat_kwargs: Any) -> ChatResult:
         """The ``ChatResult`` of a chat turn, awaited without blocking the loop."""
@@ -288,10 +289,18 @@ class Engine:
                     ) -> npt.NDArray[np.float32]:
         """Embeddings of ``texts`` (``embeddings=True`` engines), ``(n, n_embd)``."""
         stream: AsyncStream[npt.NDArray[np.float32]] = AsyncStream(
-            lambda sink: submit_async(
-                lambda: self.submit_embed(texts, normalize=normalize, _sink=sink),
-                self._executor))
+            lambda sink: self._submit_async(
+                lambda: self.submit_embed(texts, normalize=normalize, _sink=sink)))
         return await stream.collect()
+
+    async def _submit_async(self, run: Callable[[], Request[R]]) -> Request[R]:
+        self._check_open()
+        try:
+            return await submit_async(run, self._executor)
+        except RuntimeError as error:
+            if self._closing and "shutdown" in str(error):  # the executor closed meanwhile
+                raise EngineClosedError("the engine is closed") from None
+            raise
 
     # -- state -----------------------------------------------------------------------------
     def stats(self) -> EngineStats:
