@@ -10,9 +10,11 @@ and their sampler chains built at submission, on the caller's thread, by the sam
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineStats"]
 
 _TTFT_KEPT = 1000
+#: Engines still open, closed (without draining) when the interpreter exits, so that no
+#: decode runs while the model and context are being freed.
+_OPEN: weakref.WeakSet[Engine] = weakref.WeakSet()
 R = TypeVar("R")
 
 
@@ -143,6 +148,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llamakit-submit")
         self._thread = threading.Thread(target=self._run, name="llamakit-engine", daemon=True)
         self._thread.start()
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else f"n_parallel={self.n_parallel}"
@@ -351,10 +357,11 @@ class Engine:
                     for slot in cancelled:
                         stepper.remove(slot)
                         self._release(slot, None, slot.owner._cancelled_error())
+                    embeds = [request for request, _ in admitted if request.kind == "embed"]
+                    if embeds:
+                        self._embed_all(embeds)
                     for request, engine_slot in admitted:
-                        if request.kind == "embed":
-                            self._embed(request)
-                        else:
+                        if request.kind != "embed":
                             self._admit(request, engine_slot, stepper)
                     if stepper.active:
                         self._step(stepper)
@@ -485,15 +492,36 @@ class Engine:
             self._ttft_sum += seconds
             self._ttft_count += 1
 
-    def _embed(self, request: Request[Any]) -> None:
-        try:
-            vectors = self._ctx.embeddings(request.texts,
-                                           normalize=request.payload["normalize"])
-        except Exception as error:
-            with self._cond:
-                self._counts["requests_failed"] += 1
-            request._complete(error=error)
-            return
+    def _embed_all(self, requests: list[Request[Any]]) -> None:
+        """Embed the texts of every waiting request together, packed as
+        ``Context.embeddings`` packs a list; one bad text fails only its own request."""
+        if len(requests) > 1:
+            texts = [text for request in requests for text in request.texts]
+            try:
+                vectors = self._ctx.embeddings(texts, normalize=False)
+            except Exception:  # find the culprit: each request on its own
+                pass
+            else:
+                start = 0
+                for request in requests:
+                    end = start + len(request.texts)
+                    self._embedded(request, vectors[start:end])
+                    start = end
+                return
+        for request in requests:
+            try:
+                vectors = self._ctx.embeddings(request.texts, normalize=False)
+            except Exception as error:
+                with self._cond:
+                    self._counts["requests_failed"] += 1
+                request._complete(error=error)
+                continue
+            self._embedded(request, vectors)
+
+    def _embedded(self, request: Request[Any], vectors: npt.NDArray[np.float32]) -> None:
+        if request.payload["normalize"]:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
         with self._cond:
             self._counts["prompt_tokens_total"] += sum(
                 len(self.model.tokenize(t)) for t in request.texts)
@@ -517,3 +545,9 @@ class Engine:
             request._complete(error=error)
 
 
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_OPEN):
+        engine.close(drain=False)

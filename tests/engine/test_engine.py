@@ -325,3 +325,33 @@ def test_embeddings_engine(model: llamakit.Model) -> None:
             eng.submit(PROMPTS[0])
         with pytest.raises(llamakit.EmptyPromptError):
             eng.submit_embed([])
+
+
+def test_embed_requests_are_packed_and_a_bad_one_fails_alone(model: llamakit.Model) -> None:
+    """Embed requests (packed into shared decode calls when they wait together) each get
+    their own vectors; a text too long for the context fails only its own request."""
+    texts = ["Hello world", "The quick brown fox", "A B C", "Good morning"]
+    with llamakit.Engine(model, n_parallel=4, n_ctx=1024, embeddings=True,
+                         n_threads=2) as eng, \
+            model.new_context(n_ctx=256, embeddings=True) as single:
+        requests = [eng.submit_embed([t]) for t in texts]
+        bad = eng.submit_embed(["word " * 2000])
+        for text, request in zip(texts, requests, strict=True):
+            assert abs(request.result()[0] - single.embeddings(text)).max() < 1e-4
+        with pytest.raises(llamakit.ContextOverflowError):
+            bad.result()
+        assert eng.stats().requests_failed == 1
+
+
+def test_engine_from_config(model: llamakit.Model) -> None:
+    """[engine], [context] and [sampling] settings reach the engine and its requests."""
+    from llamakit._from_config import engine_from_config
+
+    config = llamakit.load_config(engine={"n_parallel": 2, "n_ctx": 512, "max_queue": 3},
+                                  context={"n_batch": 64, "n_threads": 2},
+                                  sampling={"max_new_tokens": 4, "temperature": 0.0})
+    with engine_from_config(model, config) as eng:
+        stats = eng.stats()
+        assert (stats.n_parallel, stats.max_queue, eng.n_ctx) == (2, 3, 512)
+        result = eng.submit(PROMPTS[0]).result()
+        assert result.tokens == reference(model, PROMPTS[0], 4).tokens
