@@ -14,6 +14,7 @@ subclasses the builtin a caller would naturally catch::
     │   ├── ModelNotFoundError      (FileNotFoundError)
     │   └── GGUFFormatError                        a malformed GGUF file (field, byte offset)
     ├── ClosedError                 (ValueError)   use of a closed Model/Context/Sampler
+    │   └── EngineClosedError                      the Engine was closed (new or cut request)
     ├── TokenizeError               (ValueError)   text or token ids that cannot be (de)tokenized
     │   └── InvalidTokenError       (IndexError)   a token id outside the vocabulary
     ├── SamplerError                (ValueError)   invalid sampling parameters or a failed sample
@@ -21,6 +22,7 @@ subclasses the builtin a caller would naturally catch::
     ├── LoraError                   (ValueError)   an adapter that does not fit or load
     ├── StateError                  (ValueError)   a saved state that does not fit or parse
     ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
+    ├── QueueFullError              (RuntimeError) the Engine's slots and queue are full
     ├── ChatTemplateError           (ValueError)   a chat template cannot be found or rendered
     │   ├── TemplateSecurityError   (PermissionError) the template reached for Python internals
     │   └── TemplateLimitError                     rendering passed its size or time limit
