@@ -10,6 +10,7 @@ and their sampler chains built at submission, on the caller's thread, by the sam
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import math
 import threading
@@ -31,6 +32,7 @@ from .._config.errors import config_error_from_validation
 from .._config.schema import ContextConfig, EngineConfig
 from .._context_text import TextAssembler
 from .._errors import (
+    ClosedError,
     ConfigError,
     ContextError,
     ContextOverflowError,
@@ -190,10 +192,15 @@ class Engine:
         parse_special = gen_kwargs.pop("parse_special", True)
         on_overflow = gen_kwargs.pop("on_overflow", "error")
         n_keep = gen_kwargs.pop("n_keep", 0)
-        tokens_in, limit, stops, params, seed, on_overflow, _ = ctx._prepare(
-            prompt if prompt is not None else list(tokens or []), max_new_tokens, stop,
-            parse_special, gen_kwargs, None, "Engine.submit()", on_overflow, n_keep,
-            n_ctx=self.n_ctx_slot)
+        try:
+            tokens_in, limit, stops, params, seed, on_overflow, _ = ctx._prepare(
+                prompt if prompt is not None else list(tokens or []), max_new_tokens, stop,
+                parse_special, gen_kwargs, None, "Engine.submit()", on_overflow, n_keep,
+                n_ctx=self.n_ctx_slot)
+        except ClosedError:
+            if self._closing:  # closed while this request was being prepared
+                raise EngineClosedError("the engine is closed") from None
+            raise
         assert seed is not None
         chain = SamplerChain.from_stages(self.model, params.stages(seed, self.n_ctx_slot))
         try:
@@ -337,6 +344,10 @@ class Engine:
                 self._cond.notify()
             self._thread.join()
         self._executor.shutdown(wait=False)
+
+    async def aclose(self, drain: bool = True, timeout: float | None = None) -> None:
+        """``close`` for an event loop: waits for the scheduler without blocking the loop."""
+        await asyncio.to_thread(self.close, drain, timeout)
 
     # -- the scheduler thread ------------------------------------------------------------
     def _run(self) -> None:

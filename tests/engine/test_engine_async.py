@@ -203,3 +203,26 @@ def test_async_embeddings(model: llamakit.Model) -> None:
         both, one = asyncio.run(main())
         assert both.shape[0] == 2  # type: ignore[attr-defined]
         assert abs(both[1] - one).max() < 1e-4  # type: ignore[index, operator]
+
+
+def test_aclose_drains_without_blocking_the_loop(model: llamakit.Model) -> None:
+    eng = llamakit.Engine(model, n_parallel=2, n_ctx=1024, n_batch=64, n_threads=2)
+
+    async def main() -> list[llamakit.GenerationResult]:
+        tasks = [asyncio.create_task(eng.generate(p, max_new_tokens=5, temperature=0))
+                 for p in PROMPTS[:3]]
+        while any(stream_not_started(eng, 3)):
+            await asyncio.sleep(0.001)
+        await eng.aclose()
+        return list(await asyncio.gather(*tasks))
+
+    results = asyncio.run(main())
+    for prompt, result in zip(PROMPTS, results, strict=False):
+        assert result.tokens == reference(model, prompt, 5).tokens
+    assert eng.closed
+
+
+def stream_not_started(eng: llamakit.Engine, n: int) -> list[bool]:
+    """One flag per expected request that has not reached the engine yet."""
+    submitted = eng.stats().requests_total
+    return [True] * max(0, n - submitted)
