@@ -355,3 +355,47 @@ def test_engine_from_config(model: llamakit.Model) -> None:
         assert (stats.n_parallel, stats.max_queue, eng.n_ctx) == (2, 3, 512)
         result = eng.submit(PROMPTS[0]).result()
         assert result.tokens == reference(model, PROMPTS[0], 4).tokens
+
+
+def test_close_while_threads_keep_submitting(model: llamakit.Model) -> None:
+    """Threads that keep submitting and reading while the engine closes under them each end
+    with a result or a typed error (EngineClosedError, QueueFullError), never a crash or a
+    hang; every request they got back is done."""
+    eng = llamakit.Engine(model, n_parallel=2, n_ctx=1024, max_queue=4, n_batch=64,
+                          n_threads=2)
+    started = threading.Barrier(5)
+    seen: list[llamakit._engine.Request[llamakit.GenerationResult]] = []
+    unexpected: list[BaseException] = []
+
+    def client(i: int) -> None:
+        started.wait()
+        while True:
+            try:
+                request = eng.submit(PROMPTS[i], max_new_tokens=20, temperature=0)
+            except llamakit.QueueFullError:
+                continue
+            except llamakit.EngineClosedError:
+                return
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+                return
+            seen.append(request)
+            try:
+                request.result()
+            except llamakit.EngineClosedError:
+                return
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+                return
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    while eng.stats().requests_total < 8:
+        threading.Event().wait(0.001)
+    eng.close(drain=False)
+    for thread in threads:
+        thread.join()
+    assert unexpected == []
+    assert seen and all(request.done for request in seen)
