@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from .._batch import BatchSlot, BatchStepper
 from .._chat.results import ChatResult
-from .._config.fields import check_fields, field_default
+from .._config.fields import check_field, check_fields, field_default
 from .._config.schema import ContextConfig, EngineConfig
 from .._context_text import TextAssembler
 from .._errors import (
@@ -103,8 +103,8 @@ class Engine:
         # and an unset one takes the field's default.
         config = EngineConfig(**check_fields(
             EngineConfig, {k: v for k, v in given.items() if v is not None}))
-        if embeddings is None:
-            embeddings = field_default(ContextConfig, "embeddings")
+        embeddings = field_default(ContextConfig, "embeddings") if embeddings is None \
+            else check_field(ContextConfig, "embeddings", embeddings)
         for key in ("n_seq_max", "n_ctx"):
             if key in context_kwargs:
                 raise ConfigError(f"the engine sets the context's {key}; use n_parallel/n_ctx",

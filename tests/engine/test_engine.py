@@ -290,7 +290,7 @@ def test_bad_requests_raise_typed_errors(model: llamakit.Model,
 def test_engine_parameters_are_validated(model: llamakit.Model) -> None:
     for bad in ({"n_parallel": 0}, {"n_parallel": 300}, {"max_queue": -1},
                 {"n_ctx": 0}, {"slot_prompt_similarity": 2.0}, {"cache_prompt": "yes"},
-                {"n_seq_max": 2}):
+                {"n_seq_max": 2}, {"embeddings": "yes"}):
         with pytest.raises(llamakit.ConfigError):
             llamakit.Engine(model, **bad)  # type: ignore[arg-type]
 
