@@ -229,7 +229,7 @@ class BatchMixin(ContextCore):
                     ) -> Iterator[tuple[int, str]]:
         handle, model = self._handle, self.model
         base_seed = params.values.get("seed")
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             self._cache.clear()
             queue = deque(enumerate(token_lists))
@@ -248,21 +248,25 @@ class BatchMixin(ContextCore):
                                          seed=seed, started=time.perf_counter(), owner=index)
                         if limit == 0:
                             slot.finish = "length"
-                            yield from self._finish(slot, results, free, params)
+                            yield from turn.relay(self._finish(slot, results, free, params))
                             continue
                         stepper.add(slot)
                     if not stepper.active:
                         continue
                     for slot, piece in stepper.step():
                         if piece:
-                            yield slot.owner, piece
+                            with turn.paused():
+                                yield slot.owner, piece
                         if slot.finish is not None:
-                            yield from self._finish(slot, results, free, params)
+                            yield from turn.relay(self._finish(slot, results, free, params))
             finally:
                 stepper.close()
                 for slot in stepper.active:
                     slot.chain.close()
-                memory.kv_clear(handle)
+                # an abandoned stream's cache belongs to another call now; a closed
+                # context has none left
+                if not turn.abandoned and not handle.closed:
+                    memory.kv_clear(handle)
 
     def _finish(self, slot: BatchSlot, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:

@@ -194,7 +194,7 @@ class Engine:
         on_overflow = gen_kwargs.pop("on_overflow", "error")
         n_keep = gen_kwargs.pop("n_keep", 0)
         try:
-            tokens_in, limit, stops, params, seed, on_overflow, _ = ctx._prepare(
+            tokens_in, limit, stops, params, seed, on_overflow, _, _ = ctx._prepare(
                 prompt if prompt is not None else list(tokens or ()), max_new_tokens, stop,
                 parse_special, gen_kwargs, None, "Engine.submit()", on_overflow, n_keep,
                 n_ctx=self.n_ctx_slot)
