@@ -89,12 +89,12 @@ class Generation(ContextCore):
                 n_ctx = handle.n_ctx
                 overflowed = False
                 while len(generated) < max_new_tokens:
-                    token = sampler.sample(handle)
-                    if model_handle.is_eog(token):
+                    token, eog, piece = sampler.sample_piece(handle)  # one native call
+                    if eog:
                         finish = "eog"
                         break
                     generated.append(token)
-                    ready = assembler.feed(model_handle.piece(token, False))
+                    ready = assembler.feed(piece)
                     if ready:
                         yield ready
                     if assembler.stopped:
