@@ -8,6 +8,7 @@ aborting; its statuses become exceptions in ``status.raise_for_sample``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from .._errors import SamplerError
 from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
 from .grammar import grammar_stage
-from .handle import Handle
+from .handle import Handle, pinned
 from .lib import NativeLib
 from .model import ModelHandle
 from .pysampler import new_python_stage, take_error
@@ -71,6 +72,7 @@ def _seed(stage: str, value: Any) -> int:
     return _int(stage, "seed", value, 0, _SEED_MAX)
 
 
+@pinned
 def _last_n(stage: str, name: str, value: Any, model: ModelHandle) -> int:
     """A history window: -1 means the model's training context (llama.cpp's convention)."""
     n = _int(stage, name, value, -1, MAX_LAST_N)
@@ -181,6 +183,7 @@ def _penalties(native: NativeLib, model: ModelHandle, p: Params) -> Any:
         _float("penalties", "penalty_present", p.get("penalty_present", 0.0)))
 
 
+@pinned
 def _dry(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     names = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
              "seq_breakers")
@@ -231,6 +234,7 @@ def _logit_bias(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     return native.lib.lk_sampler_init_logit_bias(model.n_vocab, len(entries), array)
 
 
+@pinned
 def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens"))
     text, root = _pop("grammar", p, "grammar"), p.get("root", "root")
@@ -247,6 +251,7 @@ def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
                          trigger_patterns=patterns, trigger_tokens=tokens)
 
 
+@pinned
 def _infill(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     _known("infill", p, ())
     # llama.cpp asserts when infill has to fall back to EOT/EOS and the vocab has neither.
@@ -313,6 +318,7 @@ class SamplerHandle(Handle):
         model.add_dependent(self)
 
     @classmethod
+    @pinned
     def new(cls, model: ModelHandle) -> SamplerHandle:
         """An empty chain (add stages with ``add``/``add_python``)."""
         model.check_open()
@@ -321,6 +327,7 @@ class SamplerHandle(Handle):
         params.no_perf = False
         return cls(model, lib.llama_sampler_chain_init(params))
 
+    @pinned
     def add(self, name: str, params: Params) -> None:
         """Append the native stage ``name`` (a key of ``NATIVE_STAGES``)."""
         builder = NATIVE_STAGES.get(name)
@@ -338,6 +345,7 @@ class SamplerHandle(Handle):
         self._bias_prefix = self._bias_prefix and name == "logit_bias"
         self.names.append(name)
 
+    @pinned
     def add_python(self, sampler: Any, name: str) -> None:
         """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
         self.check_open()
@@ -357,6 +365,7 @@ class SamplerHandle(Handle):
     def _promise(self) -> int:
         return self.first_top_k if self.fast_paths else -1
 
+    @pinned
     def sample(self, context: ContextHandle, index: int = -1) -> int:
         """Sample from output ``index`` of the last decode and accept the token."""
         token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index, self._promise))
@@ -364,6 +373,7 @@ class SamplerHandle(Handle):
             self._raise(token)
         return token
 
+    @pinned
     def sample_piece(self, context: ContextHandle, index: int = -1,
                      special: bool = False) -> tuple[int, bool, bytes]:
         """``sample``, plus the token's end-of-generation flag and its text piece
@@ -379,6 +389,7 @@ class SamplerHandle(Handle):
         piece = bytes(ffi.buffer(out.piece, n)) if n >= 0 else self.model.piece(token, special)
         return token, bool(out.is_eog[0]), piece
 
+    @pinned
     def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
         """Sample from these logits (ids 0..n_vocab-1) as ``sample`` does from a context's,
         fast paths included, and accept the token."""
@@ -394,11 +405,13 @@ class SamplerHandle(Handle):
             self._raise(token)
         return token
 
+    @pinned
     def accept(self, token: int) -> None:
         status = self.lib.lk_sampler_accept(self.ptr, self.model.check_token(token))
         if status != 0:
             self._raise(status)
 
+    @pinned
     def accept_history(self, tokens: Sequence[int]) -> None:
         """Accept valid ``tokens`` into every stage but grammars (a prompt's tokens)."""
         if not tokens:
@@ -408,11 +421,13 @@ class SamplerHandle(Handle):
         if status != 0:
             self._raise(status)
 
+    @pinned
     def reset(self) -> None:
         status = self.lib.lk_sampler_reset(self.ptr)
         if status != 0:
             self._raise(status)
 
+    @pinned
     def clone(self) -> SamplerHandle:
         ptr = self.lib.lk_sampler_clone(self.ptr)
         if ptr == self.ffi.NULL:
@@ -424,6 +439,7 @@ class SamplerHandle(Handle):
         clone._bias_prefix = self._bias_prefix
         return clone
 
+    @pinned
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
         nothing; the candidates as the chain leaves them."""
@@ -448,15 +464,18 @@ class SamplerHandle(Handle):
         return Candidates(data[start:start + int(array.size)].copy(),
                           selected=int(array.selected), sorted=bool(array.sorted))
 
+    @pinned
     def seed(self) -> int:
         return int(self.lib.llama_sampler_get_seed(self.ptr))
 
+    @pinned
     def stage_names(self) -> list[str]:
         """llama.cpp's name of each stage (``"?top-k"`` marks a stage that does nothing)."""
         lib, ptr = self.lib, self.ptr
         return [self.ffi.string(lib.llama_sampler_name(lib.llama_sampler_chain_get(ptr, i)))
                 .decode() for i in range(lib.llama_sampler_chain_n(ptr))]
 
+    @pinned
     def perf(self) -> dict[str, float]:
         data = self.lib.llama_perf_sampler(self.ptr)
         return {"t_sample_ms": data.t_sample_ms, "n_sample": data.n_sample}
@@ -474,10 +493,19 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
     for handle in handles:
         if handle.native is not context.native:
             raise SamplerError("every sampler chain must belong to the context's backend")
+    with contextlib.ExitStack() as stack:
+        # Each handle once: a chain listed twice must not take its call lock twice.
+        for handle in {id(h): h for h in (context, *handles)}.values():
+            stack.enter_context(handle.pinned())
+        return _sample_many(context, handles, [int(index) for _, index in items], special)
+
+
+def _sample_many(context: ContextHandle, handles: list[SamplerHandle], indexes: list[int],
+                 special: bool) -> list[tuple[int, bool, bytes]]:
     ffi, lib = context.ffi, context.lib
-    n = len(items)
+    n = len(handles)
     chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
-    idxs = ffi.new("int32_t[]", [int(index) for _, index in items])
+    idxs = ffi.new("int32_t[]", indexes)
     promises = ffi.new("int32_t[]", [handle._promise for handle in handles])
     tokens = ffi.new("llama_token[]", n)
     eog = ffi.new("bool[]", n)
