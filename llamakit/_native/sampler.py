@@ -481,6 +481,7 @@ class SamplerHandle(Handle):
         return {"t_sample_ms": data.t_sample_ms, "n_sample": data.n_sample}
 
 
+@pinned
 def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int]],
                 special: bool = False) -> list[tuple[int, bool, bytes]]:
     """Sample every ``(chain, output index)`` of one decode in one native call: for each,
@@ -493,38 +494,34 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
     for handle in handles:
         if handle.native is not context.native:
             raise SamplerError("every sampler chain must belong to the context's backend")
-    with contextlib.ExitStack() as stack:
-        # Each handle once: a chain listed twice must not take its call lock twice.
-        for handle in {id(h): h for h in (context, *handles)}.values():
-            stack.enter_context(handle.pinned())
-        return _sample_many(context, handles, [int(index) for _, index in items], special)
-
-
-def _sample_many(context: ContextHandle, handles: list[SamplerHandle], indexes: list[int],
-                 special: bool) -> list[tuple[int, bool, bytes]]:
     ffi, lib = context.ffi, context.lib
-    n = len(handles)
-    chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
-    idxs = ffi.new("int32_t[]", indexes)
+    n = len(items)
+    idxs = ffi.new("int32_t[]", [int(index) for _, index in items])
     promises = ffi.new("int32_t[]", [handle._promise for handle in handles])
     tokens = ffi.new("llama_token[]", n)
     eog = ffi.new("bool[]", n)
     capacity = max(_PIECE_CAP, 32 * n)
     pieces = ffi.new("char[]", capacity)
     lengths = ffi.new("int32_t[]", n)
-    done = lib.lk_sampler_sample_many(chains, idxs, promises, n, context.ptr, special, tokens,
-                                      eog, pieces, capacity, lengths)
-    if done < n:
-        handles[done]._raise(int(tokens[done]))
-    buffer = ffi.buffer(pieces, capacity)
-    result: list[tuple[int, bool, bytes]] = []
-    offset = 0
-    for i in range(n):
-        token, length = int(tokens[i]), int(lengths[i])
-        if length >= 0:
-            piece = buffer[offset:offset + length]
-            offset += length
-        else:  # did not fit the buffer
-            piece = handles[i].model.piece(token, special)
-        result.append((token, bool(eog[i]), piece))
-    return result
+    with contextlib.ExitStack() as stack:
+        # The chains (the decorator pins the context), each once.
+        unique: dict[int, Handle] = {id(h): h for h in handles}
+        for held in unique.values():
+            stack.enter_context(held.pinned())
+        chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
+        done = lib.lk_sampler_sample_many(chains, idxs, promises, n, context.ptr, special,
+                                          tokens, eog, pieces, capacity, lengths)
+        if done < n:
+            handles[done]._raise(int(tokens[done]))
+        buffer = ffi.buffer(pieces, capacity)
+        result: list[tuple[int, bool, bytes]] = []
+        offset = 0
+        for i in range(n):
+            token, length = int(tokens[i]), int(lengths[i])
+            if length >= 0:
+                piece = buffer[offset:offset + length]
+                offset += length
+            else:  # did not fit the buffer
+                piece = handles[i].model.piece(token, special)
+            result.append((token, bool(eog[i]), piece))
+        return result
