@@ -115,16 +115,18 @@ class Generation(ContextCore):
                 n_ctx = handle.n_ctx
                 overflowed = False
                 while len(generated) < max_new_tokens:
-                    token = sampler.sample(handle)
+                    token, eog, piece = sampler.sample_piece(handle)  # one native call
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
                     # does not flag as end-of-generation (they end the reply all the same).
-                    if model_handle.is_eog(token) or token in stop_tokens:
+                    if eog or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
                     # preserved_tokens: control tokens whose text the output keeps (tool-call
                     # markers that llama.cpp's chat parsers look for).
-                    ready = assembler.feed(model_handle.piece(token, token in preserved_tokens))
+                    if token in preserved_tokens:
+                        piece = model_handle.piece(token, True)
+                    ready = assembler.feed(piece)
                     if ready:
                         with turn.paused():
                             yield ready
