@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import itertools
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -102,13 +103,11 @@ class _Session:
                     self.messages.pop()
                 raise
             break
-        if self.args.show_prompt:
-            write(f"--- prompt ---\n{stream.prompt}\n--- reply ---\n", err=True)
-        pieces = [] if first is None else [first]
-        if first is not None:
-            write(first)
-        try:
-            for piece in stream:
+        pieces: list[str] = []
+        try:  # a Ctrl-C anywhere from here on ends the reply, not the chat
+            if self.args.show_prompt:
+                write(f"--- prompt ---\n{stream.prompt}\n--- reply ---\n", err=True)
+            for piece in itertools.chain(() if first is None else (first,), stream):
                 pieces.append(piece)
                 write(piece)
         except ContextOverflowError as exc:  # the reply filled the context

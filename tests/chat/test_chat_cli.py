@@ -45,24 +45,24 @@ def test_chat_template_unknown_name(tiny_model_path: Path) -> None:
 
 
 def test_ctrl_c_stops_the_reply_not_the_chat(tiny_model_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llamakit", "chat", str(tiny_model_path), "--chat-template",
-         "chatml", "--max-new-tokens", "200000", "--n-ctx", "200000", "--temperature", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write(b"Go on forever\n")
-    proc.stdin.flush()
-    first = proc.stdout.read(1)
-    assert first  # the reply is streaming
-    proc.send_signal(signal.SIGINT)
-    proc.stdin.write(b"/history\n/exit\n")
-    proc.stdin.flush()
-    proc.stdin.close()
-    assert proc.wait(timeout=TIMEOUT) == 0
-    out = (first + proc.stdout.read()).decode("utf-8", "replace")
-    err = proc.stderr.read().decode()
-    proc.stdout.close()
-    proc.stderr.close()
+    with subprocess.Popen(
+            [sys.executable, "-m", "llamakit", "chat", str(tiny_model_path), "--chat-template",
+             "chatml", "--max-new-tokens", "200000", "--n-ctx", "200000", "--temperature",
+             "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=_env()) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"Go on forever\n")
+        proc.stdin.flush()
+        first = proc.stdout.read(1)
+        assert first  # the reply is streaming
+        proc.send_signal(signal.SIGINT)
+        # communicate() drains both pipes while it waits: a reply that filled the pipe
+        # before the signal cannot block the child
+        rest, err_bytes = proc.communicate(b"/history\n/exit\n", timeout=TIMEOUT)
+    err = err_bytes.decode()
+    assert proc.returncode == 0, err
+    out = (first + rest).decode("utf-8", "replace")
     assert "Traceback" not in err
     history = json.loads(out[out.index("\n[") + 1:])
     assert [m["role"] for m in history] == ["user", "assistant"]
