@@ -22,6 +22,7 @@ from ._errors import (
     EmptyPromptError,
     SamplerError,
 )
+from ._limits import MAX_THREADS, check_threads
 from ._native import memory
 from ._native.context import ContextHandle
 from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
@@ -87,8 +88,9 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         _positive("n_batch", n_batch)
         _positive("n_ubatch", n_ubatch)
         cpus = os.cpu_count() or 1
-        n_threads = _positive("n_threads", cpus if n_threads is None else n_threads)
-        n_threads_batch = _positive(
+        n_threads = check_threads("n_threads",
+                                  min(cpus, MAX_THREADS) if n_threads is None else n_threads)
+        n_threads_batch = check_threads(
             "n_threads_batch", n_threads if n_threads_batch is None else n_threads_batch)
         if not isinstance(embeddings, bool):
             raise ConfigError(f"embeddings must be True or False, got {embeddings!r}",

@@ -25,6 +25,7 @@ subclasses the builtin a caller would naturally catch::
     │   ├── TemplateSecurityError   (PermissionError) the template reached for Python internals
     │   └── TemplateLimitError                     rendering passed its size or time limit
     └── ContextError                (RuntimeError) creating or using a context failed
+        ├── ContextMemoryError      (MemoryError)  the KV cache cannot fit in this machine
         ├── ContextOverflowError    (ValueError)   more tokens than the context holds
         ├── EmptyPromptError        (ValueError)   nothing to generate from
         └── DecodeError                            llama_decode/encode reported an error
@@ -52,6 +53,7 @@ __all__ = [
     "ComputeError",
     "ConfigError",
     "ContextError",
+    "ContextMemoryError",
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
@@ -222,6 +224,16 @@ class GrammarError(SamplerError):
 
 class ContextError(LlamakitError, RuntimeError):
     """A context could not be created or used."""
+
+
+class ContextMemoryError(ContextError, MemoryError):
+    """The context's KV cache cannot fit in this machine's memory (estimated before
+    llama.cpp allocates it); ``estimate`` and ``available`` are bytes."""
+
+    def __init__(self, message: str, *, estimate: int, available: int):
+        self.estimate = estimate
+        self.available = available
+        super().__init__(message)
 
 
 class ContextOverflowError(ContextError, ValueError):

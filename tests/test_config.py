@@ -502,7 +502,7 @@ def test_markdown_lists_every_key() -> None:
             assert rows, f"{section}.{key} missing"
             assert any(f"LLAMAKIT_{section.upper()}__{key.upper()}" in row for row in rows)
             assert any((field.description or "")[:20] in row for row in rows)
-    assert "| `n_ctx` | integer, > 0, optional | unset |" in text
+    assert "| `n_ctx` | integer, 0 < x <= 2147483647, optional | unset |" in text
     assert "| `top_p` | float, 0 < x <= 1 | `0.95` |" in text
     assert "`LLAMAKIT_BACKEND`" in text and "`LLAMAKIT_MODEL`" in text
 

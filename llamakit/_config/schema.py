@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from .._limits import INT32_MAX, MAX_THREADS
 from .provenance import _Provenance
 
 #: The largest seed llama.cpp accepts as a fixed seed; 0xFFFFFFFF means "random" there.
@@ -59,10 +60,12 @@ class ModelConfig(BaseModel):
     n_gpu_layers: int = Field(
         default=0,
         ge=-1,
-        description="How many layers to offload to the GPU: 0 = none, -1 = all.",
+        le=INT32_MAX,
+        description="How many layers to offload to the GPU: 0 = none, -1 = all "
+        f"(at most {INT32_MAX}, a C int).",
     )
     main_gpu: int = Field(
-        default=0, ge=0,
+        default=0, ge=0, le=INT32_MAX,
         description="Index of the accelerator that holds the model with split_mode 'none' "
         "(and the intermediate results otherwise).",
     )
@@ -108,24 +111,32 @@ class ContextConfig(BaseModel):
     n_ctx: int | None = Field(
         default=None,
         gt=0,
-        description="Context length in tokens. Unset: the model's training context length, "
-        "at most 4096.",
+        le=INT32_MAX,
+        description="Context length in tokens (at most 2**31 - 1; a context whose KV cache "
+        "cannot fit in this machine's memory is refused with the estimate). Unset: the "
+        "model's training context length, at most 4096.",
     )
     n_batch: int = Field(
-        default=512, gt=0, description="Most tokens submitted in one decode call (logical batch)."
+        default=512, gt=0, le=INT32_MAX,
+        description="Most tokens submitted in one decode call (logical batch)."
     )
     n_ubatch: int = Field(
-        default=512, gt=0, description="Most tokens computed at once (physical micro-batch)."
+        default=512, gt=0, le=INT32_MAX,
+        description="Most tokens computed at once (physical micro-batch)."
     )
     n_threads: int | None = Field(
         default=None,
         gt=0,
-        description="CPU threads used while generating. Unset: chosen automatically.",
+        le=MAX_THREADS,
+        description=f"CPU threads used while generating, at most {MAX_THREADS} (ggml's "
+        "GGML_MAX_N_THREADS). Unset: chosen automatically.",
     )
     n_threads_batch: int | None = Field(
         default=None,
         gt=0,
-        description="CPU threads used while processing prompts. Unset: chosen automatically.",
+        le=MAX_THREADS,
+        description=f"CPU threads used while processing prompts, at most {MAX_THREADS}. "
+        "Unset: chosen automatically.",
     )
     embeddings: bool = Field(
         default=False, description="Extract embeddings (for embedding models)."

@@ -110,8 +110,9 @@ def kv_add(ctx: ContextHandle, seq_id: int, p0: int, p1: int, delta: int) -> Non
 
 def kv_div(ctx: ContextHandle, seq_id: int, p0: int, p1: int, d: int) -> None:
     check_seq(ctx, seq_id)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ConfigError(f"d must be an integer >= 1, got {d!r}", key="d")
+    if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < 2**31:
+        raise ConfigError(f"d must be an integer from 1 to {2**31 - 1} (a C int), got {d!r}",
+                          key="d")
     if not kv_can_shift(ctx):
         raise ConfigError("this model's memory cannot shift positions", key="seq_div")
     ctx.lib.llama_memory_seq_div(ctx.lib.llama_get_memory(ctx.ptr), seq_id,

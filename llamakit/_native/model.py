@@ -25,6 +25,7 @@ from .._errors import (
     TokenizeError,
 )
 from .._gguf import validate_gguf
+from .._limits import check_int32
 from .handle import Handle
 from .lib import NativeLib
 
@@ -181,6 +182,8 @@ class ModelHandle(Handle):
         the backend, replace the variant's own devices; the handle closes them with the
         model."""
         _check_path(path, validate)
+        check_int32("n_gpu_layers", n_gpu_layers, -1)
+        check_int32("main_gpu", main_gpu, 0)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
