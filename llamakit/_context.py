@@ -236,7 +236,11 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                 break
             common += 1
         common = min(common, len(tokens) - 1)  # the last token is evaluated for its logits
-        if common < len(self._past) and not handle.remove_from(0, common):
+        # Sequence 0 may hold cells that _past does not know of (a sequence state restored
+        # from another sequence records no tokens): those go too, or the prompt would be
+        # appended after them.
+        if (common < len(self._past) or handle.pos_max(0) >= common) \
+                and not handle.remove_from(0, common):
             handle.clear_memory()
             common = 0
         self._past = self._past[:common]

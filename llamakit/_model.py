@@ -416,6 +416,10 @@ def _load(native: NativeLib, path: str | os.PathLike[str], supplied: ModelDevice
     finally:
         if bar is not None:
             bar.close()
-    return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
-                 accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
-                 tensor_split=shares)
+    model = Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
+                  accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
+                  tensor_split=shares)
+    from ._state import remember_model_file
+
+    remember_model_file(model)  # states stay savable if the file is deleted later
+    return model
