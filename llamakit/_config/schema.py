@@ -364,6 +364,38 @@ class ChatConfig(BaseModel):
     )
 
 
+class GrammarConfig(BaseModel):
+    """Limits on grammars and JSON schemas, checked before llama.cpp parses or uses them
+    (its parser and converter recurse, and a grammar's size sets the cost of every token)."""
+
+    model_config = _STRICT
+
+    max_rules: int = Field(
+        default=5_000, gt=0, le=20_000,
+        description="Most rules a grammar may have, counting parenthesised groups (llama.cpp "
+        "recurses along chains of rules: 200,000 overflow the C stack; at most 20,000).",
+    )
+    max_alternatives: int = Field(
+        default=2_000, gt=0, le=1_000_000,
+        description="Most alternatives ('|') in a grammar, and values in a JSON schema's "
+        "enums: sampling tries every alternative open at a position against every token of "
+        "the vocabulary, in one C call Ctrl-C cannot stop (2,000 values: about 0.6 s a token "
+        "with a 32,000-token vocabulary on 2 busy cores; 10,000: over 4 s).",
+    )
+    max_chars: int = Field(
+        default=1_000_000, gt=0,
+        description="Longest grammar text, and longest JSON schema (as JSON), in characters.",
+    )
+    max_trigger_patterns: int = Field(
+        default=64, gt=0,
+        description="Most trigger patterns (and words) of a lazy grammar.",
+    )
+    max_trigger_pattern_chars: int = Field(
+        default=1_000, gt=0,
+        description="Longest trigger pattern of a lazy grammar, in characters.",
+    )
+
+
 class UIConfig(BaseModel):
     """How llamakit reports long operations on the terminal."""
 
@@ -396,6 +428,9 @@ class Config(BaseModel):
         default_factory=PluginsConfig, description=PluginsConfig.__doc__ or ""
     )
     chat: ChatConfig = Field(default_factory=ChatConfig, description=ChatConfig.__doc__ or "")
+    grammar: GrammarConfig = Field(
+        default_factory=GrammarConfig, description=GrammarConfig.__doc__ or ""
+    )
     ui: UIConfig = Field(default_factory=UIConfig, description=UIConfig.__doc__ or "")
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -426,6 +461,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "sampling": SamplingConfig,
     "plugins": PluginsConfig,
     "chat": ChatConfig,
+    "grammar": GrammarConfig,
     "ui": UIConfig,
 }
 # The free-form table of tables.
