@@ -33,6 +33,8 @@ ATTACKS = [
            ("ConfigError", "ValueError")),
     Attack("seq_add-delta=2**31", f"{_CTX}.kv.seq_add(0, 0, 10, 2**31)",
            ("ConfigError", "ValueError")),
+    Attack("seq_add-past-int32", f"ctx = {_CTX}\nctx.generate('hello world', max_new_tokens=2)\n"
+           "ctx.kv.seq_add(0, 0, -1, 2**31 - 2)", ("ConfigError", "ValueError")),
     Attack("seq_rm-p1=2**40", f"{_CTX}.kv.seq_rm(0, 0, 2**40)", ("ConfigError", "ValueError")),
     Attack("n_batch=2**40", "model().new_context(n_ctx=64, n_batch=2**40, n_threads=1)",
            ("ConfigError", "ValueError")),
