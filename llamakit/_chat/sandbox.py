@@ -233,6 +233,11 @@ def _check_call(limits: RenderLimits, obj: Any, args: tuple[Any, ...],
 
 # -- filters and globals ----------------------------------------------------------------------
 
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+    "gteq": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lteq": lambda a, b: a <= b,
+    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
 #: How deeply a value handed to a filter or printed may nest (json.dumps and repr recurse).
 MAX_VALUE_DEPTH = 200
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -443,6 +448,17 @@ class _CodeGenerator(CodeGenerator):
     """jinja2's compiler, but ``a ~ b`` goes through ``checked_concat`` (jinja2 writes it as
     a plain ``str()`` join that no sandbox hook sees)."""
 
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        # ==, in, < ... of two containers walk both in C, as far as they are written out.
+        self.write("environment.checked_compare(")
+        self.visit(node.expr, frame)
+        self.write(", (")
+        for operand in node.ops:
+            self.write(f"({operand.op!r}, ")
+            self.visit(operand.expr, frame)
+            self.write("), ")
+        self.write("))")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.checked_concat((")
         for arg in node.nodes:
@@ -476,6 +492,18 @@ class _Environment(ImmutableSandboxedEnvironment):
         result = ImmutableSandboxedEnvironment.call(self, context, obj, *args, **kwargs)
         limits.value(result, f"the result of {getattr(obj, '__name__', 'a call')}()")
         return result
+
+    def checked_compare(self, left: Any, operands: Sequence[tuple[str, Any]]) -> bool:
+        """A comparison chain (``a < b < c``), each side bounded by its written-out size."""
+        limits = _current()
+        limits.tick()
+        check_expanded(limits, left, "an operand of a comparison")
+        for op, right in operands:
+            check_expanded(limits, right, "an operand of a comparison")
+            if not _COMPARE[op](left, right):
+                return False
+            left = right
+        return True
 
     def checked_concat(self, parts: Sequence[Any]) -> str:
         """The ``~`` operator: each operand is written out, so it is bounded first."""

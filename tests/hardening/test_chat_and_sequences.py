@@ -30,6 +30,10 @@ ATTACKS = [
         "{% set ns = namespace(d={'a': 1}) %}{% for i in range(64) %}"
         "{% set ns.d = {'x': ns.d, 'y': ns.d} %}{% endfor %}{{ ns.d | tojson }}")),
            _LIMIT, timeout=30),
+    Attack("compare-shared-lists", _RENDER.replace("{!r}", repr(
+        "{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(40) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+        "{{ ns.a == ns.b }}")), _LIMIT, timeout=30),
     Attack("tojson-3000-deep", _RENDER.replace("{!r}", repr(
         "{% set ns = namespace(l=[1]) %}{% for i in range(3000) %}{% set ns.l = [ns.l] %}"
         "{% endfor %}{{ ns.l | tojson }}")), _LIMIT, timeout=30),
