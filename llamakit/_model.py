@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backend_spec import DeviceInfo, ModelDevices
 from ._errors import ConfigError, TokenizeError
+from ._fingerprint import remember_model_file
 from ._native.model import ModelHandle
 from ._progress import progress_bar
 
@@ -419,7 +420,5 @@ def _load(native: NativeLib, path: str | os.PathLike[str], supplied: ModelDevice
     model = Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
                   accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
                   tensor_split=shares)
-    from ._state import remember_model_file
-
-    remember_model_file(model)  # states stay savable if the file is deleted later
+    remember_model_file(handle, path)  # states stay savable if the file is deleted later
     return model

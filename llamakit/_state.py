@@ -12,14 +12,12 @@ import os
 import struct
 import tempfile
 import threading
-import weakref
-from contextlib import suppress
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import LoraError, StateError, StateFileError
 from ._files import NotRegularFileError, read_regular_file
+from ._fingerprint import model_fingerprint
 from ._kv import KVCache
 from ._native import memory
 
@@ -34,37 +32,13 @@ _MAGIC = b"LKSTATE1"
 _HEADER = struct.Struct("<8sI")
 
 
-@lru_cache(maxsize=16)
-def _file_fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(1 << 16))
-        handle.seek(max(0, size - (1 << 16)))
-        digest.update(handle.read(1 << 16))
-    return digest.hexdigest()
-
-
-# The fingerprint of each loaded model's file, taken while the file was there: a model
-# stays usable (mapped or read into memory) after its file is deleted or replaced, and its
-# states must still be saved and checked against the file it was loaded from.
-_FINGERPRINTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 #: A state file is at most this large (a bigger "state" is another kind of file).
 _MAX_STATE_BYTES = 1 << 40
 
 
-def remember_model_file(model: Model) -> None:
-    """Fingerprint ``model``'s file now (called when it is loaded)."""
-    with suppress(OSError):
-        stat = model.path.stat()
-        _FINGERPRINTS[model._handle] = _file_fingerprint(str(model.path), stat.st_size,
-                                                         stat.st_mtime_ns)
-
-
 def _model_identity(model: Model) -> dict[str, Any]:
     info = model.info
-    if model._handle not in _FINGERPRINTS:
-        remember_model_file(model)
-    fingerprint = _FINGERPRINTS.get(model._handle)
+    fingerprint = model_fingerprint(model._handle, model.path)
     if fingerprint is None:
         raise StateFileError(f"the model file {model.path} is gone and was never read for "
                              "its fingerprint; a state names the file of its model",

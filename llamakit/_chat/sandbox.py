@@ -265,7 +265,11 @@ def check_expanded(limits: RenderLimits, value: Any, what: str) -> None:
                                     "max_output_chars")
             children = (x for pair in item.items() for x in pair) \
                 if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            for child in children:  # scalars are counted here, only containers are pushed
+                if isinstance(child, _CONTAINERS):
+                    stack.append((child, depth + 1))
+                else:
+                    total += 1 + (len(child) if isinstance(child, (str, bytes)) else 0)
         if total > limits.max_chars:
             limits.size(total, f"{what} written out")
         steps += 1
