@@ -6,8 +6,8 @@ through ``allOf`` without end on a loop; a grammar's alternatives are all tried 
 token, inside one C call that Ctrl-C cannot interrupt (an enum of 200,000 values takes
 minutes a token). Bounding what reaches C bounds the time of each call, so Ctrl-C, checked
 between tokens, stays responsive. The limits are the ``[grammar]`` config section
-(``$LLAMAKIT_CONFIG``, ``LLAMAKIT_GRAMMAR__MAX_RULES``, ...), read once per process;
-``set_grammar_limits`` replaces them.
+(``$LLAMAKIT_CONFIG``, ``LLAMAKIT_GRAMMAR__MAX_RULES``, ...) of the process's ambient
+config; ``set_grammar_limits`` replaces them.
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ _current: list[GrammarConfig] = []
 
 
 def grammar_limits() -> GrammarConfig:
-    """The limits in force: the ``[grammar]`` section of the default config layers."""
-    if not _current:
-        from ._config import load_config
+    """The limits in force: those set with ``set_grammar_limits``, else the ``[grammar]``
+    section of the process's config (``$LLAMAKIT_CONFIG`` and the environment)."""
+    if _current:
+        return _current[0]
+    from ._config import ambient_config
 
-        _current.append(load_config().grammar)
-    return _current[0]
+    return ambient_config().grammar
 
 
 def set_grammar_limits(limits: GrammarConfig | None) -> None:
-    """Use ``limits`` from now on (None: read the config layers again on next use)."""
+    """Use ``limits`` from now on (None: the process's config again)."""
     _current.clear()
     if limits is not None:
         _current.append(limits)
