@@ -36,7 +36,8 @@ class Generation(ContextCore):
     def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = ()
              ) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
@@ -65,12 +66,15 @@ class Generation(ContextCore):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep, exact)
+                          on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
+                          frozenset(int(t) for t in preserved_tokens))
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0, exact: bool = False) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
+              preserved_tokens: frozenset[int] = frozenset()
+              ) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock.stream() as turn:
             handle.set_abort(False)
@@ -96,11 +100,15 @@ class Generation(ContextCore):
                 overflowed = False
                 while len(generated) < max_new_tokens:
                     token = sampler.sample(handle)
-                    if model_handle.is_eog(token):
+                    # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
+                    # does not flag as end-of-generation (they end the reply all the same).
+                    if model_handle.is_eog(token) or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
-                    ready = assembler.feed(model_handle.piece(token, False))
+                    # preserved_tokens: control tokens whose text the output keeps (tool-call
+                    # markers that llama.cpp's chat parsers look for).
+                    ready = assembler.feed(model_handle.piece(token, token in preserved_tokens))
                     if ready:
                         with turn.paused():
                             yield ready
@@ -143,7 +151,8 @@ class Generation(ContextCore):
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-                 n_keep: int = 0,
+                 n_keep: int = 0, stop_tokens: Sequence[int] = (),
+                 preserved_tokens: Sequence[int] = (),
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -160,10 +169,15 @@ class Generation(ContextCore):
         the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
+        ``stop_tokens``: more token ids that end generation as an end-of-generation token
+        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens);
+        ``preserved_tokens``: control tokens whose text stays in the output (tool-call
+        markers).
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep):
+                              "generate()", on_overflow, n_keep, stop_tokens,
+                              preserved_tokens):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -172,7 +186,8 @@ class Generation(ContextCore):
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-               n_keep: int = 0,
+               n_keep: int = 0, stop_tokens: Sequence[int] = (),
+               preserved_tokens: Sequence[int] = (),
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
@@ -181,4 +196,5 @@ class Generation(ContextCore):
         ``result`` holds the ``GenerationResult``.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep))
+                                    sampler, "stream()", on_overflow, n_keep, stop_tokens,
+                                    preserved_tokens))

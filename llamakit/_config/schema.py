@@ -368,7 +368,9 @@ class ChatConfig(BaseModel):
         min_length=1,
         description="The chat template: Jinja source, or a name (a plugin's template, the "
         "model's `tokenizer.chat_template.<name>`, or a llama.cpp built-in such as "
-        '"chatml"). Unset: a plugin\'s template for the model, else the model\'s own.',
+        '"chatml"); `llamakit chat` also takes a file of Jinja source. Unset: a plugin\'s '
+        "template for the model, else the model's own, else a built-in chosen from the "
+        "model's metadata.",
     )
     max_output_chars: int = Field(
         default=4_000_000,
@@ -382,6 +384,19 @@ class ChatConfig(BaseModel):
         allow_inf_nan=False,
         description="Most seconds one rendering may take; a template that runs longer "
         "raises TemplateLimitError.",
+    )
+    reasoning_format: Literal["auto", "deepseek", "none"] | None = Field(
+        default=None,
+        description="Where a reasoning model's thinking goes (llama.cpp's reasoning_format): "
+        '"auto" or "deepseek" put it in reasoning_content, "none" leaves it in content. '
+        'Unset: "auto" for templates that reason or offer tools, else untouched.',
+    )
+    reasoning_budget: int | None = Field(
+        default=None,
+        ge=-1,
+        le=0,
+        description="-1: think without limit; 0: turn thinking off where the template can "
+        "(enable_thinking=false). Token budgets above 0 are not supported yet.",
     )
 
 

@@ -232,7 +232,8 @@ def _logit_bias(native: NativeLib, model: ModelHandle, p: Params) -> Any:
 
 @pinned
 def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
-    _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens"))
+    _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens",
+                          "prefill"))
     text, root = _pop("grammar", p, "grammar"), p.get("root", "root")
     if not isinstance(text, str) or not isinstance(root, str):
         raise SamplerError("grammar: grammar and root must be str")
@@ -244,7 +245,8 @@ def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     if not lazy and (patterns or tokens):
         raise SamplerError("grammar: trigger_patterns/trigger_tokens need lazy=True")
     return grammar_stage(native, model.vocab, text, root, lazy=lazy,
-                         trigger_patterns=patterns, trigger_tokens=tokens)
+                         trigger_patterns=patterns, trigger_tokens=tokens,
+                         prefill=model.check_tokens(p.get("prefill", ())))
 
 
 @pinned
