@@ -14,6 +14,7 @@ from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
 from ._embeddings import EmbeddingsMixin
 from ._errors import ConfigError
+from ._limits import MAX_THREADS
 from ._native.context import ContextHandle
 from ._state import StateMixin
 
@@ -50,7 +51,8 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
-        n_threads = (os.cpu_count() or 1) if n_threads is None else n_threads
+        # ggml's pool holds GGML_MAX_N_THREADS workers: a bigger machine uses that many.
+        n_threads = min(os.cpu_count() or 1, MAX_THREADS) if n_threads is None else n_threads
         n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         if pooling not in _POOLING:
             raise ConfigError(f"pooling must be one of {sorted(k for k in _POOLING if k)} or "

@@ -21,12 +21,15 @@ subclasses the builtin a caller would naturally catch::
     │   └── GrammarError                           a grammar or JSON schema that cannot be used
     ├── LoraError                   (ValueError)   an adapter that does not fit or load
     ├── StateError                  (ValueError)   a saved state that does not fit or parse
+    │   └── StateFileError          (OSError)      a state file could not be read or written
     ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
+    │   └── QuantizeFileError       (OSError)      the output could not be written there
     ├── QueueFullError              (RuntimeError) the Engine's slots and queue are full
     ├── ChatTemplateError           (ValueError)   a chat template cannot be found or rendered
     │   ├── TemplateSecurityError   (PermissionError) the template reached for Python internals
     │   └── TemplateLimitError                     rendering passed its size or time limit
     └── ContextError                (RuntimeError) creating or using a context failed
+        ├── ContextMemoryError      (MemoryError)  the KV cache cannot fit in this machine
         ├── ContextOverflowError    (ValueError)   more tokens than the context holds
         ├── EmptyPromptError        (ValueError)   nothing to generate from
         ├── ContextBusyError                       an unfinished stream holds the context
@@ -56,6 +59,7 @@ __all__ = [
     "ConfigError",
     "ContextBusyError",
     "ContextError",
+    "ContextMemoryError",
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
@@ -71,10 +75,12 @@ __all__ = [
     "ModelNotFoundError",
     "PluginError",
     "QuantizeError",
+    "QuantizeFileError",
     "QueueFullError",
     "SamplerError",
     "SourceChecksumError",
     "StateError",
+    "StateFileError",
     "TemplateLimitError",
     "TemplateSecurityError",
     "TokenizeError",
@@ -244,6 +250,16 @@ class ContextError(LlamakitError, RuntimeError):
     """A context could not be created or used."""
 
 
+class ContextMemoryError(ContextError, MemoryError):
+    """The context's KV cache cannot fit in this machine's memory (estimated before
+    llama.cpp allocates it); ``estimate`` and ``available`` are bytes."""
+
+    def __init__(self, message: str, *, estimate: int, available: int):
+        self.estimate = estimate
+        self.available = available
+        super().__init__(message)
+
+
 class ContextOverflowError(ContextError, ValueError):
     """More tokens than the context can hold.
 
@@ -312,3 +328,38 @@ class StateError(LlamakitError, ValueError):
     def __init__(self, message: str, *, path: Path | str | None = None):
         self.path = Path(path) if path is not None else None
         super().__init__(message)
+
+
+def _as_os_error(error: OSError, cause: OSError | None, path: Path | str | None) -> None:
+    """Give a llamakit error that is also an ``OSError`` the system's errno and file name
+    (so ``exc.errno == errno.ENOSPC`` works) while its message stays llamakit's."""
+    error.errno = cause.errno if cause is not None else None
+    error.strerror = cause.strerror if cause is not None else None
+    error.filename = str(path) if path is not None else None
+
+
+class StateFileError(StateError, OSError):
+    """A state file could not be written or read: the path is a folder, the file system is
+    read-only or full, the folder is gone. ``errno`` is the system's; a file that was
+    already there is left as it was."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None,
+                 cause: OSError | None = None):
+        super().__init__(message, path=path)
+        _as_os_error(self, cause, path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class QuantizeFileError(QuantizeError, OSError):
+    """The quantized model could not be written where asked (a pseudo file system such as
+    ``/proc``, a read-only or full disk); ``errno`` is the system's."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None,
+                 cause: OSError | None = None):
+        super().__init__(message, path=path)
+        _as_os_error(self, cause, path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import GrammarError
+from ._grammar_limits import check_schema, check_triggers
 from ._native.grammar import MAX_NESTING, check_nesting, json_schema_to_gbnf
 
 if TYPE_CHECKING:
@@ -68,9 +69,11 @@ def _schema_json(schema: JsonSchema) -> str:
     if _depth(schema) > MAX_NESTING:
         raise GrammarError(f"the JSON schema nests deeper than {MAX_NESTING} levels")
     try:
-        return json.dumps(schema, allow_nan=False)
+        text = json.dumps(schema, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise GrammarError(f"the JSON schema cannot be written as JSON: {exc}") from None
+    check_schema(schema, text)
+    return text
 
 
 def _native_for(model: Model | None) -> NativeLib:
@@ -119,6 +122,7 @@ class Grammar:
             raise GrammarError("trigger_patterns/trigger_tokens need lazy=True")
         if self.lazy and not (self.trigger_patterns or self.trigger_tokens):
             raise GrammarError("a lazy grammar needs trigger_patterns or trigger_tokens")
+        check_triggers(self.trigger_patterns)
 
     @classmethod
     def from_string(cls, text: str, root: str = "root") -> Grammar:

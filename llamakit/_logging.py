@@ -35,6 +35,18 @@ def set_verbosity(level: int | str) -> None:
     native_logger.setLevel(value)
 
 
+# Warnings llama.cpp prints while loading well-known models, about the file or a default,
+# that a user can do nothing about: kept at INFO (shown with --verbose), not WARNING.
+_NOTICES = ("control-looking token:", "using full-size SWA cache")
+
+
+def line_level(line: str, level: int) -> int:
+    """The level a llama.cpp log line is logged at: its own, with notices demoted."""
+    if level == logging.WARNING and any(notice in line for notice in _NOTICES):
+        return logging.INFO
+    return level
+
+
 def get_verbosity() -> int:
     """The current threshold as a ``logging`` level."""
     return _threshold

@@ -13,6 +13,7 @@ from ._backend_spec import DeviceInfo, ModelDevices
 from ._config.fields import check_fields
 from ._config.schema import Config, ModelConfig
 from ._errors import ConfigError, TokenizeError
+from ._fingerprint import remember_model_file
 from ._native.model import ModelHandle
 from ._owned import Owned
 from ._progress import progress_bar
@@ -429,5 +430,7 @@ def _load(native: NativeLib, options: LoadOptions, supplied: ModelDevices | None
     finally:
         if bar is not None:
             bar.close()
-    return Model(handle, backend=native.backend, settings=settings, accelerators=accelerators,
-                 tensor_split=shares)
+    model = Model(handle, backend=native.backend, settings=settings, accelerators=accelerators,
+                  tensor_split=shares)
+    remember_model_file(handle, options.path)  # states stay savable if the file goes later
+    return model

@@ -68,7 +68,11 @@ class PromptCache:
             common += 1
         common = min(common, len(tokens) - 1)
         common = reusable_prefix(common, aligned, n_batch, exact)
-        if common < len(self._tokens) and not handle.remove_from(0, common):
+        # Sequence 0 may hold cells this cache does not know of (a sequence state restored
+        # from another sequence records no tokens): those go too, or the prompt would be
+        # appended after them.
+        if (common < len(self._tokens) or handle.pos_max(0) >= common) \
+                and not handle.remove_from(0, common):
             handle.clear_memory()
             common = 0
         self._tokens = self._tokens[:common]

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,12 +125,17 @@ class Stage:
     sampler: object | None = None
 
 
+_TOKEN_KEY = re.compile(r"\s*-?[0-9]{1,20}\s*", re.ASCII)
+
+
 def _logit_bias(value: Any) -> tuple[tuple[int, float], ...]:
     if not isinstance(value, Mapping):
         raise SamplerError(f"logit_bias must be a mapping {{token_id: bias}}, got {value!r}")
     entries = []
     for key, bias in value.items():
-        token = int(key) if isinstance(key, str) and key.strip().lstrip("-").isdigit() else key
+        # ASCII digits only: str.isdigit() takes "²" and int() takes "٣", and a very long
+        # digit string passes Python's int() limit; none of them is a token id.
+        token = int(key) if isinstance(key, str) and _TOKEN_KEY.fullmatch(key) else key
         if isinstance(token, bool) or not isinstance(token, int):
             raise SamplerError(f"logit_bias keys are token ids, got {key!r}")
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or math.isnan(bias) \

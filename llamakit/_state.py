@@ -11,12 +11,13 @@ import json
 import os
 import struct
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._context_core import ContextCore
-from ._errors import StateError
+from ._errors import StateError, StateFileError
+from ._files import NotRegularFileError, read_regular_file
+from ._fingerprint import model_fingerprint
 from ._native import memory
 
 if TYPE_CHECKING:
@@ -28,38 +29,53 @@ _MAGIC = b"LKSTATE1"
 _HEADER = struct.Struct("<8sI")
 
 
-@lru_cache(maxsize=16)
-def _file_fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(1 << 16))
-        handle.seek(max(0, size - (1 << 16)))
-        digest.update(handle.read(1 << 16))
-    return digest.hexdigest()
+#: A state file is at most this large (a bigger "state" is another kind of file).
+_MAX_STATE_BYTES = 1 << 40
 
 
 def _model_identity(model: Model) -> dict[str, Any]:
     info = model.info
-    stat = model.path.stat()
+    fingerprint = model_fingerprint(model._handle, model.path)
+    if fingerprint is None:
+        raise StateFileError(f"the model file {model.path} is gone and was never read for "
+                             "its fingerprint; a state names the file of its model",
+                             path=model.path,
+                             cause=FileNotFoundError(2, "No such file or directory"))
     return {"architecture": info.architecture, "n_vocab": info.n_vocab, "n_embd": info.n_embd,
             "n_layer": info.n_layer, "n_params": info.n_params, "size": info.size,
-            "file": _file_fingerprint(str(model.path), stat.st_size, stat.st_mtime_ns)}
+            "file": fingerprint}
+
+
+def _tokens_digest(tokens: list[int]) -> str:
+    return hashlib.sha256(json.dumps(tokens).encode()).hexdigest()
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` so that a failure leaves any previous file intact."""
+    """Write ``blob`` to ``path`` so that a failure leaves any previous file intact; every
+    failure of the file system is a ``StateFileError`` (also an ``OSError``)."""
     folder = path.parent
     if not folder.is_dir():
-        raise StateError(f"folder {folder} does not exist", path=path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        raise StateFileError(f"cannot save the state to {path}: folder {folder} does not "
+                             "exist", path=path, cause=FileNotFoundError(2, "No such folder"))
+    if path.is_dir():
+        raise StateFileError(f"cannot save the state to {path}: it is a folder; give a file "
+                             "name", path=path, cause=IsADirectoryError(21, "Is a directory"))
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as handle:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise StateFileError(f"cannot save the state to {path}: {exc.strerror or exc}; any "
+                             "earlier file there is unchanged", path=path, cause=exc) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -71,6 +87,7 @@ class StateMixin(ContextCore):
               tokens: list[int]) -> bytes:
         header = json.dumps({"format": 1, "kind": kind, "seq_id": seq_id,
                              "model": _model_identity(self.model), "tokens": tokens,
+                             "tokens_sha256": _tokens_digest(tokens),
                              "size": len(payload),
                              "sha256": hashlib.sha256(payload).hexdigest()}).encode()
         return _HEADER.pack(_MAGIC, len(header)) + header + payload
@@ -99,6 +116,13 @@ class StateMixin(ContextCore):
         tokens = header.get("tokens")
         if not isinstance(tokens, list):
             raise StateError("state header is damaged: no token list", path=path)
+        # The payload's checksum does not cover the header: an edited token list would make
+        # the context believe it holds another prompt than its KV cache does. States from
+        # before this check carry no digest and are taken as they are.
+        digest = header.get("tokens_sha256")
+        if digest is not None and digest != _tokens_digest(tokens):
+            raise StateError("state header is damaged: its token list does not match the "
+                             "one it was saved with", path=path)
         self.model._handle.check_tokens(tokens)
         payload = view[_HEADER.size + length:]
         if len(payload) != header.get("size"):
@@ -160,6 +184,9 @@ class StateMixin(ContextCore):
     @staticmethod
     def _read(path: Path) -> bytes:
         try:
-            return path.read_bytes()
+            return read_regular_file(path, _MAX_STATE_BYTES)
+        except NotRegularFileError as exc:
+            raise StateError(f"cannot read state file {path}: {exc}", path=path) from None
         except OSError as exc:
-            raise StateError(f"cannot read state file {path}: {exc}", path=path) from exc
+            raise StateFileError(f"cannot read state file {path}: {exc.strerror or exc}",
+                                 path=path, cause=exc) from exc

@@ -26,6 +26,7 @@ from llamakit_rpc._protocol import probe
 from llamakit_rpc._settings import Server
 
 import llamakit
+from llamakit.testing import require_variant
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +91,7 @@ def rpc_variant() -> None:
     """Build the variant once, before any worker starts (they would each wait for it)."""
     from llamakit._backends import resolve_backend
 
+    require_variant("rpc")
     resolve_backend("rpc")
 
 

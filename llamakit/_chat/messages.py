@@ -30,25 +30,77 @@ Messages = Sequence[Any]
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
-def _objects_to_dicts(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _objects_to_dicts(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_objects_to_dicts(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_objects_to_dicts(item) for item in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _objects_to_dicts(getattr(value, f.name))
-                for f in dataclasses.fields(value)}
-    if callable(getattr(value, "model_dump", None)):
-        return _objects_to_dicts(value.model_dump())
-    return value
+#: How deeply messages, tools and documents may nest. JSON from a chat API nests a few
+#: levels (a tool's schema a dozen); Python's recursion limit would be reached near 1000
+#: and a structure that contains itself never ends.
+MAX_NESTING = 100
 
 
-def plain_data(value: Any) -> Any:
-    """``value`` rebuilt from JSON types; other objects become ``"<TypeName>"``."""
+class _Path:
+    """The containers being walked, to bound depth and find a structure inside itself."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def enter(self, value: Any) -> None:
+        if id(value) in self.ids:
+            raise ChatTemplateError(
+                f"a {type(value).__name__} in the messages or tools contains itself; "
+                "templates get JSON data, which cannot refer to itself")
+        if len(self.ids) >= MAX_NESTING:
+            raise ChatTemplateError(
+                f"messages or tools nest deeper than {MAX_NESTING} levels (llamakit's "
+                "limit on chat data)")
+        self.ids.append(id(value))
+
+    def leave(self) -> None:
+        self.ids.pop()
+
+
+def _dump(value: Any) -> Any:
+    try:
+        return value.model_dump()
+    except (RecursionError, ValueError) as exc:  # pydantic's "circular reference"
+        raise ChatTemplateError(f"cannot turn a {type(value).__name__} into data for the "
+                                f"template: {exc}") from None
+
+
+def _objects_to_dicts(value: Any, path: _Path | None = None) -> Any:
+    path = path or _Path()
+    if isinstance(value, (str, bytes, int, float)) or value is None:
+        return value
+    path.enter(value)
+    try:
+        if isinstance(value, Mapping):
+            return {key: _objects_to_dicts(item, path) for key, item in value.items()}
+        if isinstance(value, list):
+            return [_objects_to_dicts(item, path) for item in value]
+        if isinstance(value, tuple):
+            return tuple(_objects_to_dicts(item, path) for item in value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: _objects_to_dicts(getattr(value, f.name), path)
+                    for f in dataclasses.fields(value)}
+        if callable(getattr(value, "model_dump", None)):
+            return _objects_to_dicts(_dump(value), path)
+        return value
+    finally:
+        path.leave()
+
+
+def plain_data(value: Any, path: _Path | None = None) -> Any:
+    """``value`` rebuilt from JSON types; other objects become ``"<TypeName>"``. Nesting
+    deeper than ``MAX_NESTING`` or a container inside itself is a ChatTemplateError."""
     if value is None or type(value) in (str, int, float, bool):
         return value
+    path = path or _Path()
+    path.enter(value)
+    try:
+        return _plain_container(value, path)
+    finally:
+        path.leave()
+
+
+def _plain_container(value: Any, path: _Path) -> Any:
     if isinstance(value, str):  # subclasses (enums, ...) carry methods of their own
         return str.__str__(value)
     if isinstance(value, int):
@@ -56,17 +108,18 @@ def plain_data(value: Any) -> Any:
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, Mapping):
-        return {plain_data(key): plain_data(item) for key, item in value.items()}
+        return {plain_data(key, path): plain_data(item, path) for key, item in value.items()}
     if isinstance(value, list):
-        return [plain_data(item) for item in value]
+        return [plain_data(item, path) for item in value]
     if isinstance(value, tuple):
-        return tuple(plain_data(item) for item in value)
+        return tuple(plain_data(item, path) for item in value)
     if isinstance(value, np.generic):  # np.bool_(False) must not become a truthy string
-        return plain_data(value.item())
+        return plain_data(value.item(), path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain_data(getattr(value, f.name), path)
+                for f in dataclasses.fields(value)}
     if callable(getattr(value, "model_dump", None)):
-        return plain_data(value.model_dump())
+        return plain_data(_dump(value), path)
     return f"<{type(value).__name__}>"
 
 

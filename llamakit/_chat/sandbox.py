@@ -32,6 +32,7 @@ from typing import Any, NoReturn, cast
 import jinja2
 import jinja2.ext
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
@@ -232,6 +233,50 @@ def _check_call(limits: RenderLimits, obj: Any, args: tuple[Any, ...],
 
 # -- filters and globals ----------------------------------------------------------------------
 
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+    "gteq": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lteq": lambda a, b: a <= b,
+    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+#: How deeply a value handed to a filter or printed may nest (json.dumps and repr recurse).
+MAX_VALUE_DEPTH = 200
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def check_expanded(limits: RenderLimits, value: Any, what: str) -> None:
+    """Refuse a value whose *written-out* size passes ``max_output_chars`` before a C-level
+    call (``json.dumps``, ``str``, ``repr``) writes it out. A template can build a list that
+    holds the same list twice, n times over: ``len()`` stays 2, its text is 2**n long, and
+    the limits checked around the call never get a chance. Shared parts are counted every
+    time they appear, as serialising them does; the walk stops at the limit."""
+    if not isinstance(value, _CONTAINERS):
+        return
+    total, steps = 0, 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        total += 1
+        if isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, _CONTAINERS):
+            if depth >= MAX_VALUE_DEPTH:
+                raise LimitExceeded(f"{what} nests deeper than {MAX_VALUE_DEPTH} levels "
+                                    "(with max_output_chars, the size limits)",
+                                    "max_output_chars")
+            children = (x for pair in item.items() for x in pair) \
+                if isinstance(item, dict) else item
+            for child in children:  # scalars are counted here, only containers are pushed
+                if isinstance(child, _CONTAINERS):
+                    stack.append((child, depth + 1))
+                else:
+                    total += 1 + (len(child) if isinstance(child, (str, bytes)) else 0)
+        if total > limits.max_chars:
+            limits.size(total, f"{what} written out")
+        steps += 1
+        if not steps & 0xFFF:
+            limits.tick()
+
+
 def _filter_checks(limits: RenderLimits, name: str, value: Any, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> None:
     if name == "center":
@@ -284,6 +329,7 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         limits.tick()
         args_list = list(args)
         if len(args_list) > skip:
+            check_expanded(limits, args_list[skip], f"the input of the {name} filter")
             if name in ("join", "sum"):
                 args_list[skip] = _materialize(limits, args_list[skip], f"the input of {name}")
                 _check_join_sum(limits, name, args_list[skip], args_list[skip + 1:], kwargs)
@@ -402,8 +448,32 @@ class _GenerationTag(jinja2.ext.Extension):
         return caller()
 
 
+class _CodeGenerator(CodeGenerator):
+    """jinja2's compiler, but ``a ~ b`` goes through ``checked_concat`` (jinja2 writes it as
+    a plain ``str()`` join that no sandbox hook sees)."""
+
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        # ==, in, < ... of two containers walk both in C, as far as they are written out.
+        self.write("environment.checked_compare(")
+        self.visit(node.expr, frame)
+        self.write(", (")
+        for operand in node.ops:
+            self.write(f"({operand.op!r}, ")
+            self.visit(operand.expr, frame)
+            self.write("), ")
+        self.write("))")
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _CodeGenerator
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
@@ -427,6 +497,28 @@ class _Environment(ImmutableSandboxedEnvironment):
         limits.value(result, f"the result of {getattr(obj, '__name__', 'a call')}()")
         return result
 
+    def checked_compare(self, left: Any, operands: Sequence[tuple[str, Any]]) -> bool:
+        """A comparison chain (``a < b < c``), each side bounded by its written-out size."""
+        limits = _current()
+        limits.tick()
+        check_expanded(limits, left, "an operand of a comparison")
+        for op, right in operands:
+            check_expanded(limits, right, "an operand of a comparison")
+            if not _COMPARE[op](left, right):
+                return False
+            left = right
+        return True
+
+    def checked_concat(self, parts: Sequence[Any]) -> str:
+        """The ``~`` operator: each operand is written out, so it is bounded first."""
+        limits = _current()
+        limits.tick()
+        for part in parts:
+            check_expanded(limits, part, "an operand of '~'")
+        result = "".join(str(part) for part in parts)
+        limits.value(result, "the result of '~'")
+        return result
+
     @staticmethod
     def concat(parts: Iterable[Any]) -> str:
         # Joins the buffers of captured blocks and macro bodies, which bypass the output count.
@@ -437,8 +529,14 @@ class _Environment(ImmutableSandboxedEnvironment):
         return "".join(items)
 
 
+def _finalize(value: Any) -> Any:
+    # Every {{ ... }} value is written out with str() after this.
+    check_expanded(_current(), value, "a printed value")
+    return value
+
+
 def _make_environment() -> _Environment:
-    env = _Environment(trim_blocks=True, lstrip_blocks=True,
+    env = _Environment(trim_blocks=True, lstrip_blocks=True, finalize=_finalize,
                        extensions=[_GenerationTag, jinja2.ext.loopcontrols])
     env.filters = {name: _wrap_filter(name, func) for name, func in env.filters.items()}
     env.filters["tojson"] = _wrap_filter("tojson", _tojson)

@@ -66,6 +66,27 @@ def _configure_plugins(argv: Sequence[str]) -> None:
         configure_plugin_host(load_config(known.config))
 
 
+def _parse_intermixed(parser: argparse.ArgumentParser, argv: list[str],
+                      args: argparse.Namespace, extras: list[str]) -> argparse.Namespace:
+    """Parse the command's arguments again, flags and positionals intermixed
+    (``generate MODEL --temperature 0 "Hello"``): argparse's plain parse takes only the
+    first run of positionals and leaves the rest over."""
+    command = getattr(args, "command", None)
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+               None)
+    command_parser = sub.choices.get(command) if sub is not None and command else None
+    if command_parser is None or any(e.startswith("-") for e in extras) \
+            or command not in argv:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    try:
+        again = command_parser.parse_intermixed_args(argv[argv.index(command) + 1:])
+    except TypeError:  # a command with its own subcommands cannot be parsed this way
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    for key, value in vars(again).items():
+        setattr(args, key, value)
+    return args
+
+
 def _error_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, BuildError):  # the log's tail follows: the log's path is enough
@@ -82,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _configure_plugins(args_list)
         parser = build_parser()
-        args = parser.parse_args(args_list)
+        args, extras = parser.parse_known_args(args_list)
+        if extras:
+            args = _parse_intermixed(parser, args_list, args, extras)
     except LlamakitError as exc:  # a broken --config file or plugin setup
         if debug:
             traceback.print_exc()
@@ -91,12 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = getattr(args, "debug", False)
     args.backend = getattr(args, "cfg:backend.name", None)  # what plugin commands read
     args.config = getattr(args, "config", None)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="llamakit: %(name)s: %(message)s")
-    if args.debug:
-        from .._logging import set_verbosity
+    level = logging.DEBUG if args.debug else logging.INFO if getattr(args, "verbose", False) \
+        else logging.ERROR if getattr(args, "quiet", False) else logging.WARNING
+    logging.basicConfig(level=level, format="llamakit: %(name)s: %(message)s")
+    from .._logging import set_verbosity
 
-        set_verbosity(logging.INFO)
+    set_verbosity(max(level, logging.INFO))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -181,6 +181,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                        "override its keys")
     group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks and debug logs")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only errors from llama.cpp's log (no loader warnings), and no "
+                       "summary lines")
+    group.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="llama.cpp's informational log lines too (model loading, "
+                       "buffers, notices)")
     for section, key in GLOBAL_KEYS:
         field = _SECTIONS[section].model_fields[key]
         group.add_argument(*flag_for(section, key), dest=f"{FLAG_PREFIX}{section}.{key}",

@@ -12,8 +12,8 @@ prompt and the notes on stderr are left out when stdin is not a terminal.
 from __future__ import annotations
 
 import argparse
-import json
 import itertools
+import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 

@@ -29,6 +29,11 @@ def _summary(result: GenerationResult | None, backend: str) -> None:
 
 
 def _prompt(words: list[str], args: argparse.Namespace) -> str:
+    if args.prompt is not None:
+        if words or args.file is not None:
+            raise ConfigError("give the prompt once: as PROMPT, with -p/--prompt or with "
+                              "--file")
+        return str(args.prompt)
     if args.file is not None:
         if words:
             raise ConfigError("give the prompt as an argument or with --file, not both")
@@ -58,7 +63,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         for piece in stream:
             write(piece)
         write("\n")
-        if not args.quiet:
+        if not getattr(args, "quiet", False):
             _summary(stream.result, model.backend)
     return 0
 
@@ -105,7 +110,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="print the prompt before the completion (default: yes)")
     p.add_argument("--parse-special", action=argparse.BooleanOptionalAction, default=True,
                    help="turn special-token text in the prompt into tokens (default: yes)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
+    p.add_argument("-p", "--prompt", default=None, metavar="TEXT",
+                   help="the prompt (as llama.cpp's tools take it), instead of PROMPT")
     add_config_flags(p, GENERATION_SECTIONS)
     p.set_defaults(func=_cmd_generate)
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._errors import ConfigError
+from .._files import NotRegularFileError, read_regular_file
 from .errors import _error, _problem, _translate, _unknown_key_reason
 from .provenance import _Origin, _Provenance
 from .schema import _FREE_SECTION, _SECTION_NAMES, _SECTIONS, Config, _expand_user, _is_class
@@ -24,6 +25,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 _ENV_PREFIX = "LLAMAKIT_"
+#: Config files are short; a bigger one is a mistake (a model file, a device) to refuse.
+_MAX_CONFIG_BYTES = 16 * 2**20
 _ENV_CONFIG = "LLAMAKIT_CONFIG"
 _ENV_SHORTHANDS: dict[str, tuple[str, str]] = {
     "BACKEND": ("backend", "name"),
@@ -40,9 +43,17 @@ def _read_toml(path: Path, via: str | None) -> dict[str, Any]:
             f"config file {path}{named_by} is a directory, not a TOML file", path=path
         )
     try:
-        with path.open("rb") as f:
-            data: dict[str, Any] = tomllib.load(f)
+        # Non-blocking and bounded: a FIFO would block open() forever, /dev/zero never ends.
+        raw = read_regular_file(path, _MAX_CONFIG_BYTES)
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
         return data
+    except NotRegularFileError as exc:
+        raise ConfigError(f"config file {path}{named_by} cannot be used: {exc} (a config file "
+                          f"is a regular TOML file of at most {_MAX_CONFIG_BYTES} bytes)",
+                          path=path) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests tables or arrays too deeply for Python's "
+                          "TOML parser", path=path) from None
     except tomllib.TOMLDecodeError as exc:
         text = str(exc)
         line = getattr(exc, "lineno", None)

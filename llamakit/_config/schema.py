@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
+# INT32_MAX: llama.cpp keeps most counts in int32 fields (re-exported for the samplers).
+from .._limits import INT32_MAX as INT32_MAX
+from .._limits import MAX_THREADS
 from .provenance import _Provenance
 
 #: The largest seed llama.cpp accepts as a fixed seed; 0xFFFFFFFF means "random" there.
 MAX_SEED = 2**32 - 2
-#: llama.cpp keeps most counts in int32 fields: a larger value would not fit.
-INT32_MAX = 2**31 - 1
 #: Largest penalty/DRY window: llama.cpp allocates a ring buffer of that many tokens.
 MAX_LAST_N = 1 << 24
 #: A string that must not be empty (a stop word, a DRY breaker, a trigger).
@@ -71,7 +72,8 @@ class ModelConfig(BaseModel):
         default=0,
         ge=-1,
         le=INT32_MAX,
-        description="How many layers to offload to the GPU: 0 = none, -1 = all.",
+        description="How many layers to offload to the GPU: 0 = none, -1 = all "
+        f"(at most {INT32_MAX}, a C int).",
     )
     main_gpu: int = Field(
         default=0, ge=0, le=INT32_MAX,
@@ -121,8 +123,9 @@ class ContextConfig(BaseModel):
         default=None,
         gt=0,
         le=INT32_MAX,
-        description="Context length in tokens. Unset: the model's training context length, "
-        "at most 4096.",
+        description="Context length in tokens (at most 2**31 - 1; a context whose KV cache "
+        "cannot fit in this machine's memory is refused with the estimate). Unset: the "
+        "model's training context length, at most 4096.",
     )
     n_batch: int = Field(
         default=512, gt=0, le=INT32_MAX,
@@ -135,14 +138,16 @@ class ContextConfig(BaseModel):
     n_threads: int | None = Field(
         default=None,
         gt=0,
-        le=INT32_MAX,
-        description="CPU threads used while generating. Unset: chosen automatically.",
+        le=MAX_THREADS,
+        description=f"CPU threads used while generating, at most {MAX_THREADS} (ggml's "
+        "GGML_MAX_N_THREADS). Unset: chosen automatically.",
     )
     n_threads_batch: int | None = Field(
         default=None,
         gt=0,
-        le=INT32_MAX,
-        description="CPU threads used while processing prompts. Unset: chosen automatically.",
+        le=MAX_THREADS,
+        description=f"CPU threads used while processing prompts, at most {MAX_THREADS}. "
+        "Unset: chosen automatically.",
     )
     embeddings: bool = Field(
         default=False, description="Extract embeddings (for embedding models)."
@@ -395,6 +400,38 @@ class ChatConfig(BaseModel):
     )
 
 
+class GrammarConfig(BaseModel):
+    """Limits on grammars and JSON schemas, checked before llama.cpp parses or uses them
+    (its parser and converter recurse, and a grammar's size sets the cost of every token)."""
+
+    model_config = _STRICT
+
+    max_rules: int = Field(
+        default=5_000, gt=0, le=20_000,
+        description="Most rules a grammar may have, counting parenthesised groups (llama.cpp "
+        "recurses along chains of rules: 200,000 overflow the C stack; at most 20,000).",
+    )
+    max_alternatives: int = Field(
+        default=2_000, gt=0, le=1_000_000,
+        description="Most alternatives ('|') in a grammar, and values in a JSON schema's "
+        "enums: sampling tries every alternative open at a position against every token of "
+        "the vocabulary, in one C call Ctrl-C cannot stop (2,000 values: about 0.6 s a token "
+        "with a 32,000-token vocabulary on 2 busy cores; 10,000: over 4 s).",
+    )
+    max_chars: int = Field(
+        default=1_000_000, gt=0,
+        description="Longest grammar text, and longest JSON schema (as JSON), in characters.",
+    )
+    max_trigger_patterns: int = Field(
+        default=64, gt=0,
+        description="Most trigger patterns (and words) of a lazy grammar.",
+    )
+    max_trigger_pattern_chars: int = Field(
+        default=1_000, gt=0,
+        description="Longest trigger pattern of a lazy grammar, in characters.",
+    )
+
+
 class EngineConfig(BaseModel):
     """The inference engine (``llamakit.Engine``): slots, queue and prompt caching."""
 
@@ -460,6 +497,9 @@ class Config(BaseModel):
         default_factory=PluginsConfig, description=PluginsConfig.__doc__ or ""
     )
     chat: ChatConfig = Field(default_factory=ChatConfig, description=ChatConfig.__doc__ or "")
+    grammar: GrammarConfig = Field(
+        default_factory=GrammarConfig, description=GrammarConfig.__doc__ or ""
+    )
     ui: UIConfig = Field(default_factory=UIConfig, description=UIConfig.__doc__ or "")
     engine: EngineConfig = Field(
         default_factory=EngineConfig, description=EngineConfig.__doc__ or ""
@@ -493,6 +533,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "sampling": SamplingConfig,
     "plugins": PluginsConfig,
     "chat": ChatConfig,
+    "grammar": GrammarConfig,
     "ui": UIConfig,
     "engine": EngineConfig,
 }

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ContextError, InvalidBatchError
+from .._limits import check_kv_fits, check_threads
 from .handle import Handle, pinned
 from .model import ModelHandle
 
@@ -58,6 +59,10 @@ class ContextHandle(Handle):
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
                  pooling_type: int, kv_unified: bool = False) -> None:
         native, lib, ffi = model.native, model.lib, model.ffi
+        check_threads("n_threads", n_threads)
+        check_threads("n_threads_batch", n_threads_batch)
+        check_kv_fits(model.info(), n_ctx,
+                      [d.memory_total for d in native.devices() if d.is_accelerator])
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -279,6 +284,8 @@ class ContextHandle(Handle):
 
     @pinned
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        check_threads("n_threads", n_threads)
+        check_threads("n_threads_batch", n_threads_batch)
         self.lib.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)
 
     @pinned

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import GrammarError
+from .._grammar_limits import check_grammar_counts, check_triggers
 from .lib import NativeLib
 
 __all__ = ["MAX_NESTING", "check_nesting", "grammar_stage", "json_schema_to_gbnf"]
@@ -32,9 +33,11 @@ _REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 def check_nesting(text: str) -> None:
     """Refuse what would exhaust llama.cpp's parser instead of failing in it: nesting deeper
-    than ``MAX_NESTING``, and ``{m,n}`` with ``n < m`` (it then loops, allocating, until
-    the process dies). Strings, character classes and comments are skipped."""
+    than ``MAX_NESTING``, ``{m,n}`` with ``n < m`` (it then loops, allocating, until the
+    process dies), and more rules, alternatives or characters than the ``[grammar]``
+    limits. Strings, character classes and comments are skipped."""
     depth = deepest = 0
+    rules = alternatives = 0
     quote = ""
     i = 0
     while i < len(text):
@@ -53,7 +56,12 @@ def check_nesting(text: str) -> None:
             quote = "]"
         elif char == "(":
             depth += 1
+            rules += 1  # each group becomes a rule of its own
             deepest = max(deepest, depth)
+        elif char == "|":
+            alternatives += 1
+        elif char == ":" and text.startswith("::=", i):
+            rules += 1
         elif char == ")":
             depth -= 1
         elif char == "{":
@@ -65,6 +73,7 @@ def check_nesting(text: str) -> None:
     if deepest > MAX_NESTING:
         raise GrammarError(f"the grammar nests parentheses {deepest} deep; at most "
                            f"{MAX_NESTING} levels are supported")
+    check_grammar_counts(len(text), rules, alternatives)
 
 
 def _locate(message: str, text: str) -> str:
@@ -91,6 +100,8 @@ def grammar_stage(native: NativeLib, vocab: Any, text: str, root: str, *, lazy: 
     if not text.strip():
         raise GrammarError("the grammar is empty")
     check_nesting(text)
+    if lazy:
+        check_triggers(trigger_patterns)
     lib, ffi = native.lib, native.ffi
     patterns = [ffi.new("char[]", p.encode()) for p in trigger_patterns]
     pattern_array = ffi.new("const char *[]", patterns) if patterns else ffi.NULL

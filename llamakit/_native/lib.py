@@ -129,7 +129,7 @@ class NativeLib:
             return
         line = "".join(state.pending).rstrip("\n")
         state.pending.clear()
-        line_level = state.level
+        line_level = _logging.line_level(line, state.level)
         for listener in listeners:
             listener(line_level, line)
         if line_level >= _logging.threshold():

@@ -14,7 +14,8 @@ import weakref
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ClosedError, LoraError
+from .._errors import ClosedError, LoraError, ModelLoadError
+from .._gguf.side_files import validate_side_file
 from .handle import Handle, pinned
 from .model import ModelHandle, read_string
 
@@ -45,6 +46,10 @@ class LoraHandle(Handle):
             if handle.read(4) != b"GGUF":
                 raise LoraError(f"{path} is not a GGUF LoRA adapter (no GGUF magic); convert "
                                 "it with llama.cpp's convert_lora_to_gguf.py", path=path)
+        try:
+            validate_side_file(path, "lora")
+        except ModelLoadError as exc:  # the shared validator speaks of models
+            raise LoraError(f"{path} is not a usable LoRA adapter: {exc}", path=path) from exc
         with model.native.capture_errors() as errors:
             ptr = model.lib.llama_adapter_lora_init(model.ptr, os.fsencode(path))
         if ptr == model.ffi.NULL:

@@ -118,16 +118,22 @@ def kv_add(ctx: ContextHandle, seq_id: int, p0: int, p1: int, delta: int) -> Non
     check_seq(ctx, seq_id)
     if not kv_can_shift(ctx):
         raise ConfigError("this model's memory cannot shift positions", key="seq_add")
+    _check_pos("delta", delta)
+    # llama.cpp adds delta to int32 positions unchecked: past INT32_MAX they wrap around.
+    highest = int(ctx.lib.llama_memory_seq_pos_max(ctx.lib.llama_get_memory(ctx.ptr), seq_id))
+    if highest >= 0 and highest + delta > 2**31 - 1:
+        raise ConfigError(f"seq_add would move position {highest} past {2**31 - 1} (llama.cpp "
+                          f"keeps positions in a C int); got delta={delta}", key="delta")
     ctx.lib.llama_memory_seq_add(ctx.lib.llama_get_memory(ctx.ptr), seq_id,
-                                 _check_pos("p0", p0), _check_pos("p1", p1),
-                                 _check_pos("delta", delta))
+                                 _check_pos("p0", p0), _check_pos("p1", p1), delta)
 
 
 @pinned
 def kv_div(ctx: ContextHandle, seq_id: int, p0: int, p1: int, d: int) -> None:
     check_seq(ctx, seq_id)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ConfigError(f"d must be an integer >= 1, got {d!r}", key="d")
+    if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < 2**31:
+        raise ConfigError(f"d must be an integer from 1 to {2**31 - 1} (a C int), got {d!r}",
+                          key="d")
     if not kv_can_shift(ctx):
         raise ConfigError("this model's memory cannot shift positions", key="seq_div")
     ctx.lib.llama_memory_seq_div(ctx.lib.llama_get_memory(ctx.ptr), seq_id,

@@ -26,6 +26,7 @@ from .._errors import (
     TokenizeError,
 )
 from .._gguf import validate_gguf
+from .._limits import check_int32
 from .handle import Handle, pinned
 from .lib import NativeLib
 
@@ -182,6 +183,8 @@ class ModelHandle(Handle):
         the backend, replace the variant's own devices; the handle closes them with the
         model."""
         _check_path(path, validate)
+        check_int32("n_gpu_layers", settings.n_gpu_layers, -1)
+        check_int32("main_gpu", settings.main_gpu, 0)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
         params.n_gpu_layers = settings.n_gpu_layers

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError, PluginError, QuantizeError
+from .._errors import ConfigError, PluginError, QuantizeError, QuantizeFileError
 from .._native.lib import NativeLib
 from .._native.quantize import GgmlType, QuantizeParams, ggml_types, model_quantize, split_path
 from .._progress import ProgressBar, progress_bar, resolve_mode
@@ -237,8 +237,13 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None,
     qtype = resolve_ftype(native, ftype)
     tensors = _tensors(headers, types, src_path)
     loaded_imatrix: Imatrix | None = load_imatrix(imatrix) if imatrix is not None else None
-    workdir = Path(tempfile.mkdtemp(prefix=".llamakit-quantize-",
-                                    dir=dst_path.parent if dst_path is not None else None))
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=".llamakit-quantize-",
+                                        dir=dst_path.parent if dst_path is not None else None))
+    except OSError as exc:
+        raise QuantizeFileError(f"cannot write next to {dst_path}: {exc.strerror or exc} (the "
+                                "output is written to a temporary file in its folder first)",
+                                path=dst_path, cause=exc) from exc
     try:
         plan = QuantizePlan(
             src=src_path, ftype=COPY if qtype is None else qtype.name, tensors=tensors,
@@ -295,7 +300,11 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None,
             targets = {t.name: by_id[t.type] for h in out_headers for t in h.tensors}
             sizes = [path.stat().st_size for path in written]
             for path, final in zip(written, outputs, strict=True):
-                os.replace(path, final)
+                try:
+                    os.replace(path, final)
+                except OSError as exc:
+                    raise QuantizeFileError(f"cannot write {final}: {exc.strerror or exc}",
+                                            path=final, cause=exc) from exc
             files = tuple(outputs)
         src_size = sum(h.path.stat().st_size for h in headers)
     finally:

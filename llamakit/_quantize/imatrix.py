@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import QuantizeError
+from .._errors import ModelLoadError, QuantizeError
+from .._gguf.side_files import validate_side_file
 from .gguf_header import GGUF_MAGIC, read_header
 
 __all__ = ["Imatrix", "load_imatrix"]
@@ -48,6 +49,10 @@ class Imatrix:
 
 
 def _from_gguf(path: Path) -> Imatrix:
+    try:
+        validate_side_file(str(path), "imatrix")
+    except ModelLoadError as exc:
+        raise ValueError(str(exc)) from exc
     header = read_header(path)
     sums: dict[str, Any] = {}
     counts: dict[str, Any] = {}

@@ -5,6 +5,8 @@
 - :func:`write_lora_adapter` writes a matching LoRA adapter with random weights.
 - :func:`compile_greedy_reference` / :func:`run_greedy_reference` build and run a tiny C
   program that greedy-decodes with llama.cpp's C API directly, to cross-check llamakit.
+- :func:`require_variant` skips a test that would build a variant other than the CPU one
+  from cold, unless ``LLAMAKIT_TEST_VARIANTS`` asks for it (see ``./dev.sh test``).
 - :func:`build_tool` builds one of llama.cpp's own tools (``llama-perplexity``,
   ``llama-gguf-split``, ``llama-tokenize``, ``llama-bench``) from the CPU variant's tree and
   flags, all in one shared, cached build folder.
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from ._synthetic import vocab_path as vocab_path
     from ._synthetic import write_llama_model as write_llama_model
     from ._tools import build_tool as build_tool
+    from ._variants import require_variant as require_variant
 
 __all__ = [
     "MetadataValue",
@@ -48,6 +51,7 @@ __all__ = [
     "compile_greedy_reference",
     "gemma3_270m_path",
     "greedy_reference_source",
+    "require_variant",
     "run_greedy_reference",
     "vocab_path",
     "write_llama_model",
@@ -59,6 +63,7 @@ _LAZY = {
     "gemma3_270m_path": "._real",
     "MetadataValue": "._synthetic",
     "build_tool": "._tools",
+    "require_variant": "._variants",
     "vocab_path": "._synthetic",
     "write_llama_model": "._synthetic",
     "write_lora_adapter": "._lora",

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import llamakit
+from llamakit.testing import require_variant
 
 llamakit_vulkan = pytest.importorskip("llamakit_vulkan")
 from llamakit_vulkan._loader import physical_devices  # noqa: E402
@@ -22,12 +23,14 @@ HAS_GPU = any(d.type in ("gpu", "igpu") for d in physical_devices())
 
 @pytest.fixture(scope="module")
 def vulkan_ready() -> None:
-    """Skip unless the Vulkan variant can be built here and sees a device."""
+    """Skip unless the Vulkan variant can be built here and sees a device, and is built or
+    asked for (LLAMAKIT_TEST_VARIANTS)."""
     problems = llamakit_vulkan.vulkan_backend().check_prerequisites()
     if problems:
         pytest.skip("Vulkan prerequisites missing: " + "; ".join(map(str, problems)))
     if not physical_devices():
         pytest.skip("no Vulkan device (install mesa-vulkan-drivers for lavapipe)")
+    require_variant("vulkan")
 
 
 @pytest.fixture(scope="module")
