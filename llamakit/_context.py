@@ -22,6 +22,8 @@ from ._errors import (
     EmptyPromptError,
     SamplerError,
 )
+from ._logits import LogitsMixin
+from ._logprobs import LogprobRecorder, check_logprobs
 from ._native import memory
 from ._native.context import ContextHandle
 from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
@@ -51,7 +53,7 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
+class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, LogitsMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
@@ -157,8 +159,12 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
 
     @property
     def pooling(self) -> str:
+        """How ``embeddings()`` pools by default: llama.cpp's method when it pools, else
+        ``"mean"`` in an embeddings context (llamakit averages the token vectors itself),
+        ``"none"`` in a context without embeddings."""
         self._handle.ptr  # noqa: B018
-        return _POOLING_NAMES.get(self._handle.pooling_type, "none")
+        name = _POOLING_NAMES.get(self._handle.pooling_type, "none")
+        return "mean" if name == "none" and self._handle.embeddings else name
 
     # -- tokens --------------------------------------------------------------------------
     def tokenize(self, text: str | bytes, add_special: bool = True,
@@ -265,8 +271,10 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             logprobs: int | None = None, post_sampling_probs: bool = False
              ) -> Iterator[str | GenerationResult]:
+        logprobs = check_logprobs(logprobs, post_sampling_probs)
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
@@ -293,12 +301,13 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep)
+                          on_overflow, n_keep, logprobs, post_sampling_probs)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, logprobs: int | None = None,
+              post_sampling_probs: bool = False) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock:
             handle.set_abort(False)
@@ -320,15 +329,19 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                 finish: FinishReason = "length"
                 n_ctx = handle.n_ctx
                 overflowed = False
+                recorder = None if logprobs is None else LogprobRecorder(
+                    handle, model_handle, logprobs, post_sampling_probs)
                 while len(generated) < max_new_tokens:
                     token = sampler.sample(handle)
                     if model_handle.is_eog(token):
                         finish = "eog"
                         break
                     generated.append(token)
+                    if recorder is not None:
+                        recorder.record(token)
                     ready = assembler.feed(model_handle.piece(token, False))
                     if ready:
-                        yield ready
+                        yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -347,7 +360,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                     self._past.append(token)
                 rest = assembler.finish()
                 if rest:
-                    yield rest
+                    yield rest if recorder is None else recorder.piece(rest)
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -357,7 +370,9 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
                 result = GenerationResult(text=assembler.text, tokens=generated,
                                           finish_reason=finish, timings=timings,
                                           prompt_tokens=prompt,
-                                          seed=None if owned and params.greedy else seed)
+                                          seed=None if owned and params.greedy else seed,
+                                          logprobs=None if recorder is None
+                                          else recorder.entries)
                 if overflowed:
                     error = ContextOverflowError(len(prompt) + len(generated), n_ctx,
                                                  what="prompt and generated text")
@@ -371,7 +386,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-                 n_keep: int = 0,
+                 n_keep: int = 0, logprobs: int | None = None,
+                 post_sampling_probs: bool = False,
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -388,10 +404,15 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
         the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
+        ``logprobs`` (0..20) gives every generated token its log-probability and that many
+        best alternatives in ``result.logprobs``: the model's distribution, or with
+        ``post_sampling_probs=True`` the one the sampler chain drew from (see
+        ``llamakit._logprobs``).
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep):
+                              "generate()", on_overflow, n_keep, logprobs,
+                              post_sampling_probs):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -400,15 +421,18 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-               n_keep: int = 0,
+               n_keep: int = 0, logprobs: int | None = None,
+               post_sampling_probs: bool = False,
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
         A multi-byte character is never split across pieces, and text that might begin a
         stop string is held back until it is known not to. After the loop the stream's
-        ``result`` holds the ``GenerationResult``.
+        ``result`` holds the ``GenerationResult``. With ``logprobs``, each piece is a
+        ``StreamPiece`` (a ``str``) whose ``logprobs`` are those of the tokens it completes.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep))
+                                    sampler, "stream()", on_overflow, n_keep, logprobs,
+                                    post_sampling_probs))
 
     # -- embeddings ---------------------------------------------------------------------

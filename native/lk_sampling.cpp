@@ -1,5 +1,6 @@
 // llamakit's sampling shim; see lk_sampling.h for why each function exists.
 #include "lk_sampling.h"
+#include "lk_logprobs.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +22,12 @@
 namespace {
 
 thread_local std::string last_error;
+
+// What the last lk_sampler_sample of this thread left after its chain, for
+// lk_logprobs_sampled (post-sampling probabilities): a pointer and a size, so that
+// sampling without log-probabilities pays nothing for it.
+thread_local const llama_token_data * last_candidates = nullptr;
+thread_local size_t n_last_candidates = 0;
 
 // Thrown through llama.cpp's chain code when a Python stage raised; Python keeps the
 // exception itself.
@@ -366,6 +373,8 @@ llama_token select(llama_sampler * chain, std::vector<llama_token_data> & cur,
     }
     llama_token_data_array cur_p = {cur.data(), cur.size(), -1, sorted};
     llama_sampler_apply(chain, &cur_p);
+    last_candidates = cur_p.data;
+    n_last_candidates = cur_p.size;
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
         last_error = "the sampler chain selected no token: end it with a selecting stage "
                      "(greedy, dist, mirostat, mirostat_v2 or adaptive_p)";
@@ -435,6 +444,8 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
             return LK_SAMPLE_NO_LOGITS;
         }
         const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+        last_candidates = nullptr;
+        n_last_candidates = 0;
         if (llama_sampler_chain_n(chain) == 1 &&
                 std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, 0)), "greedy") == 0) {
             // A greedy-only chain: its one stage reads nothing but the logits.
@@ -526,6 +537,11 @@ struct llama_sampler * lk_sampler_clone(const struct llama_sampler * smpl) {
         last_error = err.what();
         return nullptr;
     }
+}
+
+const llama_token_data * lk_sampler_last_candidates(size_t * n) {
+    *n = n_last_candidates;
+    return last_candidates;
 }
 
 void lk_free(void * ptr) {
