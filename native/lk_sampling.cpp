@@ -62,13 +62,24 @@ const char * skip_space(const char * pos, bool newline_ok) {
 bool check_grammar(const llama_vocab * vocab, const char * text, const char * root,
                    std::string & error) {
     llama_grammar_parser parser(vocab);
+    const char * rule = text;
     try {
         const char * pos = skip_space(text, true);
         while (*pos) {
+            rule = pos;
             pos = parser.parse_rule(pos);
         }
     } catch (const std::exception & err) {
         error = err.what();
+        if (error.find(" at ") == std::string::npos) {
+            // llama.cpp gives no position with some messages ("unexpected end of input"):
+            // name the rule it was parsing, in its "... at <rest>" form for Python to place.
+            if (error == "unexpected end of input") {
+                error += " (the grammar ends inside a string, character class or group)";
+            }
+            error += " in the rule at ";
+            error += rule;
+        }
         return false;
     }
     for (size_t i = 0; i < parser.rules.size(); i++) {

@@ -51,12 +51,16 @@ class ChatResult:
         return {"role": self.role, "content": self.content}
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI-shaped fields as plain data (JSON-ready)."""
-        return {"role": self.role, "content": self.content,
-                "finish_reason": self.finish_reason,
-                "usage": {"prompt_tokens": self.usage.prompt_tokens,
-                          "completion_tokens": self.usage.completion_tokens,
-                          "total_tokens": self.usage.total_tokens}}
+        """The OpenAI-shaped fields as plain data (JSON-ready); ``logprobs`` (OpenAI's
+        ``{"content": [...]}``) when the call asked for them."""
+        fields: dict[str, Any] = {
+            "role": self.role, "content": self.content, "finish_reason": self.finish_reason,
+            "usage": {"prompt_tokens": self.usage.prompt_tokens,
+                      "completion_tokens": self.usage.completion_tokens,
+                      "total_tokens": self.usage.total_tokens}}
+        if self.generation.logprobs is not None:
+            fields["logprobs"] = {"content": [e.to_openai() for e in self.generation.logprobs]}
+        return fields
 
 
 class ChatStream(Iterator[str]):
