@@ -1,9 +1,11 @@
 /* Log-probabilities of tokens, for `logprobs=` and perplexity.
  *
- * One pass over the vocabulary for the maximum, one for the sum of exponentials (in double,
- * as llama.cpp's llama-perplexity sums them) and one that keeps the k best in a small
- * sorted buffer: a few microseconds for 32k tokens, so that asking for log-probabilities
- * costs about nothing next to a decode, and no Python code loops over the vocabulary. */
+ * One pass over the vocabulary for the maximum, one for the sum of exponentials (a
+ * vectorized exponential accurate to a float's precision, summed in double across blocks)
+ * and one that keeps the k best in a small sorted buffer, so that asking for
+ * log-probabilities costs little next to a decode and no Python code loops over the
+ * vocabulary. lk_nll_rows (perplexity) uses expf term by term instead, exactly as
+ * llama-perplexity does, so that the two agree to the last printed digit. */
 #ifndef LK_LOGPROBS_H
 #define LK_LOGPROBS_H
 
