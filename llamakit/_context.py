@@ -406,8 +406,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, LogitsMixin
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
         ``logprobs`` (0..20) gives every generated token its log-probability and that many
         best alternatives in ``result.logprobs``: the model's distribution, or with
-        ``post_sampling_probs=True`` the one the sampler chain drew from (see
-        ``llamakit._logprobs``).
+        ``post_sampling_probs=True`` the one the sampler chain drew from (see the guide
+        "Log-probabilities, logits and perplexity").
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
