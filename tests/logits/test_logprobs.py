@@ -17,9 +17,10 @@ def _log_softmax(row: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return x - x.max() - math.log(float(np.exp(x - x.max()).sum()))
 
 
-def test_logprobs_are_the_models_distribution(ctx: llamakit.Context) -> None:
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_logprobs_are_the_models_distribution(ctx: llamakit.Context, k: int) -> None:
     """Each token's logprob and top-k equal numpy's log-softmax of the logits it came from."""
-    result = ctx.generate("Hello world", max_new_tokens=4, temperature=0, logprobs=5)
+    result = ctx.generate("Hello world", max_new_tokens=3, temperature=0, logprobs=k)
     assert result.logprobs is not None and len(result.logprobs) == len(result.tokens)
     ctx.reset()
     prompt = list(result.prompt_tokens)
@@ -29,7 +30,7 @@ def test_logprobs_are_the_models_distribution(ctx: llamakit.Context) -> None:
         prompt.append(token)
         assert entry.token == token
         assert entry.logprob == pytest.approx(expected[token], abs=1e-5)
-        best = np.argsort(-expected, kind="stable")[:5]
+        best = np.argsort(-expected, kind="stable")[:k]
         assert [t.token for t in entry.top_logprobs] == best.tolist()
         assert [t.logprob for t in entry.top_logprobs] == pytest.approx(expected[best],
                                                                         abs=1e-5)
