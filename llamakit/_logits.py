@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from ._context_core import ContextCore
 from ._errors import ContextError, ContextOverflowError, EmptyPromptError
-from ._native.batch import BatchHandle
 from ._native.logits import logit_rows
-
-if TYPE_CHECKING:
-    from ._model import Model
-    from ._native.context import ContextHandle
 
 __all__ = ["LogitsMixin"]
 
 
-class LogitsMixin:
+class LogitsMixin(ContextCore):
     """The ``logits`` and ``eval`` methods of ``Context``."""
-
-    model: Model
-    _handle: ContextHandle
-    _lock: threading.RLock
-    _past: list[int]
-    _past_epoch: int
-
-    def _sync_past(self, pending: Sequence[int]) -> None: ...  # Context's
 
     def logits(self, rows: int | Sequence[int] = -1) -> npt.NDArray[np.float32]:
         """The logits of the last decode, as a **copy** of just the rows asked for.
@@ -48,6 +34,7 @@ class LogitsMixin:
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
                 raise ContextError(f"rows are output indices (integers), got {index!r}")
         with self._lock:
+            self._handle.check_open()
             out = logit_rows(self._handle, [int(i) for i in wanted])
         return out[0] if single else out
 
@@ -64,41 +51,25 @@ class LogitsMixin:
         """
         handle = self._handle
         with self._lock:
-            if self._past_epoch != handle.memory_epoch:
-                self._past, self._past_epoch = [], handle.memory_epoch
+            handle.check_open()
+            held = len(self._cache)
             if isinstance(tokens, str):
-                ids = self.model.tokenize(tokens, add_special=not self._past)
+                ids = self.model.tokenize(tokens, add_special=held == 0)
             else:
                 ids = [self.model._handle.check_token(t) for t in tokens]
             if not ids:
                 raise EmptyPromptError("eval() needs at least one token")
-            start = len(self._past)
-            if start + len(ids) > handle.n_ctx_seq:
-                raise ContextOverflowError(start + len(ids), handle.n_ctx_seq,
+            if held + len(ids) > handle.n_ctx_seq:
+                raise ContextOverflowError(held + len(ids), handle.n_ctx_seq,
                                            what="the evaluated tokens")
             handle.set_abort(False)
-            out = np.empty((len(ids) if all_logits else 1, self.model._handle.n_vocab),
+            out = np.empty((len(ids) if all_logits else 1, self.model.n_vocab),
                            dtype=np.float32)
-            batch = BatchHandle(handle.native, min(handle.n_batch, len(ids)))
-            try:
-                for first in range(0, len(ids), handle.n_batch):
-                    chunk = ids[first:first + handle.n_batch]
-                    last_chunk = first + len(chunk) == len(ids)
-                    batch.clear()
-                    for k, token in enumerate(chunk):
-                        batch.add(token, start + first + k, 0,
-                                  all_logits or (last_chunk and k == len(chunk) - 1))
-                    try:
-                        batch.decode(handle)
-                    except BaseException:
-                        self._sync_past(chunk)
-                        raise
-                    self._past.extend(chunk)
-                    if all_logits:
-                        out[first:first + len(chunk)] = logit_rows(handle,
-                                                                   list(range(len(chunk))))
-                    elif last_chunk:
-                        out[0] = logit_rows(handle, [-1])[0]
-            finally:
-                batch.close()
+            done = 0
+            for n in self._cache.append(ids, handle.n_batch, all_logits):
+                if all_logits:
+                    out[done:done + n] = logit_rows(handle, list(range(n)))
+                done += n
+            if not all_logits:
+                out[0] = logit_rows(handle, [-1])[0]
         return out if all_logits else out[0]

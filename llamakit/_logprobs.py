@@ -10,22 +10,19 @@ temperature and the other stages (llama-server's ``post_sampling_probs``). There
 keeps every candidate, so it reports the model's distribution. llamakit applies a grammar
 only when the unconstrained choice breaks it (as llama.cpp's common sampler does): when the
 first choice was allowed, the post-sampling candidates are those of that unconstrained pass.
+
+The values are computed in the handle layer (``_native/logits.py``, over
+``native/lk_logprobs.cpp``); this module holds what they are reported as.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from ._errors import ConfigError
-from ._native.logits import LogprobReader
 
-if TYPE_CHECKING:
-    from ._native.context import ContextHandle
-    from ._native.model import ModelHandle
-
-__all__ = ["MAX_LOGPROBS", "LogprobRecorder", "StreamPiece", "TokenLogprob", "TopLogprob",
-           "check_logprobs"]
+__all__ = ["MAX_LOGPROBS", "StreamPiece", "TokenLogprob", "TopLogprob", "check_logprobs"]
 
 #: OpenAI's API allows at most 20 alternatives per token (``top_logprobs``).
 MAX_LOGPROBS = 20
@@ -88,35 +85,3 @@ def check_logprobs(logprobs: Any, post_sampling_probs: Any) -> int | None:
                           f"(the alternatives reported per token, as in OpenAI's API), got "
                           f"{logprobs!r}", key="logprobs")
     return logprobs
-
-
-class LogprobRecorder:
-    """Collects a ``TokenLogprob`` per generated token during one generation."""
-
-    def __init__(self, context: ContextHandle, model: ModelHandle, top_k: int,
-                 post_sampling: bool) -> None:
-        self._reader = LogprobReader(context, top_k, post_sampling)
-        self._model = model
-        self._texts: dict[int, tuple[str, bytes]] = {}
-        self.entries: list[TokenLogprob] = []
-        self._pending = 0  # entries not yet attached to a streamed piece
-
-    def _text(self, token: int) -> tuple[str, bytes]:
-        known = self._texts.get(token)
-        if known is None:
-            raw = self._model.piece(token, True)
-            known = self._texts[token] = (raw.decode("utf-8", "replace"), raw)
-        return known
-
-    def record(self, token: int) -> None:
-        value, top = self._reader.read(token)
-        text, raw = self._text(token)
-        self.entries.append(TokenLogprob(
-            token, text, raw, value,
-            tuple(TopLogprob(t, self._text(t)[0], v) for t, v in top)))
-
-    def piece(self, text: str) -> StreamPiece:
-        """``text`` carrying the entries recorded since the previous piece."""
-        pending = tuple(self.entries[self._pending:])
-        self._pending = len(self.entries)
-        return StreamPiece(text, pending)

@@ -14,9 +14,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ContextError
+from .._logprobs import StreamPiece, TokenLogprob, TopLogprob
 from .context import ContextHandle
+from .model import ModelHandle
 
-__all__ = ["LogprobReader", "logit_rows", "nll_rows"]
+__all__ = ["LogprobReader", "LogprobRecorder", "logit_rows", "nll_rows"]
 
 
 class LogprobReader:
@@ -86,3 +88,35 @@ def nll_rows(context: ContextHandle, first_output: int, targets: Sequence[int] |
             raise ContextError(f"the last decode kept no logits for output {first_output}")
     lib.lk_nll_rows(source, rows, n_vocab, ids, nll, nll2)
     return float(nll[0]), float(nll2[0])
+
+
+class LogprobRecorder:
+    """Collects a ``TokenLogprob`` per generated token during one generation."""
+
+    def __init__(self, context: ContextHandle, model: ModelHandle, top_k: int,
+                 post_sampling: bool) -> None:
+        self._reader = LogprobReader(context, top_k, post_sampling)
+        self._model = model
+        self._texts: dict[int, tuple[str, bytes]] = {}
+        self.entries: list[TokenLogprob] = []
+        self._pending = 0  # entries not yet attached to a streamed piece
+
+    def _text(self, token: int) -> tuple[str, bytes]:
+        known = self._texts.get(token)
+        if known is None:
+            raw = self._model.piece(token, True)
+            known = self._texts[token] = (raw.decode("utf-8", "replace"), raw)
+        return known
+
+    def record(self, token: int) -> None:
+        value, top = self._reader.read(token)
+        text, raw = self._text(token)
+        self.entries.append(TokenLogprob(
+            token, text, raw, value,
+            tuple(TopLogprob(t, self._text(t)[0], v) for t, v in top)))
+
+    def piece(self, text: str) -> StreamPiece:
+        """``text`` carrying the entries recorded since the previous piece."""
+        pending = tuple(self.entries[self._pending:])
+        self._pending = len(self.entries)
+        return StreamPiece(text, pending)
