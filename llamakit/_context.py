@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
+from ._config.fields import check_fields
+from ._config.schema import ContextConfig
 from ._context_lora import LoraMixin
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
@@ -14,24 +16,12 @@ from ._embeddings import EmbeddingsMixin
 from ._errors import ConfigError
 from ._logits import LogitsMixin
 from ._native.context import ContextHandle
-from ._sampling import check_seed
 from ._state import StateMixin
 
 if TYPE_CHECKING:
     from ._model import Model
 
 __all__ = ["Context"]
-
-_MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ
-
-
-def _positive(name: str, value: Any) -> int:
-    # llama.cpp keeps these in (u)int32 fields: a larger value would be an OverflowError
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
-        raise ConfigError(f"{name} must be a positive integer below 2**31, got {value!r}",
-                          key=name)
-    return value
-
 
 class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, LogitsMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
@@ -49,39 +39,29 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, Log
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
                 kv_unified: bool | None = None) -> Context:
+        # The [context] keys: checked by ContextConfig, the schema the TOML keys use too.
+        checked = check_fields(ContextConfig, {
+            "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_threads": n_threads,
+            "n_threads_batch": n_threads_batch, "embeddings": embeddings, "seed": seed,
+            "n_seq_max": n_seq_max, "kv_unified": kv_unified})
+        n_ctx, n_batch, n_seq_max = checked["n_ctx"], checked["n_batch"], checked["n_seq_max"]
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
-        _positive("n_ctx", n_ctx)
-        _positive("n_batch", n_batch)
-        _positive("n_ubatch", n_ubatch)
-        cpus = os.cpu_count() or 1
-        n_threads = _positive("n_threads", cpus if n_threads is None else n_threads)
-        n_threads_batch = _positive(
-            "n_threads_batch", n_threads if n_threads_batch is None else n_threads_batch)
-        if not isinstance(embeddings, bool):
-            raise ConfigError(f"embeddings must be True or False, got {embeddings!r}",
-                              key="embeddings")
+        n_threads = (os.cpu_count() or 1) if n_threads is None else n_threads
+        n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         if pooling not in _POOLING:
             raise ConfigError(f"pooling must be one of {sorted(k for k in _POOLING if k)} or "
                               f"None, got {pooling!r}", key="pooling")
-        check_seed(seed)
-        _positive("n_seq_max", n_seq_max)
-        if n_seq_max > _MAX_SEQUENCES:
-            raise ConfigError(f"n_seq_max must be at most {_MAX_SEQUENCES} (llama.cpp's limit), "
-                              f"got {n_seq_max}", key="n_seq_max")
         if n_seq_max > n_batch:
             # llama.cpp reserves an output row per sequence within n_batch, and asserts.
             raise ConfigError(f"n_seq_max={n_seq_max} must not exceed n_batch={n_batch}",
                               key="n_seq_max")
         if kv_unified is None:
             kv_unified = embeddings
-        elif not isinstance(kv_unified, bool):
-            raise ConfigError(f"kv_unified must be True, False or None, got {kv_unified!r}",
-                              key="kv_unified")
         handle = ContextHandle(
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
-            n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
+            n_seq_max=n_seq_max, n_threads=n_threads,
             n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
         return cls(model, handle, seed=seed, n_threads=n_threads,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._config.fields import check_fields
+from ._config.schema import ContextConfig
 from ._errors import ConfigError, ContextError
 from ._native.batch import BatchHandle
 from ._native.logits import logit_rows, nll_rows
@@ -43,26 +45,22 @@ class PerplexityResult:
     chunks: list[float] = field(default_factory=list)
 
 
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", key=name)
-    return value
-
-
 def perplexity(model: Model, text: str, *, n_ctx: int = 512, n_batch: int = 2048,
                n_ubatch: int = 512, n_chunks: int | None = None,
                n_threads: int | None = None,
                progress: Callable[[int, int, float], None] | None = None
                ) -> PerplexityResult:
     """See ``Model.perplexity``."""
-    _positive("n_ctx", n_ctx)
-    _positive("n_batch", n_batch)
-    _positive("n_ubatch", n_ubatch)
+    # The [context] keys are the schema's (one source); n_chunks is this call's own.
+    check_fields(ContextConfig, {"n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch,
+                                 "n_threads": n_threads})
     if n_ctx < 4:
         raise ConfigError("n_ctx must be at least 4 for perplexity (half of each chunk is "
                           "context, the other half is scored)", key="n_ctx")
-    if n_chunks is not None:
-        _positive("n_chunks", n_chunks)
+    if n_chunks is not None and (isinstance(n_chunks, bool) or not isinstance(n_chunks, int)
+                                 or n_chunks <= 0):
+        raise ConfigError(f"n_chunks must be a positive integer or None, got {n_chunks!r}",
+                          key="n_chunks")
     if model._handle.add_eos():
         raise ConfigError("perplexity needs a model whose tokenizer adds no EOS "
                           "(llama-perplexity refuses it too)")
