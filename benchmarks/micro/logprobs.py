@@ -20,7 +20,7 @@ computes on the calling thread, so that figure covers decode, sampling and logpr
 predates ``logprobs`` too (point ``PYTHONPATH`` at its checkout) for a before/after
 comparison of plain generation; run the two alternately, several times, on a busy machine.
 
-Models are the synthetic shapes of ``benchmarks/_models.py`` (llama-bpe vocabulary,
+Models are the synthetic shapes of ``benchmarks/benchlib/models.py`` (llama-bpe vocabulary,
 128 256 tokens: the log-softmax reads 500 KB of logits per token).
 """
 
@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: benchlib
 
-from _models import model_path  # noqa: E402
+from benchlib.models import model_path  # noqa: E402
 
 import llamakit  # noqa: E402
 
