@@ -15,6 +15,7 @@ from ._config.fields import check_field
 from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
+from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
@@ -38,6 +39,7 @@ class Generation(ContextCore):
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
              on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
              logprobs: int | None = None, post_sampling_probs: bool = False
              ) -> Iterator[str | GenerationResult]:
         logprobs = check_logprobs(logprobs, post_sampling_probs)
@@ -53,10 +55,14 @@ class Generation(ContextCore):
                 raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
             sampler._check_context(self)
             params, seed = SamplingParams(), sampler.seed
+            # a chain carries its seed, so its output is meant to be reproducible
+            exact = wants_exact(self.deterministic, greedy=False, seeded=True)
         else:
             params = self._sampling(sampling, where)
             chosen = params.values.get("seed")
             seed = chosen if chosen is not None else random_seed()
+            exact = wants_exact(self.deterministic, greedy=params.greedy,
+                                seeded=chosen is not None)
         model_handle = self.model._handle
         on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
         if on_overflow == "shift" and not self.kv.can_shift:
@@ -64,15 +70,18 @@ class Generation(ContextCore):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep, logprobs, post_sampling_probs)
+                          on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
+                          frozenset(int(t) for t in preserved_tokens), logprobs,
+                          post_sampling_probs)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0, logprobs: int | None = None,
+              n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
+              preserved_tokens: frozenset[int] = frozenset(), logprobs: int | None = None,
               post_sampling_probs: bool = False) -> Iterator[str | GenerationResult]:
         handle = self._handle
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             handle.reset_perf()
             started = time.perf_counter()
@@ -86,7 +95,8 @@ class Generation(ContextCore):
                 chain._start(prompt)
                 sampler = chain._handle
                 cache = self._cache
-                cached = cache.evaluate(prompt, handle.n_batch) if max_new_tokens > 0 else 0
+                cached = (cache.evaluate(prompt, handle.n_batch, exact)
+                          if max_new_tokens > 0 else 0)
                 prompt_done = time.perf_counter()
                 generated: list[int] = []
                 assembler = TextAssembler(stops)
@@ -97,15 +107,20 @@ class Generation(ContextCore):
                     handle, model_handle, logprobs, post_sampling_probs)
                 while len(generated) < max_new_tokens:
                     token = sampler.sample(handle)
-                    if model_handle.is_eog(token):
+                    # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
+                    # does not flag as end-of-generation (they end the reply all the same).
+                    if model_handle.is_eog(token) or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
                     if recorder is not None:
                         recorder.record(token)
-                    ready = assembler.feed(model_handle.piece(token, False))
+                    # preserved_tokens: control tokens whose text the output keeps (tool-call
+                    # markers that llama.cpp's chat parsers look for).
+                    ready = assembler.feed(model_handle.piece(token, token in preserved_tokens))
                     if ready:
-                        yield ready if recorder is None else recorder.piece(ready)
+                        with turn.paused():
+                            yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -119,7 +134,8 @@ class Generation(ContextCore):
                     cache.decode([token])
                 rest = assembler.finish()
                 if rest:
-                    yield rest if recorder is None else recorder.piece(rest)
+                    with turn.paused():
+                        yield rest if recorder is None else recorder.piece(rest)
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -137,7 +153,8 @@ class Generation(ContextCore):
                                                  what="prompt and generated text")
                     error.result = result
                     raise error
-                yield result
+                with turn.paused():
+                    yield result
             finally:
                 if owned:
                     chain.close()
@@ -145,7 +162,8 @@ class Generation(ContextCore):
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-                 n_keep: int = 0, logprobs: int | None = None,
+                 n_keep: int = 0, stop_tokens: Sequence[int] = (),
+                 preserved_tokens: Sequence[int] = (), logprobs: int | None = None,
                  post_sampling_probs: bool = False,
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
@@ -163,15 +181,18 @@ class Generation(ContextCore):
         the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
-        ``logprobs`` (0..20) gives every generated token its log-probability and that many
-        best alternatives in ``result.logprobs``: the model's distribution, or with
+        ``stop_tokens``: more token ids that end generation as an end-of-generation token
+        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens);
+        ``preserved_tokens``: control tokens whose text stays in the output (tool-call
+        markers). ``logprobs`` (0..20) gives every generated token its log-probability and
+        that many best alternatives in ``result.logprobs``: the model's distribution, or with
         ``post_sampling_probs=True`` the one the sampler chain drew from (see the guide
         "Log-probabilities, logits and perplexity").
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep, logprobs,
-                              post_sampling_probs):
+                              "generate()", on_overflow, n_keep, stop_tokens,
+                              preserved_tokens, logprobs, post_sampling_probs):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -180,7 +201,8 @@ class Generation(ContextCore):
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-               n_keep: int = 0, logprobs: int | None = None,
+               n_keep: int = 0, stop_tokens: Sequence[int] = (),
+               preserved_tokens: Sequence[int] = (), logprobs: int | None = None,
                post_sampling_probs: bool = False,
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
@@ -191,5 +213,5 @@ class Generation(ContextCore):
         ``StreamPiece`` (a ``str``) whose ``logprobs`` are those of the tokens it completes.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep, logprobs,
-                                    post_sampling_probs))
+                                    sampler, "stream()", on_overflow, n_keep, stop_tokens,
+                                    preserved_tokens, logprobs, post_sampling_probs))

@@ -120,6 +120,9 @@ bool check_grammar(const llama_vocab * vocab, const char * text, const char * ro
 struct grammar_stage {
     llama_sampler * inner;
     bool bypass;  // set by lk_sampler_sample for its first, unconstrained pass
+    // Tokens the grammar has seen before generation starts (a chat template's generation
+    // prompt, which llama.cpp's tool-call grammars begin with), accepted again on reset.
+    std::vector<llama_token> prefill = {};
 };
 
 bool grammar_allows(grammar_stage * g, llama_token token) {
@@ -127,6 +130,16 @@ bool grammar_allows(grammar_stage * g, llama_token token) {
     llama_token_data_array one = {&data, 1, -1, false};
     llama_sampler_apply(g->inner, &one);
     return data.logit != -INFINITY;
+}
+
+void grammar_prefill(grammar_stage * g) {
+    for (llama_token token : g->prefill) {
+        if (!grammar_allows(g, token)) {
+            throw grammar_error("the grammar does not allow its prefill token " +
+                                std::to_string(token));
+        }
+        llama_sampler_accept(g->inner, token);
+    }
 }
 
 const char * grammar_name(const llama_sampler * /*smpl*/) {
@@ -155,7 +168,9 @@ void grammar_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
 }
 
 void grammar_reset(llama_sampler * smpl) {
-    llama_sampler_reset(((grammar_stage *) smpl->ctx)->inner);
+    auto * g = (grammar_stage *) smpl->ctx;
+    llama_sampler_reset(g->inner);
+    grammar_prefill(g);
 }
 
 llama_sampler * grammar_clone(const llama_sampler * smpl);
@@ -183,7 +198,8 @@ llama_sampler_i grammar_iface = {
 
 llama_sampler * grammar_clone(const llama_sampler * smpl) {
     const auto * g = (const grammar_stage *) smpl->ctx;
-    return llama_sampler_init(&grammar_iface, new grammar_stage{llama_sampler_clone(g->inner), false});
+    return llama_sampler_init(&grammar_iface,
+                              new grammar_stage{llama_sampler_clone(g->inner), false, g->prefill});
 }
 
 // -- the Python stage ---------------------------------------------------------------------
@@ -438,6 +454,25 @@ struct llama_sampler * lk_sampler_init_grammar(
 
 bool lk_sampler_is_grammar(const struct llama_sampler * smpl) {
     return smpl != nullptr && smpl->iface == &grammar_iface;
+}
+
+int32_t lk_sampler_grammar_prefill(struct llama_sampler * smpl, const llama_token * tokens,
+                                   size_t n_tokens) {
+    last_error.clear();
+    if (!lk_sampler_is_grammar(smpl)) {
+        last_error = "not a grammar stage";
+        return LK_SAMPLE_GRAMMAR;
+    }
+    auto * g = (grammar_stage *) smpl->ctx;
+    try {
+        g->prefill.assign(tokens, tokens + n_tokens);
+        llama_sampler_reset(g->inner);
+        grammar_prefill(g);
+        return 0;
+    } catch (const std::exception & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    }
 }
 
 struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags) {

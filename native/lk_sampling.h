@@ -46,6 +46,12 @@ struct llama_sampler * lk_sampler_init_grammar(
 /* Whether `smpl` is a stage made by lk_sampler_init_grammar. */
 bool lk_sampler_is_grammar(const struct llama_sampler * smpl);
 
+/* Tokens a grammar stage has seen before generation starts (a chat template's generation
+ * prompt, which llama.cpp's tool-call grammars begin with): accepted now and after every
+ * reset. LK_SAMPLE_GRAMMAR (lk_last_error says why) when the grammar refuses them. */
+int32_t lk_sampler_grammar_prefill(struct llama_sampler * smpl, const llama_token * tokens,
+                                   size_t n_tokens);
+
 /* A stage that calls back into Python (lk_py_sampler_*) with `handle`. */
 struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags);
 

@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("features", ["_sampling", "_grammar", "_chat", "_lora", "_overflow", "_quantize"]),
     ("model and samplers", ["_model", "_sampler_chain", "_perplexity"]),
     ("context", ["_context", "_context_core", "_prompt_cache", "_generation", "_context_lora",
-                 "_state", "_batch", "_embeddings", "_kv", "_chat.mixin", "_logits"]),
+                 "_state", "_batch", "_embeddings", "_kv", "_chat.mixin", "_gate",
+                 "_determinism", "_logits"]),
     ("entry points", ["_from_config", "_cli", "_plugins.cli", "_demo", "__init__",
                       "__main__", "testing"]),
 ]

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from .._errors import ContextError
 from .._logprobs import StreamPiece, TokenLogprob, TopLogprob
 from .context import ContextHandle
+from .handle import pinned
 from .model import ModelHandle
 
 __all__ = ["LogprobReader", "LogprobRecorder", "logit_rows", "nll_rows"]
@@ -39,6 +40,11 @@ class LogprobReader:
     def read(self, token: int) -> tuple[float, list[tuple[int, float]]]:
         """(log p(token), [(id, log p), ...] best first) for the last sampled output."""
         context, lib = self.context, self.context.lib
+        with context.pinned():
+            return self._read(context, lib, token)
+
+    def _read(self, context: ContextHandle, lib: Any, token: int
+              ) -> tuple[float, list[tuple[int, float]]]:
         row = lib.llama_get_logits_ith(context.ptr, -1)
         if row == context.ffi.NULL:
             raise ContextError("the context holds no logits to read log-probabilities from")
@@ -54,6 +60,7 @@ class LogprobReader:
         return value, [(int(ids[i]), float(values[i])) for i in range(n_top)]
 
 
+@pinned
 def logit_rows(context: ContextHandle, rows: Sequence[int]) -> npt.NDArray[np.float32]:
     """A copy of output rows ``rows`` (negative counts from the end) of the last decode,
     shape ``(len(rows), n_vocab)``."""
@@ -67,6 +74,7 @@ def logit_rows(context: ContextHandle, rows: Sequence[int]) -> npt.NDArray[np.fl
     return out
 
 
+@pinned
 def nll_rows(context: ContextHandle, first_output: int, targets: Sequence[int] | None = None,
              logits: npt.NDArray[np.float32] | None = None,
              n_rows: int | None = None) -> tuple[float, float]:
