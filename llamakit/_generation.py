@@ -35,18 +35,21 @@ __all__ = ["Generation"]
 class Generation(ContextCore):
     """``generate`` and ``stream`` of ``Context``."""
 
-    def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
-             parse_special: bool, sampling: Mapping[str, Any],
-             sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
-             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
-             logprobs: int | None = None, post_sampling_probs: bool = False
-             ) -> Iterator[str | GenerationResult]:
-        logprobs = check_logprobs(logprobs, post_sampling_probs)
+    def _prepare(self, prompt: Prompt, max_new_tokens: int | None,
+                 stop: str | Sequence[str] | None, parse_special: bool,
+                 sampling: Mapping[str, Any], sampler: SamplerChain | None, where: str,
+                 on_overflow: OverflowPolicy, n_keep: int, n_ctx: int | None = None
+                 ) -> tuple[list[int], int, list[str], SamplingParams, int | None,
+                            OverflowPolicy, int, bool]:
+        """Validate a call's arguments: the prompt's tokens, the token limit, the stop
+        strings, the sampling parameters and seed, the overflow policy and whether the call
+        runs in deterministic mode. ``n_ctx`` is the room of the sequence (default: the
+        context's)."""
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         max_new_tokens = check_field(SamplingConfig, "max_new_tokens", max_new_tokens)
         stops = stop_strings(self.stop if stop is None else stop)
+        seed: int | None
         if sampler is not None:
             if sampling:
                 raise SamplerError(f"{where}: give either sampler= or sampling keywords "
@@ -63,13 +66,26 @@ class Generation(ContextCore):
             seed = chosen if chosen is not None else random_seed()
             exact = wants_exact(self.deterministic, greedy=params.greedy,
                                 seeded=chosen is not None)
-        model_handle = self.model._handle
-        on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
+        room = self.n_ctx if n_ctx is None else n_ctx
+        on_overflow, n_keep = check_policy(on_overflow, n_keep, room)
         if on_overflow == "shift" and not self.kv.can_shift:
             raise ConfigError("on_overflow='shift' needs a model whose KV cache can shift "
                               "positions; use 'truncate'", key="on_overflow")
-        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
-        return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
+        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep, room)
+        return tokens, max_new_tokens, stops, params, seed, on_overflow, n_keep, exact
+
+    def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
+             parse_special: bool, sampling: Mapping[str, Any],
+             sampler: SamplerChain | None = None, where: str = "generate()",
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
+             logprobs: int | None = None, post_sampling_probs: bool = False
+             ) -> Iterator[str | GenerationResult]:
+        logprobs = check_logprobs(logprobs, post_sampling_probs)
+        tokens, limit, stops, params, seed, on_overflow, n_keep, exact = self._prepare(
+            prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
+            on_overflow, n_keep)
+        return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
                           on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
                           frozenset(int(t) for t in preserved_tokens), logprobs,
                           post_sampling_probs)
@@ -106,10 +122,10 @@ class Generation(ContextCore):
                 recorder = None if logprobs is None else LogprobRecorder(
                     handle, model_handle, logprobs, post_sampling_probs)
                 while len(generated) < max_new_tokens:
-                    token = sampler.sample(handle)
+                    token, eog, piece = sampler.sample_piece(handle)  # one native call
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
                     # does not flag as end-of-generation (they end the reply all the same).
-                    if model_handle.is_eog(token) or token in stop_tokens:
+                    if eog or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
@@ -117,7 +133,9 @@ class Generation(ContextCore):
                         recorder.record(token)
                     # preserved_tokens: control tokens whose text the output keeps (tool-call
                     # markers that llama.cpp's chat parsers look for).
-                    ready = assembler.feed(model_handle.piece(token, token in preserved_tokens))
+                    if token in preserved_tokens:
+                        piece = model_handle.piece(token, True)
+                    ready = assembler.feed(piece)
                     if ready:
                         with turn.paused():
                             yield ready if recorder is None else recorder.piece(ready)

@@ -16,7 +16,14 @@ from .._config.schema import ChatConfig
 from .._errors import ChatTemplateError
 from .._generation import Generation
 from .messages import Messages
-from .prepare import CHAT_OPTIONS, PreparedChat, chat_tokens, generation_stops, prepare_chat
+from .prepare import (
+    CHAT_OPTIONS,
+    PreparedChat,
+    chat_result,
+    chat_tokens,
+    generation_stops,
+    prepare_chat,
+)
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
@@ -74,12 +81,7 @@ class ChatMixin(Generation):
         """
         prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
                                              chat_template_kwargs, sampling)
-        result = self.generate(prepared.tokens, **kwargs)
-        if prepared.plan is not None:
-            from .tools import result_from
-
-            return result_from(prepared.plan, result, prepared.prompt)
-        return ChatResult.from_generation(result, prepared.prompt)
+        return chat_result(prepared, self.generate(prepared.tokens, **kwargs))
 
     def chat_stream(self, messages: Messages, *, template: TemplateSpec | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None,

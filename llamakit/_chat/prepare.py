@@ -18,12 +18,14 @@ from .fallback import END_OF_TURN_MARKERS, special_token_id
 from .messages import Messages, normalize_messages
 from .render import model_special_tokens, render_resolved
 from .resolve import ResolvedTemplate, TemplateSpec, resolve_template
+from .results import ChatResult
 
 if TYPE_CHECKING:
     from .._model import Model
+    from .._results import GenerationResult
     from .tools import NativePlan
 
-__all__ = ["PreparedChat", "chat_tokens", "end_of_turn_markers", "generation_stops",
+__all__ = ["PreparedChat", "chat_result", "chat_tokens", "end_of_turn_markers", "generation_stops",
            "prepare_chat"]
 
 _PROBE_REPLY, _PROBE_NEXT = "lkprobereply", "lkprobenext"
@@ -221,3 +223,13 @@ def generation_stops(prepared: PreparedChat, sampling: dict[str, Any],
         if plan.grammar is not None:
             extra["grammar"] = plan.grammar
     return {**sampling, "stop": stops, "stop_tokens": tokens, **extra}
+
+
+def chat_result(prepared: PreparedChat, generation: GenerationResult) -> ChatResult:
+    """The ``ChatResult`` of a finished generation from ``prepared``: parsed by llama.cpp's
+    chat layer (tool calls, reasoning) when it rendered the prompt."""
+    if prepared.plan is not None:
+        from .tools import result_from  # the native chat layer loads on first use
+
+        return result_from(prepared.plan, generation, prepared.prompt)
+    return ChatResult.from_generation(generation, prepared.prompt)
