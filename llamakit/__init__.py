@@ -59,8 +59,10 @@ from ._gpu import supports_gpu
 from ._grammar import Grammar
 from ._kv import KVCache
 from ._logging import get_verbosity, set_verbosity
+from ._logprobs import StreamPiece, TokenLogprob, TopLogprob
 from ._lora import LoraAdapter
 from ._model import Model, ModelInfo, OffloadInfo, load_model
+from ._perplexity import PerplexityResult
 from ._plugins.hookspecs import hookimpl
 from ._plugins.manager import PluginWarning
 from ._quantize.api import QuantizeResult, quantization_recipes, quantization_types, quantize
@@ -118,6 +120,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OffloadInfo",
+    "PerplexityResult",
     "PluginError",
     "PluginWarning",
     "Prerequisite",
@@ -135,12 +138,15 @@ __all__ = [
     "SourceChecksumError",
     "StateError",
     "StateFileError",
+    "StreamPiece",
     "TemplateLimitError",
     "TemplateSecurityError",
     "TensorInfo",
     "TextStream",
     "Timings",
+    "TokenLogprob",
     "TokenizeError",
+    "TopLogprob",
     "__version__",
     "apply_chat_template",
     "backends",

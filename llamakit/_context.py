@@ -15,6 +15,7 @@ from ._embeddings import POOLING_NAMES as _POOLING_NAMES
 from ._embeddings import EmbeddingsMixin
 from ._errors import ConfigError
 from ._limits import MAX_THREADS
+from ._logits import LogitsMixin
 from ._native.context import ContextHandle
 from ._state import StateMixin
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Context"]
 
-class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
+class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, LogitsMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
@@ -80,8 +81,12 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
     # -- facts (n_ctx, n_batch, n_ubatch: ContextCore) -------------------------------
     @property
     def pooling(self) -> str:
+        """How ``embeddings()`` pools by default: llama.cpp's method when it pools, else
+        ``"mean"`` in an embeddings context (llamakit averages the token vectors itself),
+        ``"none"`` in a context without embeddings."""
         self._handle.check_open()
-        return _POOLING_NAMES.get(self._handle.pooling_type, "none")
+        name = _POOLING_NAMES.get(self._handle.pooling_type, "none")
+        return "mean" if name == "none" and self._handle.embeddings else name
 
     # -- tokens --------------------------------------------------------------------------
     def tokenize(self, text: str | bytes, add_special: bool = True,

@@ -17,6 +17,8 @@ from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
+from ._logprobs import check_logprobs
+from ._native.logits import LogprobRecorder
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
@@ -76,21 +78,24 @@ class Generation(ContextCore):
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
              on_overflow: OverflowPolicy = "error", n_keep: int = 0,
-             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = ()
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
+             logprobs: int | None = None, post_sampling_probs: bool = False
              ) -> Iterator[str | GenerationResult]:
+        logprobs = check_logprobs(logprobs, post_sampling_probs)
         tokens, limit, stops, params, seed, on_overflow, n_keep, exact = self._prepare(
             prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
             on_overflow, n_keep)
         return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
                           on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
-                          frozenset(int(t) for t in preserved_tokens))
+                          frozenset(int(t) for t in preserved_tokens), logprobs,
+                          post_sampling_probs)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
               n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
-              preserved_tokens: frozenset[int] = frozenset()
-              ) -> Iterator[str | GenerationResult]:
+              preserved_tokens: frozenset[int] = frozenset(), logprobs: int | None = None,
+              post_sampling_probs: bool = False) -> Iterator[str | GenerationResult]:
         handle = self._handle
         with self._lock.stream() as turn:
             handle.set_abort(False)
@@ -114,6 +119,8 @@ class Generation(ContextCore):
                 finish: FinishReason = "length"
                 n_ctx = handle.n_ctx
                 overflowed = False
+                recorder = None if logprobs is None else LogprobRecorder(
+                    handle, model_handle, logprobs, post_sampling_probs)
                 while len(generated) < max_new_tokens:
                     token, eog, piece = sampler.sample_piece(handle)  # one native call
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
@@ -122,6 +129,8 @@ class Generation(ContextCore):
                         finish = "eog"
                         break
                     generated.append(token)
+                    if recorder is not None:
+                        recorder.record(token)
                     # preserved_tokens: control tokens whose text the output keeps (tool-call
                     # markers that llama.cpp's chat parsers look for).
                     if token in preserved_tokens:
@@ -129,7 +138,7 @@ class Generation(ContextCore):
                     ready = assembler.feed(piece)
                     if ready:
                         with turn.paused():
-                            yield ready
+                            yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -144,7 +153,7 @@ class Generation(ContextCore):
                 rest = assembler.finish()
                 if rest:
                     with turn.paused():
-                        yield rest
+                        yield rest if recorder is None else recorder.piece(rest)
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -154,7 +163,9 @@ class Generation(ContextCore):
                 result = GenerationResult(text=assembler.text, tokens=generated,
                                           finish_reason=finish, timings=timings,
                                           prompt_tokens=prompt,
-                                          seed=None if owned and params.greedy else seed)
+                                          seed=None if owned and params.greedy else seed,
+                                          logprobs=None if recorder is None
+                                          else recorder.entries)
                 if overflowed:
                     error = ContextOverflowError(len(prompt) + len(generated), n_ctx,
                                                  what="prompt and generated text")
@@ -170,7 +181,8 @@ class Generation(ContextCore):
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
                  n_keep: int = 0, stop_tokens: Sequence[int] = (),
-                 preserved_tokens: Sequence[int] = (),
+                 preserved_tokens: Sequence[int] = (), logprobs: int | None = None,
+                 post_sampling_probs: bool = False,
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -190,12 +202,15 @@ class Generation(ContextCore):
         ``stop_tokens``: more token ids that end generation as an end-of-generation token
         does (``"eog"``; ``chat`` passes its template's end-of-turn tokens);
         ``preserved_tokens``: control tokens whose text stays in the output (tool-call
-        markers).
+        markers). ``logprobs`` (0..20) gives every generated token its log-probability and
+        that many best alternatives in ``result.logprobs``: the model's distribution, or with
+        ``post_sampling_probs=True`` the one the sampler chain drew from (see the guide
+        "Log-probabilities, logits and perplexity").
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
                               "generate()", on_overflow, n_keep, stop_tokens,
-                              preserved_tokens):
+                              preserved_tokens, logprobs, post_sampling_probs):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -205,14 +220,16 @@ class Generation(ContextCore):
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
                n_keep: int = 0, stop_tokens: Sequence[int] = (),
-               preserved_tokens: Sequence[int] = (),
+               preserved_tokens: Sequence[int] = (), logprobs: int | None = None,
+               post_sampling_probs: bool = False,
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
         A multi-byte character is never split across pieces, and text that might begin a
         stop string is held back until it is known not to. After the loop the stream's
-        ``result`` holds the ``GenerationResult``.
+        ``result`` holds the ``GenerationResult``. With ``logprobs``, each piece is a
+        ``StreamPiece`` (a ``str``) whose ``logprobs`` are those of the tokens it completes.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
                                     sampler, "stream()", on_overflow, n_keep, stop_tokens,
-                                    preserved_tokens))
+                                    preserved_tokens, logprobs, post_sampling_probs))

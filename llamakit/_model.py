@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._context import Context
     from ._lora import LoraAdapter
     from ._native.lib import NativeLib
+    from ._perplexity import PerplexityResult
 
 __all__ = ["LoadOptions", "Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model",
            "open_model"]
@@ -354,6 +355,24 @@ class Model(Owned):
                                embeddings=embeddings, seed=seed, pooling=pooling,
                                n_seq_max=n_seq_max, kv_unified=kv_unified,
                                deterministic=deterministic)
+
+    def perplexity(self, text: str, *, n_ctx: int = 512, n_batch: int = 2048,
+                   n_ubatch: int = 512, n_chunks: int | None = None,
+                   n_threads: int | None = None,
+                   progress: Callable[[int, int, float], None] | None = None
+                   ) -> PerplexityResult:
+        """Perplexity of the model on ``text`` by llama.cpp's ``llama-perplexity`` method.
+
+        Chunks of ``n_ctx`` tokens, each evaluated afresh (first token replaced by BOS when
+        the model adds one) with only its second half scored; ``n_batch``, ``n_ubatch``
+        and ``n_chunks`` (default: all whole chunks) as llama-perplexity's ``-b``, ``-ub``
+        and ``--chunks``. ``progress(chunk, n_chunk, running_ppl)`` is called after each
+        chunk. The text needs at least ``2 * n_ctx`` tokens.
+        """
+        from ._perplexity import perplexity
+
+        return perplexity(self, text, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
+                          n_chunks=n_chunks, n_threads=n_threads, progress=progress)
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",

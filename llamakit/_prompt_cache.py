@@ -12,7 +12,7 @@ llama.cpp makes on its own (applying LoRA adapters empties the memory) bumps the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ._determinism import aligned_after, reusable_prefix
@@ -50,6 +50,27 @@ class PromptCache:
     def __len__(self) -> int:
         return len(self._tokens)
 
+    def append(self, tokens: Sequence[int], n_batch: int, all_logits: bool = False
+               ) -> Iterator[int]:
+        """Decode ``tokens`` after the held ones in chunks of ``n_batch``; yields each
+        chunk's length once decoded, so the caller reads its logits before the next."""
+        handle = self._handle
+        if self._epoch != handle.memory_epoch:
+            self._tokens, self._epoch = [], handle.memory_epoch
+            self._aligned, self._as_given = 0, False
+        held = len(self._tokens)
+        aligned = held if self._as_given else self._aligned
+        self._aligned, self._as_given = min(aligned, held), False
+        done = 0
+        try:
+            for start in range(0, len(tokens), n_batch):
+                chunk = tokens[start:start + n_batch]
+                self.decode(chunk, all_logits)
+                done += len(chunk)
+                yield len(chunk)
+        finally:
+            self._aligned = aligned_after(held, held + done, self._aligned, n_batch)
+
     def evaluate(self, tokens: list[int], n_batch: int, exact: bool = False) -> int:
         """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length.
         The last token is always evaluated (its logits are the next token's). ``exact``:
@@ -82,10 +103,11 @@ class PromptCache:
         self._aligned = aligned_after(common, len(tokens), self._aligned, n_batch)
         return common
 
-    def decode(self, tokens: Sequence[int]) -> None:
-        """Decode ``tokens`` (at most ``n_batch``) after the held ones."""
+    def decode(self, tokens: Sequence[int], all_logits: bool = False) -> None:
+        """Decode ``tokens`` (at most ``n_batch``) after the held ones; with ``all_logits``
+        every token keeps its logits (``Context.eval``), else only the last."""
         try:
-            self._handle.decode(tokens)
+            self._handle.decode(tokens, all_logits)
         except BaseException:
             self._sync(tokens)
             raise

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._logprobs import TokenLogprob
 
 __all__ = ["FinishReason", "GenerationResult", "TextStream", "Timings"]
 
@@ -43,7 +46,8 @@ class GenerationResult:
     """The outcome of ``Context.generate``.
 
     ``tokens`` are the generated ids (not the prompt; an end-of-generation token is not
-    included); ``text`` is their text with a matched stop string cut off.
+    included); ``text`` is their text with a matched stop string cut off. ``logprobs``
+    holds an entry per generated token when the call asked for ``logprobs``.
     """
 
     text: str
@@ -52,6 +56,7 @@ class GenerationResult:
     timings: Timings
     prompt_tokens: list[int]
     seed: int | None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class TextStream(Iterator[str]):

@@ -1,5 +1,6 @@
 // llamakit's sampling shim; see lk_sampling.h for why each function exists.
 #include "lk_sampling.h"
+#include "lk_logprobs.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +23,12 @@
 namespace {
 
 thread_local std::string last_error;
+
+// What the last lk_sampler_sample of this thread left after its chain, for
+// lk_logprobs_sampled (post-sampling probabilities): a pointer and a size, so that
+// sampling without log-probabilities pays nothing for it.
+thread_local const llama_token_data * last_candidates = nullptr;
+thread_local size_t n_last_candidates = 0;
 
 // Thrown through llama.cpp's chain code when a Python stage raised; Python keeps the
 // exception itself.
@@ -56,13 +63,24 @@ const char * skip_space(const char * pos, bool newline_ok) {
 bool check_grammar(const llama_vocab * vocab, const char * text, const char * root,
                    std::string & error) {
     llama_grammar_parser parser(vocab);
+    const char * rule = text;
     try {
         const char * pos = skip_space(text, true);
         while (*pos) {
+            rule = pos;
             pos = parser.parse_rule(pos);
         }
     } catch (const std::exception & err) {
         error = err.what();
+        if (error.find(" at ") == std::string::npos) {
+            // llama.cpp gives no position with some messages ("unexpected end of input"):
+            // name the rule it was parsing, in its "... at <rest>" form for Python to place.
+            if (error == "unexpected end of input") {
+                error += " (the grammar ends inside a string, character class or group)";
+            }
+            error += " in the rule at ";
+            error += rule;
+        }
         return false;
     }
     for (size_t i = 0; i < parser.rules.size(); i++) {
@@ -301,6 +319,8 @@ llama_token select(llama_sampler * chain, std::vector<llama_token_data> & cur,
     {
         lk_fast::bias_bypass bypass(chain, n_bias);
         llama_sampler_apply(chain, &cur_p);
+        last_candidates = cur_p.data;
+        n_last_candidates = cur_p.size;
     }
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
         last_error = "the sampler chain selected no token: end it with a selecting stage "
@@ -417,6 +437,8 @@ llama_token lk_sampler_sample_logits(struct llama_sampler * chain, const float *
     thread_local std::vector<llama_token_data> cur;
     thread_local std::vector<grammar_stage *> grammars;
     return guarded([&]() -> llama_token {
+        last_candidates = nullptr;
+        n_last_candidates = 0;
         if (top_k >= 0) {
             const llama_token greedy = greedy_only(chain, logits, n_vocab);
             if (greedy >= 0) {
@@ -542,6 +564,11 @@ struct llama_sampler * lk_sampler_clone(const struct llama_sampler * smpl) {
         last_error = err.what();
         return nullptr;
     }
+}
+
+const llama_token_data * lk_sampler_last_candidates(size_t * n) {
+    *n = n_last_candidates;
+    return last_candidates;
 }
 
 void lk_free(void * ptr) {

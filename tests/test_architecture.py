@@ -16,7 +16,8 @@ PACKAGE = Path(llamakit.__file__).parent
 #: the rest of ``_chat`` is a feature).
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["_errors", "_results", "_logging", "_config", "_version", "_context_text",
-              "_owned", "_limits", "_files", "_fingerprint", "_grammar_limits"]),
+              "_owned", "_limits", "_files", "_fingerprint", "_grammar_limits",
+              "_logprobs"]),
     ("contracts", ["_backend_spec", "_sampler_protocol", "_chat.template", "_command_spec",
                    "_quantize.plan", "_quantize.recipes", "_plugins", "_plugins.hookspecs"]),
     ("registry", ["_plugins.manager"]),
@@ -25,10 +26,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("build and progress", ["_build", "_progress"]),
     ("backends", ["_backends", "_gpu"]),
     ("features", ["_sampling", "_grammar", "_chat", "_lora", "_overflow", "_quantize"]),
-    ("model and samplers", ["_model", "_sampler_chain"]),
+    ("model and samplers", ["_model", "_sampler_chain", "_perplexity"]),
     ("context", ["_context", "_context_core", "_prompt_cache", "_generation", "_context_lora",
                  "_state", "_batch", "_embeddings", "_kv", "_chat.mixin", "_gate",
-                 "_determinism"]),
+                 "_determinism", "_logits"]),
     ("engine", ["_engine"]),
     ("entry points", ["_from_config", "_cli", "_plugins.cli", "_demo", "__init__",
                       "__main__", "testing"]),

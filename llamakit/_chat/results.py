@@ -63,17 +63,22 @@ class ChatResult:
         return message
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI-shaped fields as plain data (JSON-ready)."""
+        """The OpenAI-shaped fields as plain data (JSON-ready); ``logprobs`` (OpenAI's
+        ``{"content": [...]}``) when the call asked for them."""
         extra: dict[str, Any] = {}
         if self.tool_calls:
             extra["tool_calls"] = [dict(call) for call in self.tool_calls]
         if self.reasoning_content is not None:
             extra["reasoning_content"] = self.reasoning_content
-        return {"role": self.role, "content": self.content, **extra,
-                "finish_reason": self.finish_reason,
-                "usage": {"prompt_tokens": self.usage.prompt_tokens,
-                          "completion_tokens": self.usage.completion_tokens,
-                          "total_tokens": self.usage.total_tokens}}
+        fields: dict[str, Any] = {
+            "role": self.role, "content": self.content, **extra,
+            "finish_reason": self.finish_reason,
+            "usage": {"prompt_tokens": self.usage.prompt_tokens,
+                      "completion_tokens": self.usage.completion_tokens,
+                      "total_tokens": self.usage.total_tokens}}
+        if self.generation.logprobs is not None:
+            fields["logprobs"] = {"content": [e.to_openai() for e in self.generation.logprobs]}
+        return fields
 
 
 class ChatStream(Iterator[str]):

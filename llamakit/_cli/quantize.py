@@ -17,9 +17,16 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     config, _ = cli_config(args)
     backend = config.backend.name if config.backend.name != "auto" else "cpu"
     if args.list:
+        from .._quantize.notes import quantize_notes
+
+        # The main type's bits per weight cannot tell the _S/_M/_L mixes apart: lead with
+        # what llama-quantize lists (size and ppl increase on a reference model).
+        notes = quantize_notes()
         for qtype in quantization_types(backend):
             imatrix = "  (needs --imatrix)" if qtype.requires_imatrix else ""
-            print(f"{qtype.name:10} {qtype.bits_per_weight:7.4f} bpw  {qtype.description}{imatrix}")
+            note = notes.get(qtype.name, "")
+            print(f"{qtype.name:10} {note:34} {qtype.description} (main type "
+                  f"{qtype.ggml_type}, {qtype.bits_per_weight:.4f} bpw){imatrix}")
         for name, recipe in sorted(quantization_recipes().items()):
             print(f"recipe {name}: {recipe.description}")
         return 0

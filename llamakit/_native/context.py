@@ -223,13 +223,18 @@ class ContextHandle(Handle):
         return bool(self.lib.llama_memory_seq_rm(self._memory(), seq_id, start, -1))
 
     @pinned
-    def decode(self, tokens: Sequence[int]) -> None:
+    def decode(self, tokens: Sequence[int], all_outputs: bool = False) -> None:
         """Decode ``tokens`` (valid ids, at most n_batch) after what sequence 0 holds;
-        logits are kept for the last one. Ctrl-C on the main thread stops it between two
-        graph nodes (KeyboardInterrupt); after any failure the memory may hold part of
-        ``tokens``, which ``pos_max`` tells."""
+        logits are kept for the last one (for every one with ``all_outputs``). Ctrl-C on
+        the main thread stops it between two graph nodes (KeyboardInterrupt); after any
+        failure the memory may hold part of ``tokens``, which ``pos_max`` tells."""
         array = self.ffi.new("llama_token[]", tokens)
-        self.evaluate_batch(self.lib.llama_batch_get_one(array, len(tokens)), len(tokens))
+        batch = self.lib.llama_batch_get_one(array, len(tokens))
+        if all_outputs:
+            # Positions stay llama.cpp's to assign (pos NULL); only the output flags are set.
+            flags = self.ffi.new("int8_t[]", [1] * len(tokens))
+            batch.logits = flags
+        self.evaluate_batch(batch, len(tokens))
 
     @pinned
     def evaluate_sequences(self, sequences: Sequence[Sequence[int]], *, encode: bool) -> None:

@@ -300,6 +300,10 @@ class ModelHandle(Handle):
         self.check_open()  # before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
 
+    def add_eos(self) -> bool:
+        self.check_open()  # before C reads the freed vocabulary
+        return bool(self.lib.llama_vocab_get_add_eos(self.vocab))
+
     def check_token(self, token: int) -> int:
         if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
             raise TokenizeError(f"token ids are integers, got {token!r}")

@@ -248,5 +248,9 @@ def model_quantize(native: NativeLib, src: str, dst: str, params: QuantizeParams
         status = lib.llama_model_quantize(os.fsencode(src), os.fsencode(dst), c_params)
     if status != 0:
         reason = reasons[-1] if reasons else "see the 'llamakit.native' log"
+        if "requantiz" in reason:
+            reason += ("; the source is already quantized: pass allow_requantize=True "
+                       "(llamakit quantize --allow-requantize) to quantize it again, at a "
+                       "loss of quality against quantizing the F16/F32 original")
         raise QuantizeError(f"llama.cpp failed to quantize {src}: {reason} (status {status})",
                             path=src, status=int(status))

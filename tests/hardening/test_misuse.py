@@ -123,6 +123,7 @@ _MODEL_CALLS: dict[str, Callable[[llamakit.Model], object]] = {
     "is_eog": lambda m: m.is_eog(1), "is_control": lambda m: m.is_control(1),
     "chat_template": lambda m: m.chat_template(), "new_context": lambda m: m.new_context(),
     "load_lora": lambda m: m.load_lora(m.path),
+    "perplexity": lambda m: m.perplexity("hi " * 600, n_ctx=64),
 }
 _CONTEXT_CALLS: dict[str, Callable[[llamakit.Context], object]] = {
     "n_ctx": lambda c: c.n_ctx, "n_batch": lambda c: c.n_batch, "pooling": lambda c: c.pooling,
@@ -132,6 +133,8 @@ _CONTEXT_CALLS: dict[str, Callable[[llamakit.Context], object]] = {
     "reset": lambda c: c.reset(), "kv": lambda c: c.kv.seq_pos_max(0),
     "perf": lambda c: c.perf(), "state_bytes": lambda c: c.state_bytes(),
     "chat": lambda c: c.chat([{"role": "user", "content": "hi"}], max_new_tokens=1),
+    "eval": lambda c: c.eval([1]), "logits": lambda c: c.logits(),
+    "generate_logprobs": lambda c: c.generate("hi", max_new_tokens=1, logprobs=2),
 }
 
 

@@ -147,6 +147,8 @@ def test_requantizing_needs_allow_requantize(quantized: Quantized, tmp_path: Pat
     with pytest.raises(llamakit.QuantizeError, match="requantizing") as info:
         llamakit.quantize(source, tmp_path / "q4.gguf", "Q4_0", progress=False)  # type: ignore[arg-type]
     assert info.value.status == 1 and not (tmp_path / "q4.gguf").exists()
+    assert "allow_requantize=True" in str(info.value)
+    assert "--allow-requantize" in str(info.value)
     result = llamakit.quantize(source, tmp_path / "q4.gguf", "Q4_0",  # type: ignore[arg-type]
                                allow_requantize=True, progress=False)
     assert result.tensor_types["blk.0.attn_k.weight"] == "q4_0"

@@ -37,6 +37,10 @@ def test_cli_lists_types_and_recipes(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["quantize", "--list"]) == 0
     out = capsys.readouterr().out
     assert "Q4_K_M" in out and "4.5000 bpw" in out and "recipe edge-layers-q8" in out
+    q3 = {line.split()[0]: line for line in out.splitlines() if line.startswith("Q3_K_")}
+    # llama-quantize's own notes tell the mixes apart (size, ppl increase)
+    notes = {name: line.split("Q3_K - ")[0].split(None, 1)[1].strip() for name, line in q3.items()}
+    assert len(set(notes.values())) == 3 and all("ppl" in n for n in notes.values())
 
 
 @pytest.mark.parametrize("argv, message", [

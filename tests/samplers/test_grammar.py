@@ -45,11 +45,13 @@ def test_llama_cpp_example_grammars_load(model: llamakit.Model, llama_cpp_dir: P
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('root ::= "a', "unexpected end of input"),
+    ('root ::= "a', "unexpected end of input (the grammar ends inside a string, character "
+                    "class or group) in the rule at line 1, column 1"),
     ("root ::= foo", "undefined rule 'foo'"),
     ('root ::= "a"\nroot2 :: "b"', "expecting ::= at line 2, column 7"),
     ('root ::= ("a"', "expecting ')' at the end of the grammar"),
-    ('root ::= [a-', "unexpected end of input"),
+    ('x ::= "b"\n  root ::= [a-', "unexpected end of input (the grammar ends inside a string, "
+                                 "character class or group) in the rule at line 2, column 3"),
     ('root ::= "a"{5,2}', "maximum is smaller"),
     ('root ::= "a"{9999}', "number of repetitions exceeds"),
     ('root ::= *"a"', "expecting preceding item"),
