@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
+from ._context_knobs import default_threads
 from ._context_text import TextAssembler, stop_strings
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
@@ -79,14 +79,15 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
-                kv_unified: bool | None = None) -> Context:
+                kv_unified: bool | None = None,
+                knobs: Mapping[str, Any] | None = None) -> Context:
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
         _positive("n_ctx", n_ctx)
         _positive("n_batch", n_batch)
         _positive("n_ubatch", n_ubatch)
-        cpus = os.cpu_count() or 1
+        cpus = default_threads()
         n_threads = _positive("n_threads", cpus if n_threads is None else n_threads)
         n_threads_batch = _positive(
             "n_threads_batch", n_threads if n_threads_batch is None else n_threads_batch)
@@ -114,7 +115,8 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
             n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
             n_threads_batch=n_threads_batch,
-            embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
+            embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified,
+            knobs=knobs)
         return cls(model, handle, seed=seed, n_threads=n_threads,
                    n_threads_batch=n_threads_batch)
 

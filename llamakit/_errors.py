@@ -12,13 +12,15 @@ subclasses the builtin a caller would naturally catch::
     │       └── SourceChecksumError (ValueError)   the llama.cpp source is not the pinned one
     ├── ModelLoadError              (ValueError)   a model file could not be loaded
     │   ├── ModelNotFoundError      (FileNotFoundError)
-    │   └── GGUFFormatError                        a malformed GGUF file (field, byte offset)
+    │   ├── GGUFFormatError                        a malformed GGUF file (field, byte offset)
+    │   └── ShardError                             a missing or mismatched shard of a split model
     ├── ClosedError                 (ValueError)   use of a closed Model/Context/Sampler
     ├── TokenizeError               (ValueError)   text or token ids that cannot be (de)tokenized
     │   └── InvalidTokenError       (IndexError)   a token id outside the vocabulary
     ├── SamplerError                (ValueError)   invalid sampling parameters or a failed sample
     │   └── GrammarError                           a grammar or JSON schema that cannot be used
     ├── LoraError                   (ValueError)   an adapter that does not fit or load
+    ├── ControlVectorError          (ValueError)   a control vector that does not fit or load
     ├── StateError                  (ValueError)   a saved state that does not fit or parse
     ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
     ├── ChatTemplateError           (ValueError)   a chat template cannot be found or rendered
@@ -52,6 +54,7 @@ __all__ = [
     "ComputeError",
     "ConfigError",
     "ContextError",
+    "ControlVectorError",
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
@@ -67,6 +70,7 @@ __all__ = [
     "PluginError",
     "QuantizeError",
     "SamplerError",
+    "ShardError",
     "SourceChecksumError",
     "StateError",
     "TemplateLimitError",
@@ -282,6 +286,19 @@ class LoraError(LlamakitError, ValueError):
 
 class StateError(LlamakitError, ValueError):
     """A saved context state does not belong to this model/context, or is damaged."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class ShardError(ModelLoadError):
+    """A shard of a split model (``name-00002-of-00003.gguf``) is missing, is not the shard
+    its name says, or belongs to another model; ``path`` names that shard."""
+
+
+class ControlVectorError(LlamakitError, ValueError):
+    """A control vector could not be read, or does not fit the model (width, layers)."""
 
     def __init__(self, message: str, *, path: Path | str | None = None):
         self.path = Path(path) if path is not None else None

@@ -7,6 +7,7 @@ from typing import Any
 
 from ._config import Config, load_config
 from ._context import Context
+from ._context_knobs import knob_arguments
 from ._errors import ConfigError, GrammarError, SamplerError
 from ._grammar import Grammar
 from ._model import Model, load_model
@@ -50,7 +51,7 @@ def context_from_config(model: Model, config: Config) -> Context:
     ctx = model.new_context(n_ctx=c.n_ctx, n_batch=c.n_batch, n_ubatch=c.n_ubatch,
                             n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
                             embeddings=c.embeddings, seed=c.seed, n_seq_max=c.n_seq_max,
-                            kv_unified=c.kv_unified)
+                            kv_unified=c.kv_unified, **knob_arguments(c))
     ctx.sampling = sampling_from_config(model, config)
     ctx.max_new_tokens = s.max_new_tokens
     ctx.stop = list(s.stop)

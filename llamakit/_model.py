@@ -18,9 +18,12 @@ from ._progress import progress_bar
 
 if TYPE_CHECKING:
     from ._chat.messages import Messages
+    from typing_extensions import Unpack
+
     from ._chat.resolve import TemplateSpec
     from ._config.schema import ChatConfig
     from ._context import Context
+    from ._context_knobs import ContextKnobs
     from ._lora import LoraAdapter
     from ._native.lib import NativeLib
 
@@ -325,7 +328,8 @@ class Model:
                     n_threads: int | None = None, n_threads_batch: int | None = None,
                     embeddings: bool = False, seed: int | None = None,
                     pooling: str | None = None, n_seq_max: int = 1,
-                    kv_unified: bool | None = None) -> Context:
+                    kv_unified: bool | None = None,
+                    **knobs: Unpack[ContextKnobs]) -> Context:
         """A new inference context over this model.
 
         ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
@@ -338,13 +342,21 @@ class Model:
         ``embeddings=True`` contexts (as llama.cpp's embedding tool and llama-cpp-python
         do; packed texts of unequal length otherwise split into many small micro-batches),
         separate streams otherwise (llama.cpp's default).
+
+        The knobs (``flash_attn``, ``type_k``/``type_v``, ``rope_freq_base``,
+        ``rope_freq_scale``, ``rope_scaling_type``, ``yarn_*``, ``swa_full``,
+        ``offload_kqv``, ``op_offload``) are llama.cpp's context parameters of the same
+        names, described by the ``[context]`` config keys; a combination llama.cpp cannot
+        run (a quantized ``type_v`` with ``flash_attn="off"``, say) raises ``ConfigError``.
         """
         from ._context import Context
+        from ._context_knobs import check_knobs
 
         return Context._create(self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
                                embeddings=embeddings, seed=seed, pooling=pooling,
-                               n_seq_max=n_seq_max, kv_unified=kv_unified)
+                               n_seq_max=n_seq_max, kv_unified=kv_unified,
+                               knobs=check_knobs(self, knobs))
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",

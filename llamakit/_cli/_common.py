@@ -56,6 +56,7 @@ def open_model(config: Config, *, vocab_only: bool = False) -> Model:
 def new_context(model: Model, config: Config, **overrides: Any) -> Context:
     """A context with ``[context]``, ``[sampling]`` and ``[chat]`` of ``config`` (as
     ``from_config`` makes it); ``overrides`` replace ``new_context`` arguments."""
+    from .._context_knobs import knob_arguments
     from .._from_config import sampling_from_config
 
     c = config.context
@@ -63,7 +64,7 @@ def new_context(model: Model, config: Config, **overrides: Any) -> Context:
         "n_ctx": c.n_ctx, "n_batch": c.n_batch, "n_ubatch": c.n_ubatch,
         "n_threads": c.n_threads, "n_threads_batch": c.n_threads_batch,
         "embeddings": c.embeddings, "seed": c.seed, "n_seq_max": c.n_seq_max,
-        "kv_unified": c.kv_unified, **overrides}
+        "kv_unified": c.kv_unified, **knob_arguments(c), **overrides}
     ctx = model.new_context(**arguments)
     try:
         ctx.sampling = sampling_from_config(model, config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from .._errors import ContextError, InvalidBatchError
 from .handle import Handle
+from .knobs import set_knobs
 from .model import ModelHandle
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ class ContextHandle(Handle):
 
     def __init__(self, model: ModelHandle, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
-                 pooling_type: int, kv_unified: bool = False) -> None:
+                 pooling_type: int, kv_unified: bool = False,
+                 knobs: Mapping[str, Any] | None = None) -> None:
         native, lib, ffi = model.native, model.lib, model.ffi
         params = lib.llama_context_default_params()
+        set_knobs(lib, params, knobs or {})
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_ubatch
@@ -52,7 +55,8 @@ class ContextHandle(Handle):
         self._abort_flag = ffi.new("int *", 0)
         params.abort_callback = lib.lk_abort_callback
         params.abort_callback_data = self._abort_flag
-        ptr = lib.llama_init_from_model(model.ptr, params)
+        with native.capture_errors() as errors:
+            ptr = lib.llama_init_from_model(model.ptr, params)
         if model.device_check is not None:
             try:
                 model.device_check()
@@ -61,9 +65,10 @@ class ContextHandle(Handle):
                     lib.llama_free(ptr)
                 raise
         if ptr == ffi.NULL:
+            reason = f" ({'; '.join(errors)})" if errors else ""
             raise ContextError(
-                f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}; "
-                "it may not fit in memory (see the 'llamakit.native' log)")
+                f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}"
+                f"{reason}; it may not fit in memory (see the 'llamakit.native' log)")
         super().__init__(native, ptr, lib.llama_free)
         self.model = model
         model.add_dependent(self)
