@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
 from ._context_knobs import default_threads
+from ._control_vector import ControlVectorMixin
 from ._context_text import TextAssembler, stop_strings
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
@@ -51,7 +52,7 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin):
+class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, ControlVectorMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
