@@ -25,8 +25,8 @@ from ._errors import (
     ComputeError,
     ConfigError,
     ContextError,
-    ControlVectorError,
     ContextOverflowError,
+    ControlVectorError,
     DecodeError,
     EmptyPromptError,
     GGUFFormatError,
@@ -61,6 +61,8 @@ from ._plugins.manager import PluginWarning
 from ._quantize.api import QuantizeResult, quantization_recipes, quantization_types, quantize
 from ._quantize.catalog import QuantizationType
 from ._quantize.plan import QuantizationRecipe, QuantizePlan, TensorInfo
+from ._resolver_spec import ModelResolver
+from ._resolvers import resolve_model
 from ._results import GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
 from ._sampler_protocol import Candidates, Sampler, SamplerSpec
@@ -86,8 +88,8 @@ __all__ = [
     "ConfigError",
     "Context",
     "ContextError",
-    "ControlVectorError",
     "ContextOverflowError",
+    "ControlVectorError",
     "DecodeError",
     "DeviceInfo",
     "EmptyPromptError",
@@ -108,6 +110,7 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelResolver",
     "OffloadInfo",
     "PluginError",
     "PluginWarning",
@@ -120,8 +123,8 @@ __all__ = [
     "Sampler",
     "SamplerChain",
     "SamplerError",
-    "ShardError",
     "SamplerSpec",
+    "ShardError",
     "SourceChecksumError",
     "StateError",
     "TemplateLimitError",
@@ -146,6 +149,7 @@ __all__ = [
     "quantization_recipes",
     "quantization_types",
     "quantize",
+    "resolve_model",
     "set_verbosity",
     "supports_gpu",
     "validate_gguf",

@@ -369,6 +369,11 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                **backend_options: Any) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
+    ``path`` is a GGUF file (for a split model, its first shard: the others load with it),
+    or a reference a model resolver knows: ``"hf://owner/repo:Q4_K_M"``,
+    ``"hf://owner/repo/file.gguf"``, ``"pkg://NAME"`` of a package's model, or what a
+    plugin's resolver handles (``docs/plugins.md``).
+
     ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
     ``"layer"``, ``"row"``) and ``tensor_split`` (a share per accelerator device) spread
     them over several devices. ``backend=None`` (or ``"auto"`` with ``$LLAMAKIT_BACKEND``
@@ -384,6 +389,7 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     ``[backends.<name>]`` table, and the backend validates both.
     """
     from ._backends import backend_model_devices, resolve_backend
+    from ._resolvers import resolve_model
 
     _as_int("n_gpu_layers", n_gpu_layers, -1)
     for name, flag in (("use_mmap", use_mmap), ("use_mlock", use_mlock),
@@ -391,6 +397,7 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
         _as_bool(name, flag)
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None
+    path = resolve_model(path)
     native = resolve_backend(backend, backend_settings)
     supplied = backend_model_devices(native, backend_settings, backend_options)
     try:
