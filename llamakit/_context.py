@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
 from ._context_knobs import default_threads
-from ._control_vector import ControlVectorMixin
 from ._context_text import TextAssembler, stop_strings
+from ._control_vector import ControlVectorMixin
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
 from ._embeddings import EmbeddingsMixin

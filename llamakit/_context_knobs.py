@@ -20,7 +20,8 @@ from ._errors import ConfigError
 if TYPE_CHECKING:
     from ._model import Model
 
-__all__ = ["KNOBS", "ContextKnobs", "QUANTIZED_KV_TYPES", "check_knobs", "default_threads", "knob_arguments"]
+__all__ = ["KNOBS", "QUANTIZED_KV_TYPES", "ContextKnobs", "check_knobs", "choose_threads",
+           "default_threads", "knob_arguments"]
 
 #: The ``[context]`` keys that map one to one onto ``llama_context_params`` fields.
 KNOBS = ("flash_attn", "type_k", "type_v", "rope_freq_base", "rope_freq_scale",

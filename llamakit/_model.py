@@ -17,9 +17,9 @@ from ._native.model import ModelHandle
 from ._progress import progress_bar
 
 if TYPE_CHECKING:
-    from ._chat.messages import Messages
     from typing_extensions import Unpack
 
+    from ._chat.messages import Messages
     from ._chat.resolve import TemplateSpec
     from ._config.schema import ChatConfig
     from ._context import Context

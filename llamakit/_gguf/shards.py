@@ -75,7 +75,8 @@ def check_shards(parsed: Parsed) -> list[Path]:
                                   "llama.cpp would abort the process on it", path=shard,
                                   field=kv.field, offset=kv.offset)
         if kv.value != index:
-            raise ShardError(f"{shard} says it is shard {int(kv.value) + 1}, but its name says "
+            said = kv.value + 1 if isinstance(kv.value, int) else "?"
+            raise ShardError(f"{shard} says it is shard {said}, but its name says "
                              f"shard {index + 1}; it belongs to another split", path=shard)
         other_count = _int(found, "split.count", (_U16,))
         if other_count is not None and other_count != count:

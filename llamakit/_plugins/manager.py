@@ -112,8 +112,8 @@ class PluginHost:
     # Loading -----------------------------------------------------------------------------
 
     def _load_entry_points(self) -> None:
-        from . import core as recipes  # the core's own hooks, a plugin like any other
         from .._version import __version__
+        from . import core as recipes  # the core's own hooks, a plugin like any other
 
         if CORE_PLUGIN in self.disabled:
             self.info[CORE_PLUGIN] = PluginInfo(CORE_PLUGIN, "disabled", "llamakit", __version__,
