@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ModelLoadError
 from ._common import cli_config, open_model
-from .info_defaults import model_defaults, print_defaults
 from ._options import add_config_flags
+from .info_defaults import model_defaults, print_defaults
 
 if TYPE_CHECKING:
     from pathlib import Path
