@@ -26,6 +26,7 @@ from ._errors import (
 from ._native import memory
 from ._native.context import ContextHandle
 from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
+from ._rerank import RerankMixin
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import SamplingParams, check_seed, random_seed
@@ -52,7 +53,8 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, ControlVectorMixin):
+class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, ControlVectorMixin,
+              RerankMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ._errors import ConfigError, ContextError, ContextOverflowError, EmptyPromptError
 from ._native.batch import BatchHandle
+from ._positions import learned_positions
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -81,6 +82,9 @@ class EmbeddingsMixin:
         limit = min(handle.n_batch, handle.n_ubatch) if encode or not handle.causal \
             else handle.n_batch
         per_sequence = handle.n_ctx_seq
+        positions = learned_positions(self.model)  # past its table, ggml would abort
+        if positions is not None:
+            per_sequence = min(per_sequence, positions)
         if handle.kv_unified:  # the texts of a group share the one KV buffer
             limit = min(limit, handle.n_ctx)
         token_lists = []
