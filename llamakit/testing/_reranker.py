@@ -64,7 +64,8 @@ def write_reranker_model(path: str | os.PathLike[str], *, n_embd: int = 32, n_la
 
     def weight(*shape: int) -> npt.NDArray[np.float32]:
         values: npt.NDArray[np.float32] = rng.standard_normal(shape, dtype=np.float32)
-        return values * np.float32(0.2)
+        values *= np.float32(0.2)
+        return values
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
