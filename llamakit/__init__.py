@@ -61,6 +61,7 @@ from ._plugins.manager import PluginWarning
 from ._quantize.api import QuantizeResult, quantization_recipes, quantization_types, quantize
 from ._quantize.catalog import QuantizationType
 from ._quantize.plan import QuantizationRecipe, QuantizePlan, TensorInfo
+from ._rerank import RerankResult
 from ._resolver_spec import ModelResolver
 from ._resolvers import resolve_model
 from ._results import GenerationResult, TextStream, Timings
@@ -120,6 +121,7 @@ __all__ = [
     "QuantizeError",
     "QuantizePlan",
     "QuantizeResult",
+    "RerankResult",
     "Sampler",
     "SamplerChain",
     "SamplerError",

@@ -175,3 +175,15 @@ def test_package_models_resolve_by_name(fake_package: Path) -> None:
     with pytest.raises(llamakit.ModelNotFoundError, match="/nonexistent/model.gguf"):
         llamakit.resolve_model("broken")
     assert llamakit.resolve_model("not-declared.gguf") == Path("not-declared.gguf")
+
+
+def test_cli_takes_hf_references(offline_hub: Path, hub_cache: Path) -> None:
+    """A MODEL argument may be an hf:// reference (the config's Path turns // into /)."""
+    import os
+
+    env = {**os.environ, "HF_HOME": str(hub_cache), "HF_HUB_OFFLINE": "1",
+           "LLAMAKIT_BACKEND": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", "llamakit", "info", "hf://owner/tiny-GGUF:F16"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-F16-00001-of-00002.gguf" in proc.stdout.splitlines()[0]
