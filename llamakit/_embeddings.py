@@ -71,6 +71,12 @@ class EmbeddingsMixin:
         if not texts:
             raise EmptyPromptError("no texts to embed")
         native_pooling = POOLING_NAMES.get(handle.pooling_type, "none")
+        if native_pooling == "rank":
+            # A rank context's pooled output is the classifier's scores (n_cls_out values),
+            # not n_embd: reading a vector would run past llama.cpp's buffer.
+            raise ContextError("this context pools with 'rank' (a reranker): use "
+                               "rerank(query, documents), or new_context(embeddings=True, "
+                               "pooling='cls') for the encoder's vectors")
         if pooling is not None and pooling not in ("mean", "cls", "last"):
             raise ConfigError(f"pooling must be 'mean', 'cls' or 'last', got {pooling!r}",
                               key="pooling")

@@ -136,14 +136,18 @@ def test_misuse_is_a_typed_error(reranker: llamakit.Model, tiny_model_path: Path
         # ggml would abort past them.
         with pytest.raises(llamakit.ContextOverflowError, match="128"):
             ctx.rerank(QUERY, ["panda " * 200])
-        with pytest.raises(llamakit.ContextOverflowError, match="128"):
-            ctx.embeddings("panda " * 200)
+        with pytest.raises(llamakit.ContextError, match="use rerank"):
+            ctx.embeddings("panda")
         with pytest.raises(llamakit.EmptyPromptError):
             ctx.rerank(QUERY, [])
         with pytest.raises(llamakit.ConfigError, match="top_n"):
             ctx.rerank(QUERY, DOCUMENTS, top_n=0)
         with pytest.raises(llamakit.ConfigError, match="list of str"):
             ctx.rerank(QUERY, "one document")  # type: ignore[arg-type]
+    with reranker.new_context(embeddings=True, n_ctx=128, pooling="cls") as ctx:
+        assert ctx.embeddings("panda").shape == (32,)
+        with pytest.raises(llamakit.ContextOverflowError, match="128"):
+            ctx.embeddings("panda " * 200)
 
 
 def test_cli_rerank_prints_the_ranking(reranker_path: Path, reranker: llamakit.Model) -> None:
