@@ -26,6 +26,7 @@ from ._errors import (
 from ._native import memory
 from ._native.context import ContextHandle
 from ._overflow import OverflowPolicy, check_policy, fit_prompt, shift_plan
+from ._positions import learned_positions
 from ._rerank import RerankMixin
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
@@ -119,7 +120,7 @@ class Context(ChatMixin, ContextExtras, EmbeddingsMixin, BatchMixin, ControlVect
             n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
             n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified,
-            knobs=knobs)
+            knobs=knobs, max_positions=learned_positions(model))
         return cls(model, handle, seed=seed, n_threads=n_threads,
                    n_threads_batch=n_threads_batch)
 

@@ -38,7 +38,8 @@ class ContextHandle(Handle):
     def __init__(self, model: ModelHandle, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
                  pooling_type: int, kv_unified: bool = False,
-                 knobs: Mapping[str, Any] | None = None) -> None:
+                 knobs: Mapping[str, Any] | None = None,
+                 max_positions: int | None = None) -> None:
         native, lib, ffi = model.native, model.lib, model.ffi
         params = lib.llama_context_default_params()
         set_knobs(lib, params, knobs or {})
@@ -81,6 +82,11 @@ class ContextHandle(Handle):
         #: ``n_seq_max`` separate streams of ``n_ctx / n_seq_max`` positions.
         self.kv_unified = bool(kv_unified)
         self.n_ctx_seq = int(lib.llama_n_ctx_seq(ptr))
+        if max_positions is not None:
+            # Learned position embeddings end here; ggml asserts past them, and llama.cpp
+            # pads n_ctx beyond a small table: what Python lets in stops at the table.
+            self.n_ctx = min(self.n_ctx, max_positions)
+            self.n_ctx_seq = min(self.n_ctx_seq, max_positions)
         self.pooling_type = int(lib.llama_pooling_type(ptr))
         self.embeddings = embeddings
         # Adapters applied, with their scales; llama.cpp keeps raw pointers to them.

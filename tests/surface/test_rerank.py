@@ -168,3 +168,12 @@ def test_cli_rerank_prints_the_ranking(reranker_path: Path, reranker: llamakit.M
     lines = text.stdout.strip().splitlines()
     best = expected.ranking[0]
     assert lines == [f"{expected.scores[best]:.4f}\t{best}\t{DOCUMENTS[best]}"]
+
+
+def test_context_positions_stop_at_the_learned_table(reranker: llamakit.Model) -> None:
+    """A model with 128 learned positions gets a context of at most 128 usable positions,
+    whatever n_ctx llama.cpp pads to (past the table ggml would abort)."""
+    with reranker.new_context(embeddings=True, n_ctx=512) as ctx:
+        assert ctx.n_ctx == 128
+    with reranker.new_context(embeddings=True, n_ctx=64) as ctx:
+        assert ctx.n_ctx == 128  # llama.cpp pads 64 to 256; the table still bounds it
