@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend_spec import BackendSpec, DeviceInfo, ModelDevices
-from ._build.variant import find_variant
+from ._build.variant import BuiltVariant, build_variant, find_variant
 from ._errors import BackendUnavailableError, BuildError
-from ._native.lib import NativeLib, load_native
+from ._native.lib import NativeLib, import_native, loaded_natives
 from ._plugins.manager import get_plugin_host
+from ._progress import build_progress
 
-__all__ = ["BackendStatus", "backend_model_devices", "backends", "devices", "resolve_backend"]
+__all__ = ["BackendStatus", "backend_model_devices", "backends", "default_native", "devices",
+           "load_native", "resolve_backend"]
 
 logger = logging.getLogger("llamakit.backends")
 
@@ -39,9 +41,41 @@ class BackendStatus:
 def _settings(settings: Settings | None) -> Settings:
     if settings is not None:
         return settings
-    from ._config import load_config  # the [backends.*] tables of $LLAMAKIT_CONFIG and env
+    from ._config import ambient_config  # the [backends.*] tables of $LLAMAKIT_CONFIG and env
 
-    return load_config().backends
+    return ambient_config().backends
+
+
+def _find_or_build(spec: BackendSpec) -> BuiltVariant:
+    variant = find_variant(spec)
+    if variant is not None:
+        return variant
+    callback, bar = build_progress(None, spec.name)  # a build of minutes: show it
+    try:
+        return build_variant(spec, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def load_native(spec: BackendSpec, settings: Mapping[str, Any] | None = None) -> NativeLib:
+    """Import the native module of ``spec``, building its variant first if the cache
+    lacks it."""
+    return import_native(spec, settings, _find_or_build)
+
+
+def default_native() -> NativeLib:
+    """A native module for work that is the same in every variant of one llama.cpp
+    (JSON-schema conversion, built-in chat formats) when no model says which: one already
+    loaded (the CPU one first), else the CPU variant (the cheapest to load), else the
+    default backend."""
+    loaded = loaded_natives()
+    if loaded:
+        return loaded.get("cpu") or next(iter(loaded.values()))
+    try:
+        return resolve_backend("cpu")
+    except BackendUnavailableError:
+        return resolve_backend(None)
 
 
 def _status(spec: BackendSpec, settings: Settings) -> BackendStatus:

@@ -8,13 +8,13 @@ next queued prompt, so more prompts than slots work.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._errors import ConfigError, ContextOverflowError, EmptyPromptError
 from ._native import memory
@@ -24,13 +24,9 @@ from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
 
 if TYPE_CHECKING:
-    from ._model import Model
-    from ._native.context import ContextHandle
     from ._sampling import SamplingParams
 
 __all__ = ["BatchMixin", "BatchStream"]
-
-Prompt = str | bytes | Sequence[int]
 
 
 @dataclass(eq=False)
@@ -75,20 +71,8 @@ class BatchStream(Iterator[tuple[int, str]]):
             close()
 
 
-class BatchMixin:
+class BatchMixin(ContextCore):
     """``generate_batch`` and ``stream_batch`` of ``Context``."""
-
-    model: Model
-    _handle: ContextHandle
-    _lock: threading.RLock
-    _past: list[int]
-    max_new_tokens: int
-    stop: list[str]
-
-    if TYPE_CHECKING:
-        def _sampling(self, overrides: Mapping[str, Any],
-                      where: str = "generate()") -> SamplingParams: ...
-        def _prompt_tokens(self, prompt: Prompt, parse_special: bool) -> list[int]: ...
 
     def stream_batch(self, prompts: Sequence[Prompt], *, max_new_tokens: int | None = None,
                      stop: str | Sequence[str] | None = None, parse_special: bool = True,
@@ -141,8 +125,7 @@ class BatchMixin:
         base_seed = params.values.get("seed")
         with self._lock:
             handle.set_abort(False)
-            memory.kv_clear(handle)
-            self._past = []
+            self._cache.clear()
             queue = deque(enumerate(token_lists))
             free = list(range(handle.n_seq_max))
             active: list[_Slot] = []

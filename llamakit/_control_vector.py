@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -18,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import numpy.typing as npt
 
+from ._context_core import ContextCore
 from ._errors import ControlVectorError
 from ._native.control_vector import set_control_vector
 
 if TYPE_CHECKING:
     from ._model import Model
-    from ._native.context import ContextHandle
 
 __all__ = ["ControlVectorMixin", "ControlVectorSource", "read_control_vector"]
 
@@ -129,12 +128,9 @@ def _layer(value: Any) -> int:
     return int(value)
 
 
-class ControlVectorMixin:
-    """``Context.apply_control_vector`` and ``clear_control_vector``."""
-
-    model: Model
-    _handle: ContextHandle
-    _lock: threading.RLock
+class ControlVectorMixin(ContextCore):
+    """``Context.apply_control_vector`` and ``clear_control_vector`` (built on
+    ``ContextCore``)."""
 
     def apply_control_vector(self, source: ControlVectorSource, strength: float = 1.0, *,
                              layers: Iterable[int] | None = None) -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from ._context_core import ContextCore
 from ._errors import ConfigError, ContextError, ContextOverflowError, EmptyPromptError
 from ._native.batch import BatchHandle
 from ._positions import learned_positions
-
-if TYPE_CHECKING:
-    from ._model import Model
-    from ._native.context import ContextHandle
 
 __all__ = ["EmbeddingsMixin", "POOLING", "POOLING_NAMES"]
 
@@ -28,13 +23,8 @@ def _pool(rows: npt.NDArray[np.float32], method: str) -> npt.NDArray[np.float32]
     return np.asarray(pooled, dtype=np.float32)
 
 
-class EmbeddingsMixin:
+class EmbeddingsMixin(ContextCore):
     """The embeddings method of ``Context``."""
-
-    model: Model
-    _handle: ContextHandle
-    _lock: threading.RLock
-    _past: list[int]
 
     def _group_texts(self, token_lists: list[list[int]], limit: int) -> list[list[int]]:
         """Indices of texts grouped so each group fits one decode call."""
@@ -108,8 +98,7 @@ class EmbeddingsMixin:
         vectors: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(texts)
         with self._lock:
             handle.set_abort(False)
-            handle.clear_memory()
-            self._past = []
+            self._cache.clear()
             batch = BatchHandle(handle.native, limit)
             try:
                 for group in self._group_texts(token_lists, limit):

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import GrammarError
 from ._native.grammar import MAX_NESTING, check_nesting, json_schema_to_gbnf
-from ._native.lib import NativeLib, loaded_natives
 
 if TYPE_CHECKING:
     from ._model import Model
+    from ._native.lib import NativeLib
 
 __all__ = ["Grammar", "JsonSchema", "grammar_from_response_format"]
 
@@ -77,12 +77,9 @@ def _native_for(model: Model | None) -> NativeLib:
     if model is not None:
         native: NativeLib = model._handle.native
         return native
-    loaded = loaded_natives()
-    if loaded:
-        return next(iter(loaded.values()))
-    from ._backends import resolve_backend  # the converter lives in every variant
+    from ._backends import default_native  # the converter lives in every variant
 
-    return resolve_backend()
+    return default_native()
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ._native import memory
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from ._context_core import ContextCore
 
 __all__ = ["KVCache"]
 
@@ -20,12 +20,12 @@ class KVCache:
     the next ``generate`` evaluates its prompt in full.
     """
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: ContextCore) -> None:
         self._context = context
 
     def _changed(self, seq_id: int) -> None:
         if seq_id in (0, -1):
-            self._context._forget_past()
+            self._context._cache.forget()
 
     def clear(self) -> None:
         """Remove everything from every sequence."""
@@ -37,7 +37,7 @@ class KVCache:
         with self._context._lock:
             done = memory.kv_remove(self._context._handle, seq_id, p0, p1)
             if done and seq_id in (0, -1):
-                self._context._truncate_past(p0, p1)
+                self._context._cache.truncate(p0, p1)
             return done
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:

@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 
 from ._errors import LoraError
 from ._native.lora import LoraHandle
+from ._owned import Owned
 
 __all__ = ["LoraAdapter"]
 
 
-class LoraAdapter:
+class LoraAdapter(Owned):
     """A LoRA adapter loaded for one model (``Model.load_lora``).
 
     Apply it with ``Context.apply_lora(adapter, scale)``; several adapters can be applied
     at once. ``close()`` detaches it from every context first.
     """
+
+    _handle: LoraHandle
 
     def __init__(self, handle: LoraHandle) -> None:
         self._handle = handle
@@ -31,7 +33,7 @@ class LoraAdapter:
     @property
     def metadata(self) -> dict[str, str]:
         """The adapter's GGUF key/values, rendered as strings."""
-        self._handle.ptr  # noqa: B018 - ClosedError after close
+        self._handle.check_open()
         return dict(self._metadata)
 
     @property
@@ -42,20 +44,6 @@ class LoraAdapter:
             return float(value) if value is not None else 0.0
         except ValueError:
             return 0.0
-
-    def close(self) -> None:
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._handle.closed
-
-    def __enter__(self) -> LoraAdapter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<llamakit.LoraAdapter {self.path.name!r}{' closed' if self.closed else ''}>"

@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._backend_spec import DeviceInfo, ModelDevices
 from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
+from ._owned import Owned
 from ._progress import progress_bar
 
 if TYPE_CHECKING:
@@ -124,12 +124,14 @@ def _as_text(text: str | bytes) -> bytes:
     raise TokenizeError(f"text must be str or bytes, got {type(text).__name__}")
 
 
-class Model:
+class Model(Owned):
     """A GGUF model loaded by one backend. Use ``load_model()`` to make one.
 
     Supports ``with``; ``close()`` frees it (and closes its contexts) and may be called
     twice; any use after that raises ``ClosedError``.
     """
+
+    _handle: ModelHandle
 
     def __init__(self, handle: ModelHandle, *, backend: str, n_gpu_layers: int,
                  accelerators: Sequence[DeviceInfo] = (), split_mode: str = "layer",
@@ -148,17 +150,6 @@ class Model:
         """Free the model and every context made from it."""
         self._handle.close()
 
-    @property
-    def closed(self) -> bool:
-        return self._handle.closed
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"backend={self.backend!r}"
         return f"<llamakit.Model {self.path.name!r} {state}>"
@@ -167,7 +158,7 @@ class Model:
     @property
     def metadata(self) -> dict[str, str]:
         """Every GGUF key/value pair, values rendered as strings by llama.cpp."""
-        self._handle.ptr  # noqa: B018 - ClosedError after close
+        self._handle.check_open()
         return dict(self._metadata)
 
     @cached_property
@@ -177,7 +168,7 @@ class Model:
     @property
     def info(self) -> ModelInfo:
         """Shape and size (``n_embd``, ``n_layer``, ``n_ctx_train``, ...)."""
-        self._handle.ptr  # noqa: B018
+        self._handle.check_open()
         return self._info
 
     @cached_property
@@ -238,7 +229,7 @@ class Model:
     # -- vocabulary ----------------------------------------------------------------------
     @property
     def n_vocab(self) -> int:
-        self._handle.ptr  # noqa: B018 - ClosedError after close
+        self._handle.check_open()
         return self._handle.n_vocab
 
     @property
@@ -280,7 +271,7 @@ class Model:
     @property
     def special_tokens(self) -> list[int]:
         """Ids of the control tokens (BOS, EOS, chat markers, ...)."""
-        self._handle.ptr  # noqa: B018
+        self._handle.check_open()
         return list(self._special_tokens)
 
     @cached_property

@@ -53,9 +53,9 @@ def default_mode() -> ProgressMode:
     ``$LLAMAKIT_CONFIG`` and the environment (``LLAMAKIT_UI__PROGRESS``)."""
     if _default is not None:
         return _default
-    from ._config import load_config
+    from ._config import ambient_config
 
-    return load_config().ui.progress
+    return ambient_config().ui.progress
 
 
 def resolve_mode(progress: object, what: str = "progress") -> ProgressMode:

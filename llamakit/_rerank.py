@@ -11,11 +11,11 @@ probability; Qwen3 rerankers apply their softmax in the graph).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._context_core import ContextCore
 from ._embeddings import POOLING_NAMES
 from ._errors import ConfigError, ContextError, ContextOverflowError, EmptyPromptError
 from ._native.batch import BatchHandle
@@ -24,7 +24,6 @@ from ._positions import learned_positions
 
 if TYPE_CHECKING:
     from ._model import Model
-    from ._native.context import ContextHandle
 
 __all__ = ["RerankMixin", "RerankResult", "pair_tokens"]
 
@@ -72,13 +71,8 @@ def _groups(token_lists: list[list[int]], limit: int, n_seq_max: int) -> list[li
     return groups
 
 
-class RerankMixin:
-    """The rerank method of ``Context``."""
-
-    model: Model
-    _handle: ContextHandle
-    _lock: threading.RLock
-    _past: list[int]
+class RerankMixin(ContextCore):
+    """The rerank method of ``Context`` (built on ``ContextCore``)."""
 
     def rerank(self, query: str, documents: Sequence[str], *,
                top_n: int | None = None) -> RerankResult:
@@ -130,8 +124,7 @@ class RerankMixin:
         scores = [0.0] * len(documents)
         with self._lock:
             handle.set_abort(False)
-            handle.clear_memory()
-            self._past = []
+            self._cache.clear()
             batch = BatchHandle(handle.native, limit)
             try:
                 for group in _groups(token_lists, limit, handle.n_seq_max):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,18 +11,20 @@ import numpy.typing as npt
 from ._errors import SamplerError
 from ._grammar import Grammar
 from ._native.sampler import NATIVE_STAGES, SamplerHandle
+from ._owned import Owned
 from ._plugins.manager import get_plugin_host
 from ._sampler_protocol import Candidates, Sampler
 from ._sampling import Stage, random_seed
 
 if TYPE_CHECKING:
     from ._context import Context
+    from ._context_core import ContextCore
     from ._model import Model
 
 __all__ = ["SamplerChain"]
 
 
-class SamplerChain:
+class SamplerChain(Owned):
     """A llama.cpp sampler chain over ``model``'s vocabulary; stages run in the order added.
 
     Each ``add_*`` method appends the llama.cpp stage of that name (``add_top_k`` is
@@ -37,6 +38,8 @@ class SamplerChain:
     does not parse is ``GrammarError``.
     """
 
+    _handle: SamplerHandle
+
     def __init__(self, model: Model, *, _handle: SamplerHandle | None = None) -> None:
         self.model = model
         self._handle = _handle if _handle is not None else SamplerHandle.new(model._handle)
@@ -46,17 +49,6 @@ class SamplerChain:
     def close(self) -> None:
         """Free the chain; a second call does nothing."""
         self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._handle.closed
-
-    def __enter__(self) -> SamplerChain:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __len__(self) -> int:
         return len(self._handle.names)
@@ -68,7 +60,7 @@ class SamplerChain:
     @property
     def stages(self) -> list[str]:
         """The stages' names, in order."""
-        self._handle.ptr  # noqa: B018 - ClosedError after close
+        self._handle.check_open()
         return list(self._handle.names)
 
     # -- building ------------------------------------------------------------------------
@@ -216,7 +208,7 @@ class SamplerChain:
         return chain
 
     # -- using ---------------------------------------------------------------------------
-    def _check_context(self, ctx: Context) -> None:
+    def _check_context(self, ctx: ContextCore) -> None:
         if ctx.model._handle is not self._handle.model:
             raise SamplerError("this chain was made for another model than the context's")
 

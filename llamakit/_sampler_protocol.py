@@ -22,13 +22,42 @@ from ._errors import PluginError, SamplerError
 if TYPE_CHECKING:
     from ._model import Model
 
-__all__ = ["TOKEN_DATA", "Candidates", "Sampler", "SamplerSpec", "check_sampler"]
+__all__ = ["NATIVE_STAGE_NAMES", "RESERVED_SAMPLER_NAMES", "SEQUENCE_STAGES", "TOKEN_DATA",
+           "Candidates", "Sampler", "SamplerSpec", "check_sampler"]
 
 #: The layout of llama.cpp's ``llama_token_data`` (id, logit, p); the handle layer checks
 #: it against the compiled struct before it hands any memory to numpy.
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: llama.cpp's own sampler stages, by the names a chain is built from
+#: (``SamplerChain.from_stages``); the handle layer has one builder for each.
+NATIVE_STAGE_NAMES = frozenset({
+    "greedy", "dist", "top_k", "top_p", "min_p", "typical", "temp", "temp_ext", "xtc",
+    "top_n_sigma", "mirostat", "mirostat_v2", "penalties", "dry", "adaptive_p",
+    "logit_bias", "grammar", "infill"})
+
+
+def _sequence_stages() -> dict[str, str]:
+    names = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top_n_sigma",
+             "top_k": "top_k", "typ_p": "typ_p", "top_p": "top_p", "min_p": "min_p",
+             "temperature": "temperature", "xtc": "xtc", "infill": "infill",
+             "adaptive_p": "adaptive_p", "nucleus": "top_p", "temp": "temperature",
+             "typ": "typ_p", "typical": "typ_p", "typical_p": "typ_p"}
+    for name in list(names):
+        if "_" in name:  # llama.cpp's CLI accepts "top-k" and "topk" as well
+            names.setdefault(name.replace("_", "-"), names[name])
+            names.setdefault(name.replace("_", ""), names[name])
+    return names
+
+
+#: The stages of llama.cpp's sampling sequence (``general.sampling.sequence``, ``--samplers``)
+#: by every name and alias llama.cpp accepts, each mapped to its canonical name.
+SEQUENCE_STAGES: dict[str, str] = _sequence_stages()
+
+#: Names a plugin sampler may not take: a chain or a sequence naming one would be ambiguous.
+RESERVED_SAMPLER_NAMES = NATIVE_STAGE_NAMES | frozenset(SEQUENCE_STAGES)
 
 
 class Candidates:

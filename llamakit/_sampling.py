@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ._errors import GrammarError, SamplerError
 from ._grammar import Grammar, JsonSchema, grammar_from_response_format
 from ._native.sampler import MAX_LAST_N
-from ._sampler_protocol import check_sampler
+from ._sampler_protocol import SEQUENCE_STAGES, check_sampler
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -125,15 +125,7 @@ _INTS: dict[str, tuple[int, int]] = {
     "mirostat": (0, 2),
 }
 # llama.cpp's sequence names (common_sampler_types_from_names) and their aliases.
-_SEQUENCE = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top_n_sigma",
-             "top_k": "top_k", "typ_p": "typ_p", "top_p": "top_p", "min_p": "min_p",
-             "temperature": "temperature", "xtc": "xtc", "infill": "infill",
-             "adaptive_p": "adaptive_p", "nucleus": "top_p", "temp": "temperature",
-             "typ": "typ_p", "typical": "typ_p", "typical_p": "typ_p"}
-for _name in list(_SEQUENCE):
-    if "_" in _name:
-        _SEQUENCE.setdefault(_name.replace("_", "-"), _SEQUENCE[_name])
-        _SEQUENCE.setdefault(_name.replace("_", ""), _SEQUENCE[_name])
+_SEQUENCE = SEQUENCE_STAGES  # the names are the plugin host's reserved names too
 _RESHAPING = frozenset({"top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
                         "temperature", "infill", "adaptive_p"})
 

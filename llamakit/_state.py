@@ -1,6 +1,6 @@
-"""Context features beyond generation: state save/load, LoRA, KV cache, perf counters.
+"""``Context`` state save/load (``state_bytes``, ``save_state``, ``load_seq_state``, ...).
 
-A mixin of ``Context``. Saved states are wrapped in a small container that names the
+Built on ``ContextCore``. Saved states are wrapped in a small container that names the
 model they belong to, so a state from another model is refused before llama.cpp sees it.
 """
 
@@ -11,21 +11,18 @@ import json
 import os
 import struct
 import tempfile
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import LoraError, StateError
-from ._kv import KVCache
+from ._context_core import ContextCore
+from ._errors import StateError
 from ._native import memory
 
 if TYPE_CHECKING:
-    from ._lora import LoraAdapter
     from ._model import Model
-    from ._native.context import ContextHandle
 
-__all__ = ["ContextExtras"]
+__all__ = ["StateMixin"]
 
 _MAGIC = b"LKSTATE1"
 _HEADER = struct.Struct("<8sI")
@@ -66,87 +63,8 @@ def _write_atomic(path: Path, blob: bytes) -> None:
         raise
 
 
-class ContextExtras:
-    """State, LoRA, KV-cache and perf methods of ``Context``."""
-
-    model: Model
-    _handle: ContextHandle
-    _past: list[int]
-    _lock: threading.RLock
-
-    # -- KV cache and perf ---------------------------------------------------------------
-    @property
-    def kv(self) -> KVCache:
-        """Direct control of the KV cache (``clear``, ``seq_rm``, ``seq_cp``, ...)."""
-        self._handle.ptr  # noqa: B018 - ClosedError after close
-        return KVCache(self)  # type: ignore[arg-type]
-
-    def _forget_past(self) -> None:
-        self._past = []
-        memory.kv_remove(self._handle, 0, -1, -1)
-
-    def _truncate_past(self, p0: int, p1: int) -> None:
-        start = max(p0, 0)
-        if p1 < 0 or p1 >= len(self._past):
-            self._past = self._past[:start]
-        else:
-            self._forget_past()  # a hole in the middle: the cached prefix is no longer known
-
-    def perf(self) -> dict[str, float]:
-        """llama.cpp's perf counters since the last reset: load, prompt and generation ms
-        and token counts (``t_p_eval_ms``, ``n_p_eval``, ``t_eval_ms``, ``n_eval``, ...)."""
-        return self._handle.perf()
-
-    def reset_perf(self) -> None:
-        """Zero llama.cpp's perf counters (``generate`` does this at its start)."""
-        self._handle.reset_perf()
-
-    # -- LoRA --------------------------------------------------------------------------------
-    @property
-    def loras(self) -> dict[LoraAdapter, float]:
-        """The adapters applied to this context, with their scales."""
-        self._handle.ptr  # noqa: B018
-        return dict(self._lora_objects())
-
-    def _lora_objects(self) -> dict[LoraAdapter, float]:
-        applied: dict[LoraAdapter, float] = getattr(self, "_applied_loras", {})
-        live = {a: s for a, s in applied.items() if not a.closed}
-        self._applied_loras = live
-        return live
-
-    def _set_loras(self, wanted: dict[LoraAdapter, float]) -> None:
-        with self._lock:
-            # The handle empties the KV cache (computed with other weights) and bumps its
-            # memory epoch, which makes the next generate forget the cached prefix.
-            self._handle.set_loras({a._handle: s for a, s in wanted.items()})
-            self._applied_loras = dict(wanted)
-
-    def apply_lora(self, adapter: LoraAdapter, scale: float = 1.0) -> None:
-        """Apply ``adapter`` (of this context's model) with ``scale``; applying it again
-        changes its scale."""
-        from ._lora import LoraAdapter
-
-        if not isinstance(adapter, LoraAdapter):
-            raise LoraError(f"expected a LoraAdapter, got {type(adapter).__name__}")
-        if adapter._handle.model is not self.model._handle:
-            raise LoraError("this adapter was loaded for another model; load it with "
-                            "this context's model.load_lora()", path=adapter.path)
-        adapter._handle.ptr  # noqa: B018
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-                or scale != scale or scale in (float("inf"), float("-inf")):
-            raise LoraError(f"scale must be a finite number, got {scale!r}")
-        self._set_loras({**self._lora_objects(), adapter: float(scale)})
-
-    def remove_lora(self, adapter: LoraAdapter) -> None:
-        """Stop applying ``adapter``; an adapter that is not applied is an error."""
-        current = self._lora_objects()
-        if adapter not in current:
-            raise LoraError(f"{adapter!r} is not applied to this context")
-        self._set_loras({a: s for a, s in current.items() if a is not adapter})
-
-    def clear_loras(self) -> None:
-        """Remove every applied adapter."""
-        self._set_loras({})
+class StateMixin(ContextCore):
+    """Save and restore the state of a ``Context`` (all of it, or one sequence)."""
 
     # -- state -----------------------------------------------------------------------------
     def _pack(self, kind: str, seq_id: int | None, payload: bytes,
@@ -193,7 +111,8 @@ class ContextExtras:
     def state_bytes(self) -> bytes:
         """The whole context state (KV cache of every sequence, outputs) as bytes."""
         with self._lock:
-            return self._pack("context", None, memory.get_state(self._handle), self._past)
+            return self._pack("context", None, memory.get_state(self._handle),
+                              self._cache.tokens)
 
     def set_state(self, data: bytes) -> None:
         """Restore ``state_bytes()`` output; anything that does not fit raises
@@ -201,12 +120,12 @@ class ContextExtras:
         with self._lock:
             header, payload = self._unpack(bytes(data), "context")
             memory.set_state(self._handle, bytes(payload))
-            self._past = list(header["tokens"])
+            self._cache.replace(header["tokens"])
 
     def seq_state_bytes(self, seq_id: int = 0) -> bytes:
         """The state of one sequence as bytes."""
         with self._lock:
-            tokens = self._past if seq_id == 0 else []
+            tokens = self._cache.tokens if seq_id == 0 else []
             return self._pack("sequence", seq_id, memory.get_state(self._handle, seq_id),
                               tokens)
 
@@ -216,7 +135,7 @@ class ContextExtras:
             header, payload = self._unpack(bytes(data), "sequence")
             memory.set_state(self._handle, bytes(payload), seq_id)
             if seq_id == 0:
-                self._past = list(header["tokens"])
+                self._cache.replace(header["tokens"])
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
         """Write ``state_bytes()`` to ``path`` atomically."""

@@ -67,3 +67,13 @@ def model(tiny_model_path: Path) -> Iterator[llamakit.Model]:
 def ctx(model: llamakit.Model) -> Iterator[llamakit.Context]:
     with model.new_context(n_ctx=256, n_batch=64, n_threads=2) as context:
         yield context
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ambient_config() -> Iterator[None]:
+    """No test sees the process config another test loaded (a file rewritten in place
+    within the clock's resolution would otherwise keep its old values)."""
+    from llamakit._config import clear_ambient_config
+
+    yield
+    clear_ambient_config()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import llamakit
-from llamakit._context import TextAssembler
+from llamakit._context_text import TextAssembler
 
 
 def test_default_n_ctx_is_min_of_train_and_4096(model: llamakit.Model) -> None:

@@ -6,31 +6,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._native.chat import chat_apply_builtin, chat_builtin_templates
-from .._native.lib import NativeLib, loaded_natives
 from .messages import text_of
 
 if TYPE_CHECKING:
     from .._model import Model
+    from .._native.lib import NativeLib
 
 __all__ = ["builtin_chat_templates", "native_for", "render_builtin"]
 
 
 def native_for(model: Model | None) -> NativeLib:
-    """The native module to format with: the model's, else one already loaded (the
-    formatters are the same in every variant of one llama.cpp), else the CPU variant (the
-    cheapest to load), else the default backend."""
+    """The native module to format with: the model's, else ``default_native()`` (the
+    formatters are the same in every variant of one llama.cpp)."""
     if model is not None:
         return model._handle.native
-    loaded = loaded_natives()
-    if loaded:
-        return loaded.get("cpu") or next(iter(loaded.values()))
-    from .._backends import resolve_backend
-    from .._errors import BackendUnavailableError
+    from .._backends import default_native
 
-    try:
-        return resolve_backend("cpu")
-    except BackendUnavailableError:
-        return resolve_backend(None)
+    return default_native()
 
 
 def builtin_chat_templates() -> list[str]:

@@ -9,16 +9,16 @@ conversation therefore evaluates only what is new since the last reply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .._config.schema import ChatConfig
+from .._generation import Generation
 from .messages import Messages, normalize_messages
 from .render import apply_model_chat_template
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
 if TYPE_CHECKING:
-    from .._context import Context
     from .._model import Model
 
 __all__ = ["ChatMixin", "chat_tokens"]
@@ -34,8 +34,9 @@ def chat_tokens(model: Model, text: str) -> list[int]:
     return tokens
 
 
-class ChatMixin:
-    """Chat methods of ``Context`` (defined here to keep chat in one package)."""
+class ChatMixin(Generation):
+    """Chat methods of ``Context`` (defined here to keep chat in one package); a chat
+    turn is a ``generate``/``stream`` call on the rendered conversation."""
 
     #: Template and rendering limits for ``chat``; ``from_config`` may set the ``[chat]``
     #: section here.
@@ -45,14 +46,13 @@ class ChatMixin:
                      tools: Sequence[Mapping[str, Any]] | None,
                      continue_final_message: bool | None,
                      chat_template_kwargs: Mapping[str, Any] | None) -> tuple[str, list[int]]:
-        ctx = cast("Context", self)
         if continue_final_message is None:
             continue_final_message = normalize_messages(messages)[-1]["role"] == "assistant"
         text = apply_model_chat_template(
-            ctx.model, messages, template, add_generation_prompt=not continue_final_message,
+            self.model, messages, template, add_generation_prompt=not continue_final_message,
             tools=tools, continue_final_message=continue_final_message,
             config=self.chat_config, **dict(chat_template_kwargs or {}))
-        return text, chat_tokens(ctx.model, text)
+        return text, chat_tokens(self.model, text)
 
     def chat(self, messages: Messages, *, template: TemplateSpec | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None,
@@ -71,7 +71,7 @@ class ChatMixin:
         """
         text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
                                          chat_template_kwargs)
-        result = cast("Context", self).generate(tokens, **sampling)
+        result = self.generate(tokens, **sampling)
         return ChatResult.from_generation(result, text)
 
     def chat_stream(self, messages: Messages, *, template: TemplateSpec | None = None,
@@ -83,4 +83,4 @@ class ChatMixin:
         the ``ChatResult`` once exhausted."""
         text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
                                          chat_template_kwargs)
-        return ChatStream(cast("Context", self).stream(tokens, **sampling), text)
+        return ChatStream(self.stream(tokens, **sampling), text)

@@ -30,6 +30,7 @@ reason and where the value came from.
 
 from __future__ import annotations
 
+from .ambient import ambient_config, clear_ambient_config
 from .errors import config_error_from_validation
 from .loader import load_config
 from .reference import config_schema_markdown
@@ -49,6 +50,8 @@ __all__ = [
     "ModelConfig",
     "PluginsConfig",
     "SamplingConfig",
+    "ambient_config",
+    "clear_ambient_config",
     "config_error_from_validation",
     "config_schema_markdown",
     "load_config",

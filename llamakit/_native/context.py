@@ -172,7 +172,7 @@ class ContextHandle(Handle):
                 "with n_ubatch=n_batch", status=-1)
 
     def _memory(self) -> Any:
-        self.ptr  # noqa: B018 - raises ClosedError after close
+        self.check_open()
         return self.memory
 
     def clear_memory(self) -> None:

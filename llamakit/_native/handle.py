@@ -81,6 +81,11 @@ class Handle:
     def closed(self) -> bool:
         return self._ptr is None
 
+    def check_open(self) -> None:
+        """Raise ``ClosedError`` once closed (before a call that reads no pointer)."""
+        if self._ptr is None:
+            raise ClosedError(f"this {self.kind} is closed")
+
     def add_dependent(self, handle: Handle) -> None:
         self._dependents.add(handle)
         handle._resource.attach(self._resource)

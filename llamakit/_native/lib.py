@@ -9,14 +9,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _logging
 from .._backend_spec import BackendSpec, DeviceInfo
-from .._build.variant import BuiltVariant, build_variant, find_variant
-from .._progress import build_progress
 
-__all__ = ["NativeLib", "load_native", "loaded_natives"]
+if TYPE_CHECKING:
+    from .._build.variant import BuiltVariant
+
+__all__ = ["NativeLib", "import_native", "loaded_natives"]
 
 # ggml_log_level -> logging level; CONT continues the previous line's level.
 _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
@@ -147,27 +148,23 @@ def _import(variant: BuiltVariant, name: str) -> ModuleType:
     return module
 
 
-def load_native(spec: BackendSpec, settings: Mapping[str, Any] | None = None) -> NativeLib:
-    """Import the native module of ``spec``, building it first if the cache lacks it.
+def import_native(spec: BackendSpec, settings: Mapping[str, Any] | None,
+                  variant: Callable[[BackendSpec], BuiltVariant]) -> NativeLib:
+    """Import the native module of ``spec`` from the variant ``variant(spec)`` supplies
+    (the backend layer finds or builds it: this layer neither builds nor draws).
 
     ``settings`` (the backend's config table) reach ``spec.before_load`` on the first
-    load only: a variant is initialised once per process.
+    load only: a variant is initialised once per process. The lock is held while
+    ``variant`` runs, so two threads never build or import one variant twice.
     """
     with _load_lock:
         native = _loaded.get(spec.name)
         if native is not None:
             return native
-        variant = find_variant(spec)
-        if variant is None:  # a build of minutes: show it (see llamakit._progress)
-            callback, bar = build_progress(None, spec.name)
-            try:
-                variant = build_variant(spec, progress=callback)
-            finally:
-                if bar is not None:
-                    bar.close()
+        built = variant(spec)
         spec.before_load(settings or {})
-        module = _import(variant, spec.module_name)
-        native = NativeLib(backend=spec.name, module=module, variant=variant)
+        module = _import(built, spec.module_name)
+        native = NativeLib(backend=spec.name, module=module, variant=built)
         ffi, lib = module.ffi, module.lib
 
         @ffi.def_extern(name="lk_py_log")  # type: ignore[untyped-decorator]

@@ -283,12 +283,12 @@ class ModelHandle(Handle):
 
     # -- vocabulary ---------------------------------------------------------------------
     def special_token(self, which: str) -> int | None:
-        self.ptr  # noqa: B018 - ClosedError before C reads the freed vocabulary
+        self.check_open()  # before C reads the freed vocabulary
         token = int(getattr(self.lib, f"llama_vocab_{which}")(self.vocab))
         return None if token < 0 else token
 
     def add_bos(self) -> bool:
-        self.ptr  # noqa: B018 - ClosedError before C reads the freed vocabulary
+        self.check_open()  # before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
 
     def check_token(self, token: int) -> int:
@@ -314,24 +314,24 @@ class ModelHandle(Handle):
         return [int(t) for t in values]
 
     def is_eog(self, token: int) -> bool:
-        self.ptr  # noqa: B018
+        self.check_open()
         return bool(self.lib.llama_vocab_is_eog(self.vocab, self.check_token(token)))
 
     def is_control(self, token: int) -> bool:
-        self.ptr  # noqa: B018
+        self.check_open()
         return bool(self.lib.llama_vocab_is_control(self.vocab, self.check_token(token)))
 
     def token_attr(self, token: int) -> int:
-        self.ptr  # noqa: B018
+        self.check_open()
         return int(self.lib.llama_vocab_get_attr(self.vocab, self.check_token(token)))
 
     def token_text(self, token: int) -> str:
-        self.ptr  # noqa: B018
+        self.check_open()
         raw = self.lib.llama_vocab_get_text(self.vocab, self.check_token(token))
         return str(self.ffi.string(raw).decode("utf-8", errors="replace"))
 
     def tokenize(self, text: bytes, add_special: bool, parse_special: bool) -> list[int]:
-        self.ptr  # noqa: B018
+        self.check_open()
         if len(text) >= _INT32_MAX:
             raise TokenizeError(f"text of {len(text)} bytes is too long to tokenize")
         capacity = len(text) + 8
@@ -355,12 +355,12 @@ class ModelHandle(Handle):
         return bytes(self.ffi.buffer(buf, n))
 
     def token_to_piece(self, token: int, special: bool) -> bytes:
-        self.ptr  # noqa: B018
+        self.check_open()
         return self.piece(self.check_token(token), special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool,
                    unparse_special: bool) -> bytes:
-        self.ptr  # noqa: B018
+        self.check_open()
         values = self.check_tokens(tokens)
         if not values:
             return b""

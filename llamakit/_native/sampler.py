@@ -258,6 +258,8 @@ NATIVE_STAGES: dict[str, Builder] = {
     "penalties": _penalties, "dry": _dry, "adaptive_p": _adaptive_p,
     "logit_bias": _logit_bias, "grammar": _grammar, "infill": _infill,
 }
+# The names are owned by _sampler_protocol.NATIVE_STAGE_NAMES (the plugin host reserves
+# them without importing this layer); tests/test_architecture.py checks that they agree.
 #: Stages that pick the token; a chain must end with one.
 SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
 
@@ -279,7 +281,7 @@ class SamplerHandle(Handle):
     @classmethod
     def new(cls, model: ModelHandle) -> SamplerHandle:
         """An empty chain (add stages with ``add``/``add_python``)."""
-        model.ptr  # noqa: B018 - ClosedError for a closed model
+        model.check_open()
         lib = model.lib
         params = lib.llama_sampler_chain_default_params()
         params.no_perf = False
@@ -291,8 +293,8 @@ class SamplerHandle(Handle):
         if builder is None:
             raise SamplerError(f"unknown sampler stage {name!r}; native stages are "
                                f"{', '.join(sorted(NATIVE_STAGES))}")
-        self.ptr  # noqa: B018
-        self.model.ptr  # noqa: B018
+        self.check_open()
+        self.model.check_open()
         stage = builder(self.native, self.model, params)
         if stage == self.ffi.NULL:
             raise SamplerError(f"llama.cpp could not create the {name!r} sampler")
@@ -303,7 +305,7 @@ class SamplerHandle(Handle):
 
     def add_python(self, sampler: Any, name: str) -> None:
         """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
-        self.ptr  # noqa: B018
+        self.check_open()
         stage = new_python_stage(self.native, sampler, name)
         self.lib.llama_sampler_chain_add(self.ptr, stage)
         self.names.append(name)
@@ -354,7 +356,7 @@ class SamplerHandle(Handle):
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
         nothing; the candidates as the chain leaves them."""
-        self.ptr  # noqa: B018
+        self.check_open()
         values = np.ascontiguousarray(logits, dtype=np.float32)
         if values.shape != (self.model.n_vocab,):
             raise SamplerError(f"logits must have shape ({self.model.n_vocab},), "

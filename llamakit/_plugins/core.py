@@ -15,6 +15,6 @@ __all__ = ["llamakit_register_model_resolvers", "llamakit_register_quantizers"]
 @hookimpl
 def llamakit_register_model_resolvers() -> Sequence[ModelResolver]:
     from .._hf_resolver import hf_resolver
-    from .._resolvers import package_resolver
+    from .._package_resolver import package_resolver
 
     return [hf_resolver(), package_resolver()]

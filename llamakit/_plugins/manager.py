@@ -30,7 +30,7 @@ from .._command_spec import CommandSpec
 from .._errors import PluginError
 from .._quantize.plan import QuantizationRecipe, RecipeEntry
 from .._resolver_spec import ModelResolver
-from .._sampler_protocol import SamplerSpec
+from .._sampler_protocol import RESERVED_SAMPLER_NAMES, SamplerSpec
 from . import hookspecs
 
 if TYPE_CHECKING:
@@ -302,17 +302,12 @@ class PluginHost:
 
     def samplers(self) -> dict[str, SamplerSpec]:
         """Every registered Python sampler by name, each tagged with its plugin."""
-        def stage_names() -> set[str]:
-            from .._native.sampler import NATIVE_STAGES
-            from .._sampling import sequence_names
-
-            return {*NATIVE_STAGES, *sequence_names()}
-
         return self._registry(
             "llamakit_register_samplers", "sampler", "llamakit.SamplerSpec objects",
             lambda spec: isinstance(spec, SamplerSpec),
             lambda spec, plugin: dataclasses.replace(spec, plugin=plugin),
-            reserved=stage_names, reserved_why="which is a llama.cpp stage name")
+            reserved=lambda: RESERVED_SAMPLER_NAMES,
+            reserved_why="which is a llama.cpp stage name")
 
     def chat_templates(self) -> dict[str, ChatTemplate]:
         """Every registered chat template by name, each tagged with its plugin."""
@@ -377,9 +372,9 @@ def hook_names() -> list[str]:
 def _disabled_by(config: Config | None, environ: Mapping[str, str]) -> dict[str, str]:
     reasons = {name: ENV_DISABLE for name in _parse_disable(environ.get(ENV_DISABLE, ""))}
     if config is None:
-        from .._config import load_config
+        from .._config import ambient_config, load_config
 
-        config = load_config(env=environ)
+        config = ambient_config() if environ is os.environ else load_config(env=environ)
     origin = config.origin("plugins.disable")
     for name in config.plugins.disable:
         reasons.setdefault(name, f"[plugins] disable ({origin})")

@@ -1,0 +1,176 @@
+"""``Context.generate`` and ``Context.stream``: one prompt, one sampler chain, sequence 0.
+
+The prompt is brought into sequence 0 through the ``PromptCache`` (reusing the prefix the
+previous call left), then tokens are sampled and decoded one at a time until an
+end-of-generation token, a stop string, ``max_new_tokens`` or a full context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._context_core import ContextCore, Prompt
+from ._context_text import TextAssembler, stop_strings
+from ._errors import ConfigError, ContextOverflowError, SamplerError
+from ._overflow import OverflowPolicy, check_policy
+from ._results import FinishReason, GenerationResult, TextStream, Timings
+from ._sampler_chain import SamplerChain
+from ._sampling import SamplingParams, random_seed
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._sampling import SamplingKwargs
+
+__all__ = ["Generation"]
+
+
+class Generation(ContextCore):
+    """``generate`` and ``stream`` of ``Context``."""
+
+    def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
+             parse_special: bool, sampling: Mapping[str, Any],
+             sampler: SamplerChain | None = None, where: str = "generate()",
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             ) -> Iterator[str | GenerationResult]:
+        if max_new_tokens is None:
+            max_new_tokens = self.max_new_tokens
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or max_new_tokens < 0:
+            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}",
+                              key="max_new_tokens")
+        stops = stop_strings(self.stop if stop is None else stop)
+        if sampler is not None:
+            if sampling:
+                raise SamplerError(f"{where}: give either sampler= or sampling keywords "
+                                   f"({', '.join(sorted(sampling))}), not both")
+            if not isinstance(sampler, SamplerChain):
+                raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
+            sampler._check_context(self)
+            params, seed = SamplingParams(), sampler.seed
+        else:
+            params = self._sampling(sampling, where)
+            chosen = params.values.get("seed")
+            seed = chosen if chosen is not None else random_seed()
+        model_handle = self.model._handle
+        on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
+        if on_overflow == "shift" and not self.kv.can_shift:
+            raise ConfigError("on_overflow='shift' needs a model whose KV cache can shift "
+                              "positions; use 'truncate'", key="on_overflow")
+        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
+        return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
+                          on_overflow, n_keep)
+
+    def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
+              params: SamplingParams, seed: int | None, model_handle: Any,
+              chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+        handle = self._handle
+        with self._lock:
+            handle.set_abort(False)
+            handle.reset_perf()
+            started = time.perf_counter()
+            owned = chain is None
+            if chain is None:
+                assert seed is not None
+                chain = SamplerChain.from_stages(self.model, params.stages(seed, handle.n_ctx))
+            else:
+                seed = chain.seed
+            try:
+                chain._start(prompt)
+                sampler = chain._handle
+                cache = self._cache
+                cached = cache.evaluate(prompt, handle.n_batch) if max_new_tokens > 0 else 0
+                prompt_done = time.perf_counter()
+                generated: list[int] = []
+                assembler = TextAssembler(stops)
+                finish: FinishReason = "length"
+                n_ctx = handle.n_ctx
+                overflowed = False
+                while len(generated) < max_new_tokens:
+                    token = sampler.sample(handle)
+                    if model_handle.is_eog(token):
+                        finish = "eog"
+                        break
+                    generated.append(token)
+                    ready = assembler.feed(model_handle.piece(token, False))
+                    if ready:
+                        yield ready
+                    if assembler.stopped:
+                        finish = "stop"
+                        break
+                    if len(generated) >= max_new_tokens:
+                        break
+                    if len(cache) >= n_ctx:
+                        if on_overflow != "shift":
+                            overflowed = on_overflow == "error"
+                            break
+                        cache.shift(n_keep)
+                    cache.decode([token])
+                rest = assembler.finish()
+                if rest:
+                    yield rest
+                finished = time.perf_counter()
+                timings = Timings(
+                    prompt_tokens=len(prompt), prompt_tokens_cached=cached,
+                    prompt_ms=(prompt_done - started) * 1000, generated_tokens=len(generated),
+                    generated_ms=(finished - prompt_done) * 1000,
+                    total_ms=(finished - started) * 1000, native=handle.perf())
+                result = GenerationResult(text=assembler.text, tokens=generated,
+                                          finish_reason=finish, timings=timings,
+                                          prompt_tokens=prompt,
+                                          seed=None if owned and params.greedy else seed)
+                if overflowed:
+                    error = ContextOverflowError(len(prompt) + len(generated), n_ctx,
+                                                 what="prompt and generated text")
+                    error.result = result
+                    raise error
+                yield result
+            finally:
+                if owned:
+                    chain.close()
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
+                 stop: str | Sequence[str] | None = None, parse_special: bool = True,
+                 sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+                 n_keep: int = 0,
+                 **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
+        """Generate a completion of ``prompt`` (text or token ids).
+
+        Sampling: llama.cpp's keywords (``temperature=0.8, top_k=40, top_p=0.95,
+        min_p=0.05, repeat_penalty, frequency_penalty, presence_penalty, typical_p,
+        mirostat, dry_*, xtc_*, logit_bias, seed``, ...; see ``SamplingKwargs``), a
+        constraint (``grammar``, ``json_schema``, ``response_format``), or a ``sampler=``
+        chain instead of all of these. Unset keywords come from the context's
+        ``[sampling]`` config, then the model's GGUF recommendations
+        (``general.sampling.*``), then llama.cpp's defaults; ``temperature=0`` is greedy.
+        Generation ends at an end-of-generation token (``"eog"``), a stop string
+        (``"stop"``, cut from the text) or after ``max_new_tokens`` (default 256). A full
+        context follows ``on_overflow``: ``"error"`` raises ``ContextOverflowError`` (with
+        the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
+        ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
+        Special-token text in a string prompt is parsed unless ``parse_special=False``.
+        """
+        result: GenerationResult | None = None
+        for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
+                              "generate()", on_overflow, n_keep):
+            if isinstance(item, GenerationResult):
+                result = item
+        assert result is not None
+        return result
+
+    def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
+               stop: str | Sequence[str] | None = None, parse_special: bool = True,
+               sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
+               n_keep: int = 0,
+               **sampling: Unpack[SamplingKwargs]) -> TextStream:
+        """Like ``generate`` but yields text pieces as they are produced.
+
+        A multi-byte character is never split across pieces, and text that might begin a
+        stop string is held back until it is known not to. After the loop the stream's
+        ``result`` holds the ``GenerationResult``.
+        """
+        return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
+                                    sampler, "stream()", on_overflow, n_keep))

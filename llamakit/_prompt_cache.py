@@ -1,0 +1,114 @@
+"""``PromptCache``: which tokens sequence 0 of a context holds, and the operations that
+keep that knowledge true.
+
+A ``generate`` call reuses the KV cache for the prefix its prompt shares with what was
+evaluated before; that works only while this list is exactly what llama.cpp holds. Every
+change to sequence 0 therefore goes through here: evaluating a prompt, decoding a token,
+a failed or interrupted decode (``sync``), a context shift, a hand edit of the KV cache
+(``forget``/``truncate``), a restored state (``replace``), and an emptied memory. A change
+llama.cpp makes on its own (applying LoRA adapters empties the memory) bumps the handle's
+``memory_epoch``, which makes the next ``evaluate`` start from nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._native import memory
+from ._overflow import shift_plan
+
+if TYPE_CHECKING:
+    from ._native.context import ContextHandle
+
+__all__ = ["PromptCache"]
+
+
+class PromptCache:
+    """The tokens of sequence 0, in position order. The caller holds the context's lock."""
+
+    def __init__(self, handle: ContextHandle) -> None:
+        self._handle = handle
+        self._tokens: list[int] = []
+        self._epoch = handle.memory_epoch
+
+    @property
+    def tokens(self) -> list[int]:
+        """A copy of the held tokens."""
+        return list(self._tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def evaluate(self, tokens: list[int], n_batch: int) -> int:
+        """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length.
+        The last token is always evaluated (its logits are the next token's)."""
+        handle = self._handle
+        if self._epoch != handle.memory_epoch:
+            self._tokens, self._epoch = [], handle.memory_epoch
+        common = 0
+        for old, new in zip(self._tokens, tokens, strict=False):
+            if old != new:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)
+        if common < len(self._tokens) and not handle.remove_from(0, common):
+            handle.clear_memory()
+            common = 0
+        self._tokens = self._tokens[:common]
+        for start in range(common, len(tokens), n_batch):
+            self.decode(tokens[start:start + n_batch])
+        return common
+
+    def decode(self, tokens: Sequence[int]) -> None:
+        """Decode ``tokens`` (at most ``n_batch``) after the held ones."""
+        try:
+            self._handle.decode(tokens)
+        except BaseException:
+            self._sync(tokens)
+            raise
+        self._tokens.extend(tokens)
+
+    def _sync(self, pending: Sequence[int]) -> None:
+        # After a failed or interrupted decode llama.cpp keeps the micro-batches it finished
+        # and drops the one it was in: hold what sequence 0 now holds.
+        known = [*self._tokens, *pending]
+        held = self._handle.pos_max(0) + 1
+        if held <= len(known):
+            self._tokens = known[:held]
+        else:
+            self.clear()
+
+    def shift(self, n_keep: int) -> None:
+        """llama.cpp's context shift: keep ``n_keep`` tokens, drop half of the rest, move
+        what follows down."""
+        n_past = len(self._tokens)
+        discard = shift_plan(n_past, n_keep)
+        memory.kv_remove(self._handle, 0, n_keep, n_keep + discard)
+        memory.kv_add(self._handle, 0, n_keep + discard, n_past, -discard)
+        self._tokens = self._tokens[:n_keep] + self._tokens[n_keep + discard:]
+
+    def clear(self) -> None:
+        """Empty the whole memory (every sequence) and the held list."""
+        self._handle.clear_memory()
+        self._tokens = []
+
+    def forget(self) -> None:
+        """Sequence 0 was edited by hand: drop it, so the next prompt is evaluated whole."""
+        self._tokens = []
+        memory.kv_remove(self._handle, 0, -1, -1)
+
+    def truncate(self, p0: int, p1: int) -> None:
+        """Positions ``[p0, p1)`` of sequence 0 were removed (negative: open-ended)."""
+        if p1 < 0 or p1 >= len(self._tokens):
+            self._tokens = self._tokens[:max(p0, 0)]
+        else:
+            self.forget()  # a hole in the middle: the cached prefix is no longer known
+
+    def replace(self, tokens: Sequence[int]) -> None:
+        """A restored state put ``tokens`` into sequence 0."""
+        self._tokens = list(tokens)
+
+    def drop(self) -> None:
+        """Another user of the memory (batched generation) is about to overwrite it."""
+        self._tokens = []
