@@ -16,7 +16,7 @@ from ._plugins.manager import get_plugin_host
 from ._progress import build_progress
 
 __all__ = ["BackendStatus", "backend_model_devices", "backends", "default_native", "devices",
-           "load_native", "resolve_backend"]
+           "load_native", "open_backend", "resolve_backend"]
 
 logger = logging.getLogger("llamakit.backends")
 
@@ -132,9 +132,23 @@ def resolve_backend(name: str | None = None, settings: Settings | None = None) -
     ``name`` comes from a keyword or the config; None falls back to ``$LLAMAKIT_BACKEND``,
     then ``auto``: the available backend with the best ``(priority, score)``.
     """
-    wanted = _requested(name)
+    return _resolve(name, get_plugin_host().backends(), _settings(settings))[1]
+
+
+def open_backend(name: str | None, settings: Settings | None,
+                 options: Mapping[str, Any]) -> tuple[NativeLib, ModelDevices | None]:
+    """The backend of one model load and the devices it supplies for it (see
+    ``resolve_backend`` and ``backend_model_devices``): the registry, the settings and the
+    backend's hooks are each consulted once."""
     specs = get_plugin_host().backends()
     chosen = _settings(settings)
+    spec, native = _resolve(name, specs, chosen)
+    return native, _model_devices(spec, native, chosen, options)
+
+
+def _resolve(name: str | None, specs: Mapping[str, BackendSpec],
+             chosen: Settings) -> tuple[BackendSpec, NativeLib]:
+    wanted = _requested(name)
     if wanted != "auto":
         spec = specs.get(wanted)
         if spec is None:
@@ -142,7 +156,7 @@ def resolve_backend(name: str | None = None, settings: Settings | None = None) -
             raise BackendUnavailableError(
                 f"no backend named {wanted!r} is installed (installed: {known}); "
                 f"install the llamakit-{wanted} plugin", backend=wanted)
-        return _load_usable(spec, chosen)
+        return spec, _load_usable(spec, chosen)
     if not any(spec.auto for spec in specs.values()):
         raise BackendUnavailableError(
             "no llamakit backend is installed; pip install llamakit-cpu", backend="auto")
@@ -160,7 +174,7 @@ def resolve_backend(name: str | None = None, settings: Settings | None = None) -
             continue
         logger.info("auto: chose backend %r (priority %d, highest usable)",
                     spec.name, spec.priority)
-        return native
+        return spec, native
     raise BackendUnavailableError(
         "no installed backend can run here: " + " | ".join(reasons), backend="auto")
 
@@ -196,11 +210,16 @@ def backend_model_devices(native: NativeLib, settings: Settings | None,
     ``settings_model``. A keyword the backend does not know is a ``TypeError`` (as for
     any function); a bad value is a ``ConfigError`` naming the key.
     """
+    spec = get_plugin_host().backends().get(native.backend)
+    return _model_devices(spec, native, _settings(settings), options)
+
+
+def _model_devices(spec: BackendSpec | None, native: NativeLib, settings: Settings,
+                   options: Mapping[str, Any]) -> ModelDevices | None:
     from pydantic import ValidationError
 
     from ._config.errors import config_error_from_validation
 
-    spec = get_plugin_host().backends().get(native.backend)
     model = spec.settings_model if spec is not None else None
     known = set(model.model_fields) if model is not None else set()
     unknown = sorted(set(options) - known)
@@ -211,7 +230,7 @@ def backend_model_devices(native: NativeLib, settings: Settings | None,
                         f"{', '.join(repr(k) for k in unknown)} ({takes})")
     if spec is None or model is None:
         return None
-    table = dict(_settings(settings).get(spec.name) or {})
+    table = dict(settings.get(spec.name) or {})
     try:
         model.model_validate(table)
     except ValidationError as exc:

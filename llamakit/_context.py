@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
+from ._config.fields import check_fields
+from ._config.schema import ContextConfig
 from ._context_knobs import default_threads
 from ._context_lora import LoraMixin
 from ._control_vector import ControlVectorMixin
@@ -17,24 +19,12 @@ from ._errors import ConfigError
 from ._native.context import ContextHandle
 from ._positions import learned_positions
 from ._rerank import RerankMixin
-from ._sampling import check_seed
 from ._state import StateMixin
 
 if TYPE_CHECKING:
     from ._model import Model
 
 __all__ = ["Context"]
-
-_MAX_SEQUENCES = 256  # LLAMA_MAX_SEQ
-
-
-def _positive(name: str, value: Any) -> int:
-    # llama.cpp keeps these in (u)int32 fields: a larger value would be an OverflowError
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
-        raise ConfigError(f"{name} must be a positive integer below 2**31, got {value!r}",
-                          key=name)
-    return value
-
 
 class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, ControlVectorMixin,
               RerankMixin):
@@ -54,39 +44,29 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, Con
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
                 kv_unified: bool | None = None,
                 knobs: Mapping[str, Any] | None = None) -> Context:
+        # The [context] keys: checked by ContextConfig, the schema the TOML keys use too.
+        checked = check_fields(ContextConfig, {
+            "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_threads": n_threads,
+            "n_threads_batch": n_threads_batch, "embeddings": embeddings, "seed": seed,
+            "n_seq_max": n_seq_max, "kv_unified": kv_unified})
+        n_ctx, n_batch, n_seq_max = checked["n_ctx"], checked["n_batch"], checked["n_seq_max"]
         info = model.info
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
-        _positive("n_ctx", n_ctx)
-        _positive("n_batch", n_batch)
-        _positive("n_ubatch", n_ubatch)
-        cpus = default_threads()
-        n_threads = _positive("n_threads", cpus if n_threads is None else n_threads)
-        n_threads_batch = _positive(
-            "n_threads_batch", n_threads if n_threads_batch is None else n_threads_batch)
-        if not isinstance(embeddings, bool):
-            raise ConfigError(f"embeddings must be True or False, got {embeddings!r}",
-                              key="embeddings")
+        n_threads = default_threads() if n_threads is None else n_threads
+        n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         if pooling not in _POOLING:
             raise ConfigError(f"pooling must be one of {sorted(k for k in _POOLING if k)} or "
                               f"None, got {pooling!r}", key="pooling")
-        check_seed(seed)
-        _positive("n_seq_max", n_seq_max)
-        if n_seq_max > _MAX_SEQUENCES:
-            raise ConfigError(f"n_seq_max must be at most {_MAX_SEQUENCES} (llama.cpp's limit), "
-                              f"got {n_seq_max}", key="n_seq_max")
         if n_seq_max > n_batch:
             # llama.cpp reserves an output row per sequence within n_batch, and asserts.
             raise ConfigError(f"n_seq_max={n_seq_max} must not exceed n_batch={n_batch}",
                               key="n_seq_max")
         if kv_unified is None:
             kv_unified = embeddings
-        elif not isinstance(kv_unified, bool):
-            raise ConfigError(f"kv_unified must be True, False or None, got {kv_unified!r}",
-                              key="kv_unified")
         handle = ContextHandle(
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
-            n_seq_max=_positive("n_seq_max", n_seq_max), n_threads=n_threads,
+            n_seq_max=n_seq_max, n_threads=n_threads,
             n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified,
             knobs=knobs, max_positions=learned_positions(model))

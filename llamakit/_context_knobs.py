@@ -11,9 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from pydantic import ValidationError
-
-from ._config.errors import config_error_from_validation
+from ._config.fields import check_fields, field_default
 from ._config.schema import ContextConfig
 from ._errors import ConfigError
 
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
     from ._model import Model
 
 __all__ = ["KNOBS", "QUANTIZED_KV_TYPES", "ContextKnobs", "check_knobs", "choose_threads",
-           "default_threads", "knob_arguments"]
+           "default_threads"]
 
 #: The ``[context]`` keys that map one to one onto ``llama_context_params`` fields.
 KNOBS = ("flash_attn", "type_k", "type_v", "rope_freq_base", "rope_freq_scale",
@@ -56,24 +54,18 @@ QUANTIZED_KV_TYPES = frozenset({"q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"
 _BLOCK = 32
 
 
-def knob_arguments(section: ContextConfig) -> dict[str, Any]:
-    """The knobs of a ``[context]`` section as ``new_context`` keywords."""
-    return {name: getattr(section, name) for name in KNOBS}
-
-
 def check_knobs(model: Model, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The knobs validated by the schema's ``[context]`` fields (the one source of their
-    types and ranges), then against ``model``: the KV-cache combinations that
+    """The knobs checked by the schema's ``[context]`` fields (``check_fields``: the one
+    source of their types and ranges; unset ones take the fields' defaults), then against
+    ``model``: the KV-cache combinations that
     ``llama_init_from_model`` refuses or that would make ggml assert."""
     unknown = sorted(set(values) - set(KNOBS))
     if unknown:
         raise ConfigError(f"new_context() got unknown keyword(s) {', '.join(unknown)}; the "
                           f"context knobs are: {', '.join(KNOBS)}", key=unknown[0])
-    try:
-        section = ContextConfig.model_validate(dict(values))
-    except ValidationError as exc:
-        raise config_error_from_validation(exc) from None
-    knobs = knob_arguments(section)
+    checked = check_fields(ContextConfig, values)
+    knobs = {name: checked[name] if name in checked else field_default(ContextConfig, name)
+             for name in KNOBS}
     _check_kv_types(model, knobs)
     return knobs
 

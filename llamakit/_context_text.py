@@ -5,7 +5,8 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 
-from ._errors import ConfigError
+from ._config.fields import check_field
+from ._config.schema import SamplingConfig
 
 __all__ = ["TextAssembler", "stop_strings"]
 
@@ -13,11 +14,7 @@ __all__ = ["TextAssembler", "stop_strings"]
 def stop_strings(stop: str | Sequence[str] | None) -> list[str]:
     if stop is None:
         return []
-    values = [stop] if isinstance(stop, str) else list(stop)
-    for value in values:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"stop strings must be non-empty str, got {value!r}", key="stop")
-    return values
+    return list(check_field(SamplingConfig, "stop", stop))  # the [sampling] key's own check
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

@@ -1,4 +1,5 @@
-"""``from_config``: a ready model and context from a TOML file."""
+"""``from_config``: a ready model and context from a TOML file; the one config->call path
+(the CLI's commands use it too)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Any
 
 from ._config import Config, load_config
 from ._context import Context
-from ._context_knobs import knob_arguments
+from ._context_text import stop_strings
 from ._errors import ConfigError, GrammarError, SamplerError
 from ._grammar import Grammar
-from ._model import Model, load_model
+from ._model import LoadOptions, Model, open_model
 from ._sampling import SamplingParams
 
-__all__ = ["from_config"]
+__all__ = ["context_from_config", "from_config", "model_from_config", "sampling_from_config"]
 
 
 # [sampling] keys that are not sampling keywords, or need converting first.
@@ -45,17 +46,27 @@ def sampling_from_config(model: Model, config: Config) -> SamplingParams:
         raise ConfigError(f"[sampling]: {exc}", path=config.source) from exc
 
 
-def context_from_config(model: Model, config: Config) -> Context:
-    """A context over ``model`` with the ``[context]`` and ``[sampling]`` settings."""
-    c, s = config.context, config.sampling
-    ctx = model.new_context(n_ctx=c.n_ctx, n_batch=c.n_batch, n_ubatch=c.n_ubatch,
-                            n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
-                            embeddings=c.embeddings, seed=c.seed, n_seq_max=c.n_seq_max,
-                            kv_unified=c.kv_unified, **knob_arguments(c))
-    ctx.sampling = sampling_from_config(model, config)
-    ctx.max_new_tokens = s.max_new_tokens
-    ctx.stop = list(s.stop)
-    ctx.chat_config = config.chat
+def model_from_config(config: Config, *, vocab_only: bool = False,
+                      missing: str | None = None) -> Model:
+    """The model of ``config`` (``[model]``, ``[backend]``, ``[backends.*]``, ``[ui]``);
+    ``vocab_only`` loads only its vocabulary, ``missing`` is the error when none is named."""
+    options = (LoadOptions.from_config(config, vocab_only=vocab_only) if missing is None
+               else LoadOptions.from_config(config, vocab_only=vocab_only, missing=missing))
+    return open_model(options)
+
+
+def context_from_config(model: Model, config: Config, **overrides: Any) -> Context:
+    """A context over ``model`` with the ``[context]``, ``[sampling]`` and ``[chat]``
+    settings; ``overrides`` replace ``new_context`` arguments (``pooling``, ...)."""
+    ctx = model.new_context(**{**config.context.model_dump(), **overrides})
+    try:
+        ctx.sampling = sampling_from_config(model, config)
+        ctx.max_new_tokens = config.sampling.max_new_tokens
+        ctx.stop = stop_strings(config.sampling.stop)
+        ctx.chat_config = config.chat
+    except BaseException:
+        ctx.close()
+        raise
     return ctx
 
 
@@ -68,17 +79,7 @@ def from_config(path: str | os.PathLike[str] | None = None,
     ``[sampling]``. Closing the model closes the context too.
     """
     config = load_config(path, **overrides)
-    m = config.model
-    if m.path is None:
-        raise ConfigError("no model to load (model.path is unset): set [model] path in the "
-                          "config file, "
-                          "LLAMAKIT_MODEL, or model={'path': ...}", path=config.source,
-                          key="model.path")
-    model = load_model(m.path, backend=config.backend.name, n_gpu_layers=m.n_gpu_layers,
-                       main_gpu=m.main_gpu, split_mode=m.split_mode,
-                       tensor_split=m.tensor_split, use_mmap=m.use_mmap,
-                       use_mlock=m.use_mlock, vocab_only=m.vocab_only,
-                       backend_settings=config.backends)
+    model = model_from_config(config)
     try:
         return model, context_from_config(model, config)
     except BaseException:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._config.fields import check_field
+from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._errors import ConfigError, ContextOverflowError, SamplerError
@@ -37,10 +39,7 @@ class Generation(ContextCore):
              ) -> Iterator[str | GenerationResult]:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or max_new_tokens < 0:
-            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}",
-                              key="max_new_tokens")
+        max_new_tokens = check_field(SamplingConfig, "max_new_tokens", max_new_tokens)
         stops = stop_strings(self.stop if stop is None else stop)
         if sampler is not None:
             if sampling:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._backend_spec import DeviceInfo, ModelDevices
+from ._config.fields import check_fields
+from ._config.schema import Config, ModelConfig
 from ._errors import ConfigError, TokenizeError
 from ._native.model import ModelHandle
 from ._owned import Owned
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from ._lora import LoraAdapter
     from ._native.lib import NativeLib
 
-__all__ = ["Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model"]
+__all__ = ["LoadOptions", "Model", "ModelInfo", "OffloadInfo", "check_offload", "load_model",
+           "open_model"]
 
 _TOKEN_ATTR_CONTROL = 1 << 3
 
@@ -66,48 +69,59 @@ class OffloadInfo:
     main_gpu: int
 
 
-SPLIT_MODES = ("none", "layer", "row")
+Progress = bool | str | Callable[[float], None] | None
 
 
-def check_offload(accelerators: Sequence[DeviceInfo], max_devices: int, *, n_gpu_layers: Any,
-                  main_gpu: Any, split_mode: Any,
-                  tensor_split: Sequence[float] | None) -> list[float] | None:
-    """Validate the offload arguments against the variant's devices before llama.cpp sees
-    them (it would index past its arrays or assert); returns tensor_split as floats."""
-    _as_int("n_gpu_layers", n_gpu_layers, -1)
-    if split_mode not in SPLIT_MODES:
-        raise ConfigError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}",
-                          key="split_mode")
-    n_devices = len(accelerators)
-    _as_int("main_gpu", main_gpu, 0)
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything one model load needs, validated: what ``load_model``'s keywords and a
+    config's ``[model]``/``[backend]``/``[backends.*]``/``[ui]`` tables both become, and
+    the one thing passed down to the backend, the handle and the ``Model``."""
+
+    path: str
+    settings: ModelConfig
+    """The ``[model]`` settings (``n_gpu_layers``, ``split_mode``, ``use_mmap``, ...)."""
+    backend: str | None = "auto"
+    backend_settings: Mapping[str, Mapping[str, Any]] | None = None
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    validate: bool = True
+    progress: Progress = None
+
+    @classmethod
+    def from_config(cls, config: Config, *, vocab_only: bool = False,
+                    missing: str = "no model to load (model.path is unset): set [model] path "
+                                   "in the config file, LLAMAKIT_MODEL, or model={'path': ...}",
+                    ) -> LoadOptions:
+        """The load ``config`` describes; ``missing`` is the message when it names no model."""
+        if config.model.path is None:
+            raise ConfigError(missing, path=config.source, key="model.path")
+        settings = config.model
+        if vocab_only and not settings.vocab_only:
+            settings = settings.model_copy(update={"vocab_only": True})
+        return cls(os.fspath(config.model.path), settings, backend=config.backend.name,
+                   backend_settings=config.backends, progress=config.ui.progress)
+
+
+def check_offload(accelerators: Sequence[DeviceInfo], max_devices: int,
+                  settings: ModelConfig) -> list[float] | None:
+    """Check the (schema-valid) offload settings against the variant's devices before
+    llama.cpp sees them (it would index past its arrays or assert); returns tensor_split
+    as floats."""
+    n_devices, main_gpu = len(accelerators), settings.main_gpu
     if main_gpu >= max(1, n_devices):
         raise ConfigError(f"main_gpu={main_gpu} but this backend has {n_devices} "
                           "accelerator device(s) (valid: 0"
                           f"{'..' + str(n_devices - 1) if n_devices > 1 else ''})",
                           key="main_gpu")
-    if tensor_split is None:
+    shares = settings.tensor_split
+    if shares is None:
         return None
-    if isinstance(tensor_split, (str, bytes)) or not isinstance(tensor_split, Sequence):
-        raise ConfigError(f"tensor_split must be a sequence of numbers, got {tensor_split!r}",
-                          key="tensor_split")
-    shares = list(tensor_split)
     if not shares or len(shares) > n_devices or len(shares) > max_devices:
         raise ConfigError(f"tensor_split has {len(shares)} entries but this backend has "
                           f"{n_devices} accelerator device(s)", key="tensor_split")
-    for share in shares:
-        if isinstance(share, bool) or not isinstance(share, (int, float)) \
-                or not math.isfinite(share) or share < 0:
-            raise ConfigError(f"tensor_split entries must be finite numbers >= 0, got {share!r}",
-                              key="tensor_split")
     if sum(shares) <= 0:
         raise ConfigError("tensor_split must not be all zero", key="tensor_split")
     return [float(s) for s in shares]
-
-
-def _as_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}", key=name)
-    return value
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -133,16 +147,16 @@ class Model(Owned):
 
     _handle: ModelHandle
 
-    def __init__(self, handle: ModelHandle, *, backend: str, n_gpu_layers: int,
-                 accelerators: Sequence[DeviceInfo] = (), split_mode: str = "layer",
-                 main_gpu: int = 0, tensor_split: Sequence[float] | None = None) -> None:
+    def __init__(self, handle: ModelHandle, *, backend: str, settings: ModelConfig,
+                 accelerators: Sequence[DeviceInfo] = (),
+                 tensor_split: Sequence[float] | None = None) -> None:
         self._handle = handle
         self.backend = backend
-        self.n_gpu_layers = n_gpu_layers
+        self.n_gpu_layers = settings.n_gpu_layers
         self.path = Path(handle.path)
         self._accelerators = tuple(accelerators)
-        self._split_mode = split_mode
-        self._main_gpu = main_gpu
+        self._split_mode = settings.split_mode
+        self._main_gpu = settings.main_gpu
         self._tensor_split = tuple(tensor_split) if tensor_split is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -323,7 +337,8 @@ class Model(Owned):
                     **knobs: Unpack[ContextKnobs]) -> Context:
         """A new inference context over this model.
 
-        ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
+        ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the physical
+        cores this process may use (``docs/context.md``, "Threads");
         ``pooling`` (``"mean"``, ``"cls"``, ``"last"``, ``"none"``; default: the model's)
         applies to ``embeddings=True`` contexts. ``n_seq_max`` is how many sequences the
         context holds at once (``generate_batch`` slots, packed embeddings); llama.cpp gives
@@ -355,22 +370,22 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                tensor_split: Sequence[float] | None = None, use_mmap: bool = True,
                use_mlock: bool = False, vocab_only: bool = False,
                backend_settings: Mapping[str, Mapping[str, Any]] | None = None,
-               validate: bool = True,
-               progress: bool | str | Callable[[float], None] | None = None,
+               validate: bool = True, progress: Progress = None,
                **backend_options: Any) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
 
     ``path`` is a GGUF file (for a split model, its first shard: the others load with it),
     or a reference a model resolver knows: ``"hf://owner/repo:Q4_K_M"``,
     ``"hf://owner/repo/file.gguf"``, ``"pkg://NAME"`` of a package's model, or what a
-    plugin's resolver handles (``docs/plugins.md``).
+    plugin's resolver handles (``docs/models.md``, ``docs/plugins.md``).
 
-    ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``, ``split_mode`` (``"none"``,
-    ``"layer"``, ``"row"``) and ``tensor_split`` (a share per accelerator device) spread
-    them over several devices. ``backend=None`` (or ``"auto"`` with ``$LLAMAKIT_BACKEND``
-    set) reads ``$LLAMAKIT_BACKEND``. ``backend_settings`` are the ``[backends.<name>]``
-    config tables (default: those of ``$LLAMAKIT_CONFIG`` and the environment).
-    ``validate=False`` skips llamakit's check of the GGUF structure (see
+    The ``[model]`` keys are keywords here, checked by the same schema (``ModelConfig``,
+    whose defaults these are): ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``,
+    ``split_mode`` (``"none"``, ``"layer"``, ``"row"``) and ``tensor_split`` (a share per
+    accelerator device) spread them over several devices. ``backend=None`` (or ``"auto"``
+    with ``$LLAMAKIT_BACKEND`` set) reads ``$LLAMAKIT_BACKEND``. ``backend_settings`` are
+    the ``[backends.<name>]`` config tables (default: those of ``$LLAMAKIT_CONFIG`` and the
+    environment). ``validate=False`` skips llamakit's check of the GGUF structure (see
     ``docs/security.md``); keep it on for files you did not make yourself.
     ``progress`` draws a bar on stderr while the weights load (default: the ``[ui]
     progress`` setting, ``"auto"``: when stderr is a terminal; ``"always"``/``True``,
@@ -379,53 +394,59 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
     backend's own options (``rpc_servers=[...]`` of the rpc backend): they override its
     ``[backends.<name>]`` table, and the backend validates both.
     """
-    from ._backends import backend_model_devices, resolve_backend
+    values = check_fields(ModelConfig, {
+        "n_gpu_layers": n_gpu_layers, "main_gpu": main_gpu, "split_mode": split_mode,
+        "tensor_split": tensor_split, "use_mmap": use_mmap, "use_mlock": use_mlock,
+        "vocab_only": vocab_only})
+    if not isinstance(validate, bool):
+        raise ConfigError(f"validate must be True or False, got {validate!r}", key="validate")
+    return open_model(LoadOptions(
+        os.fspath(path), ModelConfig.model_construct(**values), backend=backend,
+        backend_settings=backend_settings, backend_options=backend_options,
+        validate=validate, progress=progress))
+
+
+def open_model(options: LoadOptions) -> Model:
+    """Load the model ``options`` describe: the one path of ``load_model``, ``from_config``
+    and the CLI."""
+    from ._backends import open_backend
     from ._resolvers import resolve_model
 
-    _as_int("n_gpu_layers", n_gpu_layers, -1)
-    for name, flag in (("use_mmap", use_mmap), ("use_mlock", use_mlock),
-                       ("vocab_only", vocab_only), ("validate", validate)):
-        _as_bool(name, flag)
+    # Model references (hf://..., package models, plugins' resolvers) become local files
+    # here, the one load path of load_model, from_config and the CLI.
+    options = dataclasses.replace(options, path=os.fspath(resolve_model(options.path)))
+    backend = options.backend
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None
-    path = resolve_model(path)
-    native = resolve_backend(backend, backend_settings)
-    supplied = backend_model_devices(native, backend_settings, backend_options)
+    native, supplied = open_backend(backend, options.backend_settings,
+                                    options.backend_options)
     try:
         accelerators = (list(supplied.accelerators) if supplied is not None
                         else [d for d in native.devices() if d.is_accelerator])
-        shares = check_offload(accelerators, native.max_devices(), n_gpu_layers=n_gpu_layers,
-                               main_gpu=main_gpu, split_mode=split_mode,
-                               tensor_split=tensor_split)
-        return _load(native, path, supplied, accelerators, shares, n_gpu_layers=n_gpu_layers,
-                     main_gpu=main_gpu, split_mode=split_mode, use_mmap=use_mmap,
-                     use_mlock=use_mlock, vocab_only=vocab_only, validate=validate,
-                     progress=progress)
+        shares = check_offload(accelerators, native.max_devices(), options.settings)
+        return _load(native, options, supplied, accelerators, shares)
     except BaseException:
         if supplied is not None:
             supplied.close()
         raise
 
 
-def _load(native: NativeLib, path: str | os.PathLike[str], supplied: ModelDevices | None,
-          accelerators: list[DeviceInfo], shares: list[float] | None, *, n_gpu_layers: int,
-          main_gpu: int, split_mode: str, use_mmap: bool, use_mlock: bool, vocab_only: bool,
-          validate: bool, progress: bool | str | Callable[[float], None] | None) -> Model:
+def _load(native: NativeLib, options: LoadOptions, supplied: ModelDevices | None,
+          accelerators: list[DeviceInfo], shares: list[float] | None) -> Model:
     bar = None
+    progress, settings = options.progress, options.settings
     if callable(progress):
         callback: Callable[[float], None] | None = progress
     else:
-        bar = None if vocab_only else progress_bar(
-            progress, f"loading {Path(os.fspath(path)).name}", percent=True)
+        bar = None if settings.vocab_only else progress_bar(
+            progress, f"loading {Path(options.path).name}", percent=True)
         callback = None if bar is None else (lambda share: bar(share, 1.0))
     try:
-        handle = ModelHandle.load(native, os.fspath(path), n_gpu_layers=n_gpu_layers,
-                                  use_mmap=use_mmap, use_mlock=use_mlock, vocab_only=vocab_only,
-                                  main_gpu=main_gpu, split_mode=split_mode, tensor_split=shares,
-                                  validate=validate, progress=callback, devices=supplied)
+        handle = ModelHandle.load(native, options.path, settings, tensor_split=shares,
+                                  validate=options.validate, progress=callback,
+                                  devices=supplied)
     finally:
         if bar is not None:
             bar.close()
-    return Model(handle, backend=native.backend, n_gpu_layers=n_gpu_layers,
-                 accelerators=accelerators, split_mode=split_mode, main_gpu=main_gpu,
+    return Model(handle, backend=native.backend, settings=settings, accelerators=accelerators,
                  tensor_split=shares)

@@ -1,11 +1,10 @@
 """Model references: ``load_model("hf://owner/repo:Q4_K_M")``, ``load_model("pkg://name")``.
 
-``load_model`` asks the registered resolvers (``llamakit_register_model_resolvers``), in
-plugin precedence order, before it treats its argument as a path: the first one that
-claims the reference gives the local file. A ``str`` is offered to every resolver; a
-``pathlib.Path`` only when no such file exists (a ``[model] path`` in a config file or on
-the command line is a ``Path``, and ``Path("hf://a/b")`` reads ``hf:/a/b``, which the
-Hugging Face resolver accepts too).
+``load_model`` (and ``from_config`` and the CLI, through ``open_model``) asks the registered
+resolvers (``llamakit_register_model_resolvers``), in plugin precedence order, before it
+treats its argument as a path: the first one that claims the reference gives the local
+file. A ``[model] path`` of a config file or the command line is a ``Path`` first, and
+``Path("hf://a/b")`` reads ``hf:/a/b``, which the Hugging Face resolver accepts too.
 
 llamakit's own resolvers:
 
@@ -28,9 +27,6 @@ __all__ = ["resolve_model"]
 def resolve_model(reference: str | os.PathLike[str]) -> Path:
     """The local GGUF file ``reference`` stands for: what the first resolver that claims it
     returns, else ``reference`` itself as a path."""
-    if isinstance(reference, os.PathLike) and (
-            not isinstance(reference, Path) or reference.exists()):
-        return Path(os.fspath(reference))
     text = os.fspath(reference)
     if not isinstance(text, str):
         return Path(os.fsdecode(text))

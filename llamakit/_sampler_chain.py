@@ -88,7 +88,7 @@ class SamplerChain(Owned):
         spec = specs.get(name)
         if spec is None:
             known = ", ".join([*sorted(NATIVE_STAGES), *sorted(specs)])
-            raise SamplerError(f"unknown sampler {name!r}; known: {known}")
+            raise SamplerError(f"unknown sampler {name!r}; known samplers: {known}")
         return self.add_custom(spec.create(self.model, params), name=name)
 
     def add_custom(self, sampler: Sampler, name: str | None = None) -> SamplerChain:

@@ -19,6 +19,7 @@ plugin and Python stages) stay, and ``greedy`` picks the token.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -27,35 +28,43 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ._config.fields import check_field, field_default
+from ._config.schema import MAX_SEED, SamplingConfig
 from ._errors import GrammarError, SamplerError
 from ._grammar import Grammar, JsonSchema, grammar_from_response_format
-from ._native.sampler import MAX_LAST_N
 from ._sampler_protocol import SEQUENCE_STAGES, check_sampler
 
 if TYPE_CHECKING:
     from ._model import Model
 
-__all__ = ["DEFAULTS", "SamplingKwargs", "SamplingParams", "Stage", "check_seed",
-           "random_seed"]
+__all__ = ["SamplingKwargs", "SamplingParams", "Stage", "check_seed", "random_seed"]
 
 logger = logging.getLogger("llamakit.sampling")
-_SEED_MAX = 0xFFFFFFFE  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
 
 
 def random_seed() -> int:
-    return secrets.randbelow(_SEED_MAX + 1)
+    return secrets.randbelow(MAX_SEED + 1)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` checked as the schema's ``[sampling] seed``; ``name`` is the key to name."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _SEED_MAX:
-        raise SamplerError(f"{name} must be an integer in 0..{_SEED_MAX} or None, got {seed!r}")
-    return seed
+    try:
+        checked: int | None = check_field(SamplingConfig, "seed", seed, error=SamplerError)
+    except SamplerError as exc:
+        raise SamplerError(str(exc).replace("seed", name, 1)) from None
+    return checked
 
 
 class SamplingKwargs(TypedDict, total=False):
-    """The sampling keywords of ``generate``/``stream`` (see ``SamplingParams``)."""
+    """The sampling keywords of ``generate``/``stream`` (see ``SamplingParams``).
+
+    The ``[sampling]`` keys by another route: their types, ranges and defaults are those of
+    ``SamplingConfig`` (a test keeps these names and that schema in step; mypy needs them
+    written out). Python callers may also pass richer values (a ``Grammar``, ``Sampler``
+    objects, int token ids).
+    """
 
     temperature: float
     top_k: int
@@ -93,37 +102,12 @@ class SamplingKwargs(TypedDict, total=False):
     samplers: Sequence[Any]
 
 
-#: llamakit's defaults: llama.cpp's ``common_params_sampling``.
-DEFAULTS: dict[str, Any] = {
-    "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0,
-    "top_n_sigma": -1.0, "min_keep": 1, "xtc_probability": 0.0, "xtc_threshold": 0.1,
-    "dynatemp_range": 0.0, "dynatemp_exponent": 1.0, "repeat_penalty": 1.0,
-    "repeat_last_n": 64, "frequency_penalty": 0.0, "presence_penalty": 0.0,
-    "dry_multiplier": 0.0, "dry_base": 1.75, "dry_allowed_length": 2,
-    "dry_penalty_last_n": 64, "dry_sequence_breakers": ("\n", ":", '"', "*"),
-    "mirostat": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1, "adaptive_target": -1.0,
-    "adaptive_decay": 0.9,
-    "samplers": ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p",
-                 "xtc", "temperature"),
-}
-
-# (low, high) for numbers; floats must be finite.
-_FLOATS: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, math.inf), "top_p": (0.0, 1.0), "min_p": (0.0, 1.0),
-    "typical_p": (0.0, 1.0), "top_n_sigma": (-math.inf, math.inf),
-    "xtc_probability": (0.0, 1.0), "xtc_threshold": (0.0, 1.0),
-    "dynatemp_range": (0.0, math.inf), "dynatemp_exponent": (0.0, math.inf),
-    "repeat_penalty": (0.0, math.inf), "frequency_penalty": (-math.inf, math.inf),
-    "presence_penalty": (-math.inf, math.inf), "dry_multiplier": (0.0, math.inf),
-    "dry_base": (0.0, math.inf), "mirostat_tau": (0.0, math.inf),
-    "mirostat_eta": (0.0, math.inf), "adaptive_target": (-math.inf, 1.0),
-    "adaptive_decay": (0.0, 0.99),
-}
-_INTS: dict[str, tuple[int, int]] = {
-    "top_k": (0, 2**31 - 1), "min_keep": (1, 2**31 - 1), "repeat_last_n": (-1, MAX_LAST_N),
-    "dry_allowed_length": (0, 2**31 - 1), "dry_penalty_last_n": (-1, MAX_LAST_N),
-    "mirostat": (0, 2),
-}
+# Keywords whose Python values are richer than the [sampling] key's TOML value: they have
+# their own converters below (the TOML values pass through them too).
+_CONVERTED = frozenset({"logit_bias", "samplers", "grammar", "json_schema", "response_format"})
+# The llama.cpp sequence used when neither the call, the config nor the model sets one.
+_LLAMA_CPP_SEQUENCE = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p",
+                       "xtc", "temperature")
 # llama.cpp's sequence names (common_sampler_types_from_names) and their aliases.
 _SEQUENCE = SEQUENCE_STAGES  # the names are the plugin host's reserved names too
 _RESHAPING = frozenset({"top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
@@ -138,31 +122,6 @@ class Stage:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     sampler: object | None = None
-
-
-def _float(name: str, value: Any) -> float:
-    low, high = _FLOATS[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SamplerError(f"{name} must be a finite number, got {value!r}")
-    if not low <= value <= high:
-        raise SamplerError(f"{name} must be in [{low}, {high}], got {value!r}")
-    if name == "repeat_penalty" and value == 0:
-        raise SamplerError("repeat_penalty must be > 0 (1 = off)")
-    return float(value)
-
-
-def _int(name: str, value: Any) -> int:
-    low, high = _INTS[name]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SamplerError(f"{name} must be an integer in {low}..{high}, got {value!r}")
-    return value
-
-
-def _strings(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Sequence) \
-            or not all(isinstance(v, str) and v for v in value):
-        raise SamplerError(f"{name} must be a list of non-empty strings, got {value!r}")
-    return tuple(value)
 
 
 def _logit_bias(value: Any) -> tuple[tuple[int, float], ...]:
@@ -213,7 +172,7 @@ def _sequence(value: Any, *, strict: bool = True) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-_DEFAULT_SEQUENCE = _sequence(DEFAULTS["samplers"])
+_DEFAULT_SEQUENCE = _sequence(_LLAMA_CPP_SEQUENCE)
 
 
 @dataclass(frozen=True)
@@ -239,26 +198,13 @@ class SamplingParams:
         for name, value in kwargs.items():
             if value is None:
                 continue
-            if name in _FLOATS:
-                values[name] = _float(name, value)
-            elif name in _INTS:
-                values[name] = _int(name, value)
-            elif name == "seed":
-                values[name] = check_seed(value)
-            elif name in ("dry_sequence_breakers", "grammar_trigger_patterns",
-                          "grammar_trigger_words"):
-                values[name] = _strings(name, value)
-            elif name == "grammar_trigger_tokens":
-                tokens = tuple(value) if isinstance(value, Sequence) else value
-                if not isinstance(tokens, tuple) or not all(
-                        isinstance(t, int) and not isinstance(t, bool) for t in tokens):
-                    raise SamplerError(f"grammar_trigger_tokens must be a list of token ids, "
-                                       f"got {value!r}")
-                values[name] = tokens
-            elif name == "logit_bias":
+            if name == "logit_bias":
                 values[name] = _logit_bias(value)
             elif name == "samplers":
                 values[name] = _sequence(value)
+            elif name not in _CONVERTED:
+                checked = check_field(SamplingConfig, name, value, error=SamplerError)
+                values[name] = tuple(checked) if isinstance(checked, list) else checked
         return cls(values, _grammar(kwargs, model))
 
     @classmethod
@@ -276,8 +222,8 @@ class SamplingParams:
             if raw is None:
                 continue
             try:
-                number: float = int(raw) if name in _INTS else float(raw)
-                values[name] = _int(name, number) if name in _INTS else _float(name, number)
+                number: float = int(raw) if raw.strip().lstrip("-").isdigit() else float(raw)
+                values[name] = check_field(SamplingConfig, name, number, error=SamplerError)
             except (ValueError, SamplerError) as exc:
                 logger.warning("ignoring the model's general.sampling.%s = %r: %s", key, raw, exc)
         sequence = metadata.get("general.sampling.sequence")
@@ -291,7 +237,9 @@ class SamplingParams:
         return SamplingParams({**self.values, **other.values}, other.grammar or self.grammar)
 
     def get(self, name: str) -> Any:
-        return self.values.get(name, DEFAULTS.get(name))
+        if name in self.values:
+            return self.values[name]
+        return _default(name)
 
     @property
     def greedy(self) -> bool:
@@ -396,31 +344,43 @@ def _grammar(kwargs: Mapping[str, Any], model: Model | None) -> Grammar | None:
         raise SamplerError(f"give only one of {', '.join(given)}")
     grammar: Grammar | None = None
     value = kwargs.get(given[0]) if given else None
-    if value is None:
-        pass
-    elif given[0] == "json_schema":
-        grammar = Grammar.from_json_schema(value, model=model)
-    elif given[0] == "response_format":
-        grammar = grammar_from_response_format(value, model)
-    elif isinstance(value, Grammar):
-        grammar = value
-    elif isinstance(value, str):
-        grammar = Grammar.from_string(value)
-    elif isinstance(value, os.PathLike):
-        grammar = Grammar.from_file(value)
-    else:
-        raise GrammarError(f"grammar must be GBNF text, a Grammar or a path, got {value!r}")
+    try:
+        grammar = _one_grammar(given[0], value, model) if given else None
+    except GrammarError as exc:
+        if given[0] in str(exc):
+            raise
+        raise GrammarError(f"{given[0]}: {exc}") from exc
     patterns = kwargs.get("grammar_trigger_patterns") or ()
     words = kwargs.get("grammar_trigger_words") or ()
     tokens = kwargs.get("grammar_trigger_tokens") or ()
     if patterns or words or tokens:
         if grammar is None:
-            raise SamplerError("grammar_trigger_* need a grammar (grammar=, json_schema= or "
+            named = [k for k in ("grammar_trigger_patterns", "grammar_trigger_words",
+                                 "grammar_trigger_tokens") if kwargs.get(k)]
+            raise SamplerError(f"{', '.join(named)} need a grammar (grammar=, json_schema= or "
                                "response_format=)")
         grammar = grammar.lazy_on(patterns=patterns, words=words, tokens=tokens)
     return grammar
 
 
-def sequence_names() -> frozenset[str]:
-    """The names (and aliases) of llama.cpp's sequence stages; plugins may not take them."""
-    return frozenset(_SEQUENCE)
+@functools.cache
+def _default(name: str) -> Any:
+    value = field_default(SamplingConfig, name)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _one_grammar(key: str, value: Any, model: Model | None) -> Grammar | None:
+    if value is None:
+        return None
+    if key == "json_schema":
+        return Grammar.from_json_schema(value, model=model)
+    if key == "response_format":
+        return grammar_from_response_format(value, model)
+    if isinstance(value, Grammar):
+        return value
+    if isinstance(value, str):
+        return Grammar.from_string(value)
+    if isinstance(value, os.PathLike):
+        return Grammar.from_file(value)
+    raise GrammarError(f"grammar must be GBNF text, a Grammar or a path, got {value!r}")
+

@@ -20,7 +20,7 @@ def test_default_n_ctx_is_min_of_train_and_4096(model: llamakit.Model) -> None:
                                     {"seed": -1}, {"pooling": "max"}])
 def test_invalid_context_parameters_raise(model: llamakit.Model, kwargs: dict) -> None:  # type: ignore[type-arg]
     """Out-of-range context parameters are typed errors before llama.cpp sees them."""
-    with pytest.raises(llamakit.LlamakitError):
+    with pytest.raises(llamakit.ConfigError):
         model.new_context(**kwargs)
 
 
@@ -149,9 +149,11 @@ def test_invalid_prompt_tokens_and_sampling_raise(ctx: llamakit.Context) -> None
     with pytest.raises(llamakit.InvalidTokenError):
         ctx.generate([-3])
     for kwargs in ({"temperature": -1.0}, {"top_p": 1.5}, {"top_k": -1},
-                   {"min_p": float("nan")}, {"seed": 2**40}, {"max_new_tokens": -1}):
-        with pytest.raises(llamakit.LlamakitError):
+                   {"min_p": float("nan")}, {"seed": 2**40}):
+        with pytest.raises(llamakit.SamplerError):
             ctx.generate("Hi", **kwargs)
+    with pytest.raises(llamakit.ConfigError):  # not a sampling setting: a call argument
+        ctx.generate("Hi", max_new_tokens=-1)
     with pytest.raises(llamakit.ConfigError):
         ctx.generate("Hi", stop=[""])
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._config import Config
-from .._errors import ConfigError
 from .._progress import set_default_mode
 from ._options import config_from_args, flag_values, split_model_argument
 
@@ -38,43 +37,21 @@ def cli_config(args: argparse.Namespace, words: Sequence[str] = (), *,
 
 
 def open_model(config: Config, *, vocab_only: bool = False) -> Model:
-    """Load the model of ``config`` (``[model]``, ``[backend]``, ``[backends.*]``) with a
-    progress bar as ``[ui] progress`` says."""
-    from .._model import load_model
+    """Load the model of ``config`` as ``from_config`` does, with a progress bar as ``[ui]
+    progress`` says."""
+    from .._from_config import model_from_config
 
-    m = config.model
-    if m.path is None:
-        raise ConfigError("no model given: pass MODEL (a .gguf file), -m/--model, [model] "
-                          "path in the --config file, or LLAMAKIT_MODEL", key="model.path")
-    return load_model(m.path, backend=config.backend.name, n_gpu_layers=m.n_gpu_layers,
-                      main_gpu=m.main_gpu, split_mode=m.split_mode, tensor_split=m.tensor_split,
-                      use_mmap=m.use_mmap, use_mlock=m.use_mlock,
-                      vocab_only=vocab_only or m.vocab_only, backend_settings=config.backends,
-                      progress=config.ui.progress)
+    return model_from_config(config, vocab_only=vocab_only, missing=(
+        "no model given: pass MODEL (a .gguf file), -m/--model, [model] path in the "
+        "--config file, or LLAMAKIT_MODEL"))
 
 
 def new_context(model: Model, config: Config, **overrides: Any) -> Context:
-    """A context with ``[context]``, ``[sampling]`` and ``[chat]`` of ``config`` (as
-    ``from_config`` makes it); ``overrides`` replace ``new_context`` arguments."""
-    from .._context_knobs import knob_arguments
-    from .._from_config import sampling_from_config
+    """A context with ``[context]``, ``[sampling]`` and ``[chat]`` of ``config``, as
+    ``from_config`` makes it; ``overrides`` replace ``new_context`` arguments."""
+    from .._from_config import context_from_config
 
-    c = config.context
-    arguments: dict[str, Any] = {
-        "n_ctx": c.n_ctx, "n_batch": c.n_batch, "n_ubatch": c.n_ubatch,
-        "n_threads": c.n_threads, "n_threads_batch": c.n_threads_batch,
-        "embeddings": c.embeddings, "seed": c.seed, "n_seq_max": c.n_seq_max,
-        "kv_unified": c.kv_unified, **knob_arguments(c), **overrides}
-    ctx = model.new_context(**arguments)
-    try:
-        ctx.sampling = sampling_from_config(model, config)
-        ctx.max_new_tokens = config.sampling.max_new_tokens
-        ctx.stop = list(config.sampling.stop)
-        ctx.chat_config = config.chat
-    except BaseException:
-        ctx.close()
-        raise
-    return ctx
+    return context_from_config(model, config, **overrides)
 
 
 def write(text: str, *, err: bool = False) -> None:

@@ -117,6 +117,8 @@ def _argument(annotation: Any) -> dict[str, Any]:
         return {"type": _number(first), "metavar": first.__name__.upper()}
     if typing.get_origin(first) is list:
         (item,) = typing.get_args(first)
+        if typing.get_origin(item) is typing.Annotated:  # constraints: the schema checks them
+            item = typing.get_args(item)[0]
         if item is str:
             return {"action": "append", "metavar": "TEXT"}
         if item in (int, float):

@@ -25,6 +25,14 @@ def _type_name(annotation: Any) -> tuple[str, bool]:
             return " or ".join(_type_name(a)[0] for a in args), optional
         annotation = args[0]
     names = {bool: "boolean", int: "integer", float: "float", str: "string", Path: "path"}
+    if typing.get_origin(annotation) is typing.Annotated:  # an array item's constraints
+        inner, *metadata = typing.get_args(annotation)
+        constraints = [m for field in metadata for m in getattr(field, "metadata", [field])]
+        name = _type_name(inner)[0]
+        if any(getattr(m, "min_length", None) == 1 for m in constraints):
+            return f"non-empty {name}", optional
+        bounds = _bounds(constraints)
+        return (f"{name} {bounds}" if bounds else name), optional
     if annotation in names:
         return names[annotation], optional
     origin = typing.get_origin(annotation)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Annotated, Any, Literal, TypeGuard
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from .provenance import _Provenance
 
 #: The largest seed llama.cpp accepts as a fixed seed; 0xFFFFFFFF means "random" there.
-_MAX_SEED = 2**32 - 2
+MAX_SEED = 2**32 - 2
+#: llama.cpp keeps most counts in int32 fields: a larger value would not fit.
+INT32_MAX = 2**31 - 1
+#: Largest penalty/DRY window: llama.cpp allocates a ring buffer of that many tokens.
+MAX_LAST_N = 1 << 24
+#: A string that must not be empty (a stop word, a DRY breaker, a trigger).
+_Text = Annotated[str, Field(min_length=1)]
 
 
 def _expand_user(path: Path) -> Path:
@@ -20,6 +26,11 @@ def _expand_user(path: Path) -> Path:
         return path.expanduser()
     except RuntimeError:
         return path
+
+
+def _one_or_list(value: object) -> object:
+    """One string for a list of one (``stop = "x"``, as ``generate(stop="x")``)."""
+    return [value] if isinstance(value, str) else value
 
 
 def _is_class(annotation: Any) -> TypeGuard[type[Any]]:
@@ -59,10 +70,11 @@ class ModelConfig(BaseModel):
     n_gpu_layers: int = Field(
         default=0,
         ge=-1,
+        le=INT32_MAX,
         description="How many layers to offload to the GPU: 0 = none, -1 = all.",
     )
     main_gpu: int = Field(
-        default=0, ge=0,
+        default=0, ge=0, le=INT32_MAX,
         description="Index of the accelerator that holds the model with split_mode 'none' "
         "(and the intermediate results otherwise).",
     )
@@ -71,7 +83,7 @@ class ModelConfig(BaseModel):
         description="How to spread layers over several GPUs: 'none' (main_gpu only), "
         "'layer' (whole layers per GPU) or 'row' (rows of each tensor).",
     )
-    tensor_split: list[float] | None = Field(
+    tensor_split: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
         default=None,
         description="Share of the model for each accelerator device, e.g. [3, 1]; "
         "default: in proportion to free memory.",
@@ -108,23 +120,28 @@ class ContextConfig(BaseModel):
     n_ctx: int | None = Field(
         default=None,
         gt=0,
+        le=INT32_MAX,
         description="Context length in tokens. Unset: the model's training context length, "
         "at most 4096.",
     )
     n_batch: int = Field(
-        default=512, gt=0, description="Most tokens submitted in one decode call (logical batch)."
+        default=512, gt=0, le=INT32_MAX,
+        description="Most tokens submitted in one decode call (logical batch)."
     )
     n_ubatch: int = Field(
-        default=512, gt=0, description="Most tokens computed at once (physical micro-batch)."
+        default=512, gt=0, le=INT32_MAX,
+        description="Most tokens computed at once (physical micro-batch)."
     )
     n_threads: int | None = Field(
         default=None,
         gt=0,
+        le=INT32_MAX,
         description="CPU threads used while generating. Unset: chosen automatically.",
     )
     n_threads_batch: int | None = Field(
         default=None,
         gt=0,
+        le=INT32_MAX,
         description="CPU threads used while processing prompts. Unset: chosen automatically.",
     )
     embeddings: bool = Field(
@@ -144,7 +161,7 @@ class ContextConfig(BaseModel):
     seed: int | None = Field(
         default=None,
         ge=0,
-        le=_MAX_SEED,
+        le=MAX_SEED,
         description="Random seed of the context. Unset: a random seed.",
     )
     flash_attn: Literal["auto", "on", "off"] = Field(
@@ -232,15 +249,16 @@ class SamplingConfig(BaseModel):
         description="Sampling temperature; 0 = greedy (always the most likely token).",
     )
     top_k: int = Field(
-        default=40, ge=0, description="Keep only the k most likely tokens; 0 = no limit."
+        default=40, ge=0, le=INT32_MAX,
+        description="Keep only the k most likely tokens; 0 = no limit."
     )
     top_p: float = Field(
         default=0.95,
-        gt=0,
+        ge=0,
         le=1,
         allow_inf_nan=False,
         description="Nucleus sampling: keep the most likely tokens whose probabilities add "
-        "up to p; 1 = off.",
+        "up to p (at least min_keep); 1 = off, 0 = only the most likely token.",
     )
     min_p: float = Field(
         default=0.05,
@@ -252,7 +270,7 @@ class SamplingConfig(BaseModel):
     seed: int | None = Field(
         default=None,
         ge=0,
-        le=_MAX_SEED,
+        le=MAX_SEED,
         description="Random seed of the sampler. Unset: a random seed.",
     )
     typical_p: float = Field(
@@ -265,7 +283,7 @@ class SamplingConfig(BaseModel):
         description="Keep tokens within n standard deviations of the top logit; <= 0 = off.",
     )
     min_keep: int = Field(
-        default=1, ge=1,
+        default=1, ge=1, le=INT32_MAX,
         description="Fewest tokens top_p, min_p, typical_p and XTC leave.",
     )
     xtc_probability: float = Field(
@@ -290,7 +308,7 @@ class SamplingConfig(BaseModel):
         description="Divide the logits of recently seen tokens by this; 1 = off.",
     )
     repeat_last_n: int = Field(
-        default=64, ge=-1, le=1 << 24,
+        default=64, ge=-1, le=MAX_LAST_N,
         description="How many recent tokens the penalties look at (prompt included); "
         "0 = off, -1 = the whole context.",
     )
@@ -312,13 +330,14 @@ class SamplingConfig(BaseModel):
         "- dry_allowed_length).",
     )
     dry_allowed_length: int = Field(
-        default=2, ge=0, description="DRY: repeats up to this many tokens are not penalised."
+        default=2, ge=0, le=INT32_MAX,
+        description="DRY: repeats up to this many tokens are not penalised."
     )
     dry_penalty_last_n: int = Field(
-        default=64, ge=-1, le=1 << 24,
+        default=64, ge=-1, le=MAX_LAST_N,
         description="DRY: how many recent tokens to scan; 0 = off, -1 = the whole context.",
     )
-    dry_sequence_breakers: list[str] = Field(
+    dry_sequence_breakers: list[_Text] = Field(
         default_factory=lambda: ["\n", ":", '"', "*"],
         description="DRY: strings that end a repeated sequence.",
     )
@@ -358,12 +377,12 @@ class SamplingConfig(BaseModel):
         default=None,
         description="A JSON schema (a table, or JSON text) the output must validate against.",
     )
-    grammar_trigger_patterns: list[str] = Field(
+    grammar_trigger_patterns: list[_Text] = Field(
         default_factory=list,
         description="Make the grammar lazy: it applies once the output matches one of these "
         "regular expressions.",
     )
-    grammar_trigger_words: list[str] = Field(
+    grammar_trigger_words: list[_Text] = Field(
         default_factory=list,
         description="Make the grammar lazy: it applies once one of these strings appears.",
     )
@@ -378,9 +397,10 @@ class SamplingConfig(BaseModel):
         'from plugins ({name = "...", ...parameters}). Unset: the model\'s '
         "general.sampling.sequence, else llama.cpp's order.",
     )
-    stop: list[str] = Field(
+    stop: Annotated[list[_Text], BeforeValidator(_one_or_list)] = Field(
         default_factory=list,
-        description="Generation stops when the output contains any of these strings.",
+        description="Generation stops when the output contains any of these strings (a "
+        "list, or one string).",
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._backend_spec import ModelDevices
+from .._config.schema import ModelConfig
 from .._errors import (
     InvalidTokenError,
     ModelLoadError,
@@ -168,13 +169,13 @@ class ModelHandle(Handle):
         self.n_vocab = int(self.lib.llama_vocab_n_tokens(self.vocab))
 
     @classmethod
-    def load(cls, native: NativeLib, path: str, *, n_gpu_layers: int, use_mmap: bool,
-             use_mlock: bool, vocab_only: bool, main_gpu: int = 0, split_mode: str = "layer",
+    def load(cls, native: NativeLib, path: str, settings: ModelConfig, *,
              tensor_split: Sequence[float] | None = None, validate: bool = True,
              progress: LoadProgress | None = None,
              devices: ModelDevices | None = None) -> ModelHandle:
-        """Load a model; the offload arguments must already be validated against the
-        variant's devices (``llamakit._model.check_offload``). ``validate`` runs the GGUF
+        """Load a model with the (validated) ``[model]`` ``settings``; the offload settings
+        and ``tensor_split`` must already be checked against the variant's devices
+        (``llamakit._model.check_offload``). ``validate`` runs the GGUF
         validator first (``llamakit._gguf``). ``progress`` is called as the tensor data
         loads; an exception it raises stops the load and is re-raised here. Ctrl-C on the
         main thread stops the load too (``KeyboardInterrupt``). ``devices``, supplied by
@@ -183,10 +184,10 @@ class ModelHandle(Handle):
         _check_path(path, validate)
         lib, ffi = native.lib, native.ffi
         params = lib.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
-        params.main_gpu = main_gpu
+        params.n_gpu_layers = settings.n_gpu_layers
+        params.main_gpu = settings.main_gpu
         params.split_mode = {"none": lib.LLAMA_SPLIT_MODE_NONE, "layer": lib.LLAMA_SPLIT_MODE_LAYER,
-                             "row": lib.LLAMA_SPLIT_MODE_ROW}[split_mode]
+                             "row": lib.LLAMA_SPLIT_MODE_ROW}[settings.split_mode]
         split = None
         if tensor_split is not None:
             # llama.cpp reads llama_max_devices() floats; the array lives until the call ends.
@@ -198,11 +199,11 @@ class ModelHandle(Handle):
         if devices is not None:  # NULL-terminated; it lives until the call ends
             device_array = ffi.new("ggml_backend_dev_t[]", [*devices.devices, ffi.NULL])
             params.devices = device_array
-        params.vocab_only = vocab_only
+        params.vocab_only = settings.vocab_only
         params.load_mode = {
             (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK, (True, False): lib.LLAMA_LOAD_MODE_MMAP,
             (False, True): lib.LLAMA_LOAD_MODE_MLOCK, (False, False): lib.LLAMA_LOAD_MODE_NONE,
-        }[(use_mmap, use_mlock)]
+        }[(settings.use_mmap, settings.use_mlock)]
         state = _LoadState(progress)
         state_handle = ffi.new_handle(state)
         params.progress_callback = _progress_entry(native)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._config.schema import INT32_MAX, MAX_LAST_N, MAX_SEED
 from .._errors import SamplerError
 from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
@@ -27,10 +28,11 @@ from .status import raise_for_sample
 
 __all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle"]
 
-_SEED_MAX = 0xFFFFFFFE  # 0xFFFFFFFF is llama.cpp's "pick a random seed"
-_INT32_MAX = 2**31 - 1
-#: Largest penalty/DRY window: llama.cpp allocates a ring buffer of that many tokens.
-MAX_LAST_N = 1 << 24
+# The stage parameters of SamplerChain.add and plugin stages reach llama.cpp without the
+# [sampling] schema, so this layer keeps the bounds that protect llama.cpp's fixed-width
+# fields; the numbers themselves are the schema's.
+_SEED_MAX = MAX_SEED
+_INT32_MAX = INT32_MAX
 
 Params = Mapping[str, Any]
 

@@ -105,6 +105,9 @@ class PluginHost:
         self._rank: dict[str, int] = {}
         self._next_rank = 0
         self._warned: dict[Any, Any] = {}  # warnings' registry: each message once per host
+        # Each registry by hook name, built on first use: every model load and sampler
+        # chain looks names up, and a registry only changes when a plugin comes or goes.
+        self._registries: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         if load_entry_points:
             self._load_entry_points()
@@ -163,6 +166,7 @@ class PluginHost:
         self.info[name] = info
         self._rank[name] = self._next_rank
         self._next_rank += 1
+        self._registries.clear()
         self._check_hooks(plugin, name)
         return True
 
@@ -196,6 +200,7 @@ class PluginHost:
                                          target=f"{kind.__module__}.{kind.__qualname__}")
             self._rank[name] = self._next_rank
             self._next_rank += 1
+            self._registries.clear()
             self._check_hooks(plugin, name)
 
     def unregister(self, name: str) -> None:
@@ -203,6 +208,7 @@ class PluginHost:
             self.pm.unregister(name=name)
             self.info.pop(name, None)
             self._rank.pop(name, None)
+            self._registries.clear()
 
     # Problems ----------------------------------------------------------------------------
 
@@ -259,8 +265,21 @@ class PluginHost:
         """Every item registered through ``hook_name`` by name, tagged with its plugin.
 
         Items that fail ``valid``, carry a ``reserved`` name or a name an earlier plugin
-        took are reported (a ``PluginWarning`` naming the plugins) and left out.
+        took are reported (a ``PluginWarning`` naming the plugins) and left out. Built once
+        per host until a plugin is registered or unregistered; each call gets its own copy.
         """
+        with self._lock:
+            cached = self._registries.get(hook_name)
+            if cached is None:
+                cached = self._build_registry(hook_name, noun, expected, valid, tag, reserved,
+                                              reserved_why)
+                self._registries[hook_name] = cached
+            return dict(cached)
+
+    def _build_registry(self, hook_name: str, noun: str, expected: str,
+                        valid: Callable[[Any], bool], tag: Callable[[Any, str], T],
+                        reserved: Callable[[], Iterable[str]] | None,
+                        reserved_why: str) -> dict[str, T]:
         found: dict[str, T] = {}
         owner: dict[str, str] = {}
         names_reserved: frozenset[str] | None = None

@@ -30,7 +30,7 @@ def test_out_of_vocabulary_ids_are_typed_errors(small_ctx: llamakit.Context,
         small_ctx.generate(tokens, max_new_tokens=1)
     with pytest.raises(llamakit.TokenizeError):
         model.detokenize(tokens)
-    with pytest.raises(llamakit.LlamakitError):
+    with pytest.raises(llamakit.TokenizeError):
         small_ctx.generate("Hi", max_new_tokens=1, logit_bias={tokens[-1]: 1.0})
     if tokens[-1] < 2**63:
         for lookup in (model.token_to_piece, model.token_text, model.is_eog,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 from collections.abc import Sequence
 
 import pytest
@@ -40,7 +41,8 @@ def test_registered_backend_is_tagged_with_its_plugin() -> None:
 
 
 def test_duplicate_backend_names_both_plugins() -> None:
-    """Two plugins registering one backend name is an error naming both."""
+    """Two plugins registering one backend name is a PluginWarning (a PluginError) naming
+    both; the first keeps the name."""
     class First:
         @hookimpl
         def llamakit_register_backends(self) -> Sequence[BackendSpec]:
@@ -54,13 +56,43 @@ def test_duplicate_backend_names_both_plugins() -> None:
     host = PluginHost(load_entry_points=False)
     host.register(First(), name="first-plugin")
     host.register(Second(), name="second-plugin")
-    with pytest.raises(llamakit.PluginError) as info:
-        host.backends()
-    assert "first-plugin" in str(info.value) and "second-plugin" in str(info.value)
+    with pytest.warns(llamakit.PluginWarning) as record:
+        found = host.backends()
+    assert found["same"].plugin == "first-plugin"
+    (warning,) = record
+    assert isinstance(warning.message, llamakit.PluginError)
+    assert "first-plugin" in str(warning.message) and "second-plugin" in str(warning.message)
+
+
+def test_registries_are_built_once_per_host() -> None:
+    """A registry is built on first use and reused until a plugin comes or goes."""
+    calls: list[str] = []
+
+    class Counting:
+        @hookimpl
+        def llamakit_register_backends(self) -> Sequence[BackendSpec]:
+            calls.append("backends")
+            return [_spec("counted")]
+
+    class Later:
+        @hookimpl
+        def llamakit_register_backends(self) -> Sequence[BackendSpec]:
+            return [_spec("later")]
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Counting(), name="counting")
+    first = host.backends()
+    first.pop("counted")  # each caller gets its own copy
+    assert "counted" in host.backends() and calls == ["backends"]
+    host.register(Later(), name="later")
+    assert set(host.backends()) == {"counted", "later"} and len(calls) == 2
+    host.unregister("later")
+    assert set(host.backends()) == {"counted"} and len(calls) == 3
 
 
 def test_wrong_return_type_names_the_plugin() -> None:
-    """A hook returning something other than BackendSpec is a PluginError naming it."""
+    """A hook returning something other than BackendSpec is a PluginError naming it, with
+    plugin warnings turned into errors."""
     class Bad:
         @hookimpl
         def llamakit_register_backends(self) -> Sequence[object]:
@@ -68,12 +100,15 @@ def test_wrong_return_type_names_the_plugin() -> None:
 
     host = PluginHost(load_entry_points=False)
     host.register(Bad(), name="bad-plugin")
-    with pytest.raises(llamakit.PluginError, match="bad-plugin"):
-        host.backends()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", llamakit.PluginWarning)
+        with pytest.raises(llamakit.PluginError, match="bad-plugin"):
+            host.backends()
 
 
 def test_raising_hook_names_the_plugin() -> None:
-    """An exception inside a hook becomes a PluginError naming the plugin."""
+    """An exception inside a hook becomes a PluginError naming the plugin, with plugin
+    warnings turned into errors."""
     class Raises:
         @hookimpl
         def llamakit_register_backends(self) -> Sequence[BackendSpec]:
@@ -81,8 +116,10 @@ def test_raising_hook_names_the_plugin() -> None:
 
     host = PluginHost(load_entry_points=False)
     host.register(Raises(), name="raising-plugin")
-    with pytest.raises(llamakit.PluginError, match="raising-plugin.*boom"):
-        host.backends()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", llamakit.PluginWarning)
+        with pytest.raises(llamakit.PluginError, match="raising-plugin.*boom"):
+            host.backends()
 
 
 def test_broken_entry_point_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

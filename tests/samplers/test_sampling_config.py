@@ -12,13 +12,17 @@ import pytest
 
 import llamakit
 from llamakit._config.schema import SamplingConfig
-from llamakit._sampling import DEFAULTS
+from llamakit._sampling import SamplingKwargs, SamplingParams
 
 
 def test_schema_defaults_are_the_sampling_defaults() -> None:
     """Every [sampling] default equals the default the keywords fall back to."""
     config = SamplingConfig()
-    for name, value in DEFAULTS.items():
+    unset = SamplingParams()
+    for name in SamplingKwargs.__annotations__:
+        if name not in SamplingConfig.model_fields:
+            continue  # Python-only keywords (response_format)
+        value = unset.get(name)
         if name == "samplers":
             assert config.samplers is None  # unset: the model's sequence, else llama.cpp's
             continue

@@ -21,7 +21,7 @@ import pytest
 from llamakit._plugins import hookspecs
 from llamakit._plugins.manager import hook_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/llamakit-example-plugin/tests"
 
 #: Each hookspec -> the tests that exercise it, as pytest node ids relative to the repository
@@ -45,7 +45,7 @@ HOOK_TESTS: dict[str, list[str]] = {
         f"{EXAMPLE}/test_example_recipe.py::test_keeps_attention_at_q8_0",
     ],
     "llamakit_register_commands": [
-        "tests/test_plugins_cli.py::test_plugin_command_runs_with_its_arguments",
+        "tests/plugins/test_plugins_cli.py::test_plugin_command_runs_with_its_arguments",
         f"{EXAMPLE}/test_example_command.py::test_stats_of_a_synthetic_model",
     ],
     "llamakit_register_model_resolvers": [
@@ -181,11 +181,11 @@ def test_checks_fail_on_an_undocumented_untested_hook() -> None:
     assert coverage_problems(names, HOOK_TESTS, ROOT) == [
         "llamakit_register_widgets: no tests listed in HOOK_TESTS; write one and list it"]
     wrong = {**HOOK_TESTS, "llamakit_register_widgets": [
-        "tests/test_hookspecs.py::test_no_such_test",
-        "tests/test_hookspecs.py::test_every_hookspec_is_documented"]}
+        "tests/plugins/test_hookspecs.py::test_no_such_test",
+        "tests/plugins/test_hookspecs.py::test_every_hookspec_is_documented"]}
     assert coverage_problems(names, wrong, ROOT) == [
-        "llamakit_register_widgets: tests/test_hookspecs.py::test_no_such_test: no such test "
-        "function"]
+        "llamakit_register_widgets: tests/plugins/test_hookspecs.py::test_no_such_test: "
+        "no such test function"]
 
 
 @pytest.mark.parametrize("annotation, expected", [

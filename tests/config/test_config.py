@@ -287,7 +287,7 @@ def test_source_is_not_a_setting(tmp_path: Path) -> None:
         ("[context]\nn_ctx = 1.5", "context.n_ctx", "1.5", "valid integer"),
         ('[model]\nuse_mmap = "yes"', "model.use_mmap", '"yes"', "valid boolean"),
         ("[model]\nuse_mmap = 1", "model.use_mmap", "1", "valid boolean"),
-        ("[sampling]\nstop = \"x\"", "sampling.stop", '"x"', "valid list"),
+        ("[sampling]\nstop = 3", "sampling.stop", "3", "valid list"),
         ('[sampling]\nstop = ["a", 3]', "sampling.stop[1]", "3", "valid string"),
         ("[backend]\nname = 3", "backend.name", "3", "valid string"),
         ("context = 5", "context", "5", "table"),
@@ -324,7 +324,7 @@ def test_wrong_type_is_an_error(
         ("sampling.temperature", "inf", "finite number"),
         ("sampling.temperature", "nan", "finite number"),
         ("sampling.top_k", "-1", "greater than or equal to 0"),
-        ("sampling.top_p", "0", "greater than 0"),
+        ("sampling.top_p", "-0.1", "greater than or equal to 0"),
         ("sampling.top_p", "1.5", "less than or equal to 1"),
         ("sampling.min_p", "1.01", "less than or equal to 1"),
         ("sampling.min_p", "-0.5", "greater than or equal to 0"),
@@ -502,8 +502,8 @@ def test_markdown_lists_every_key() -> None:
             assert rows, f"{section}.{key} missing"
             assert any(f"LLAMAKIT_{section.upper()}__{key.upper()}" in row for row in rows)
             assert any((field.description or "")[:20] in row for row in rows)
-    assert "| `n_ctx` | integer, > 0, optional | unset |" in text
-    assert "| `top_p` | float, 0 < x <= 1 | `0.95` |" in text
+    assert "| `n_ctx` | integer, 0 < x <= 2147483647, optional | unset |" in text
+    assert "| `top_p` | float, 0 <= x <= 1 | `0.95` |" in text
     assert "`LLAMAKIT_BACKEND`" in text and "`LLAMAKIT_MODEL`" in text
 
 
