@@ -123,7 +123,7 @@ class BatchMixin(ContextCore):
         handle, model = self._handle, self.model
         vocab = model._handle
         base_seed = params.values.get("seed")
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             self._cache.clear()
             queue = deque(enumerate(token_lists))
@@ -142,7 +142,8 @@ class BatchMixin(ContextCore):
                                      chain=chain, assembler=TextAssembler(stops), seed=seed,
                                      started=time.perf_counter())
                         if limit == 0:
-                            yield from self._finish(slot, "length", results, free, params)
+                            yield from turn.relay(
+                                self._finish(slot, "length", results, free, params))
                             continue
                         active.append(slot)
                     if not active:
@@ -177,7 +178,8 @@ class BatchMixin(ContextCore):
                             slot.generated.append(token)
                             piece = slot.assembler.feed(vocab.piece(token, False))
                             if piece:
-                                yield slot.index, piece
+                                with turn.paused():
+                                    yield slot.index, piece
                             if slot.assembler.stopped:
                                 finish = "stop"
                             elif len(slot.generated) >= limit or \
@@ -187,12 +189,16 @@ class BatchMixin(ContextCore):
                             slot.pending = token
                         else:
                             active.remove(slot)
-                            yield from self._finish(slot, finish, results, free, params)
+                            yield from turn.relay(
+                                self._finish(slot, finish, results, free, params))
             finally:
                 batch.close()
                 for slot in active:
                     slot.chain.close()
-                memory.kv_clear(handle)
+                # an abandoned stream's cache belongs to another call now; a closed
+                # context has none left
+                if not turn.abandoned and not handle.closed:
+                    memory.kv_clear(handle)
 
     def _finish(self, slot: _Slot, finish: FinishReason, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:

@@ -15,6 +15,7 @@ from ._config.fields import check_field
 from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
+from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
@@ -49,10 +50,14 @@ class Generation(ContextCore):
                 raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
             sampler._check_context(self)
             params, seed = SamplingParams(), sampler.seed
+            # a chain carries its seed, so its output is meant to be reproducible
+            exact = wants_exact(self.deterministic, greedy=False, seeded=True)
         else:
             params = self._sampling(sampling, where)
             chosen = params.values.get("seed")
             seed = chosen if chosen is not None else random_seed()
+            exact = wants_exact(self.deterministic, greedy=params.greedy,
+                                seeded=chosen is not None)
         model_handle = self.model._handle
         on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
         if on_overflow == "shift" and not self.kv.can_shift:
@@ -60,14 +65,14 @@ class Generation(ContextCore):
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
         return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
-                          on_overflow, n_keep)
+                          on_overflow, n_keep, exact)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, exact: bool = False) -> Iterator[str | GenerationResult]:
         handle = self._handle
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             handle.reset_perf()
             started = time.perf_counter()
@@ -81,7 +86,8 @@ class Generation(ContextCore):
                 chain._start(prompt)
                 sampler = chain._handle
                 cache = self._cache
-                cached = cache.evaluate(prompt, handle.n_batch) if max_new_tokens > 0 else 0
+                cached = (cache.evaluate(prompt, handle.n_batch, exact)
+                          if max_new_tokens > 0 else 0)
                 prompt_done = time.perf_counter()
                 generated: list[int] = []
                 assembler = TextAssembler(stops)
@@ -96,7 +102,8 @@ class Generation(ContextCore):
                     generated.append(token)
                     ready = assembler.feed(model_handle.piece(token, False))
                     if ready:
-                        yield ready
+                        with turn.paused():
+                            yield ready
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -110,7 +117,8 @@ class Generation(ContextCore):
                     cache.decode([token])
                 rest = assembler.finish()
                 if rest:
-                    yield rest
+                    with turn.paused():
+                        yield rest
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -126,7 +134,8 @@ class Generation(ContextCore):
                                                  what="prompt and generated text")
                     error.result = result
                     raise error
-                yield result
+                with turn.paused():
+                    yield result
             finally:
                 if owned:
                     chain.close()

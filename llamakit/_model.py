@@ -334,6 +334,7 @@ class Model(Owned):
                     embeddings: bool = False, seed: int | None = None,
                     pooling: str | None = None, n_seq_max: int = 1,
                     kv_unified: bool | None = None,
+                    deterministic: bool | None = None,
                     **knobs: Unpack[ContextKnobs]) -> Context:
         """A new inference context over this model.
 
@@ -347,7 +348,9 @@ class Model(Owned):
         sequences of different lengths in one micro-batch. Default: unified for
         ``embeddings=True`` contexts (as llama.cpp's embedding tool and llama-cpp-python
         do; packed texts of unequal length otherwise split into many small micro-batches),
-        separate streams otherwise (llama.cpp's default).
+        separate streams otherwise (llama.cpp's default). ``deterministic``: reuse the
+        prompt cache only where the call then gives the tokens of a fresh context (see
+        ``docs/sampling.md``); default (None): so for greedy and seeded calls.
 
         The knobs (``flash_attn``, ``type_k``/``type_v``, ``rope_freq_base``,
         ``rope_freq_scale``, ``rope_scaling_type``, ``yarn_*``, ``swa_full``,
@@ -362,7 +365,7 @@ class Model(Owned):
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
                                embeddings=embeddings, seed=seed, pooling=pooling,
                                n_seq_max=n_seq_max, kv_unified=kv_unified,
-                               knobs=check_knobs(self, knobs))
+                               deterministic=deterministic, knobs=check_knobs(self, knobs))
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",

@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                   "_context_knobs", "_positions"]),
     ("model and samplers", ["_model", "_sampler_chain"]),
     ("context", ["_context", "_context_core", "_prompt_cache", "_generation", "_context_lora",
-                 "_state", "_batch", "_embeddings", "_kv", "_chat.mixin", "_control_vector",
-                 "_rerank"]),
+                 "_state", "_batch", "_embeddings", "_kv", "_chat.mixin", "_gate",
+                 "_determinism", "_control_vector", "_rerank"]),
     ("entry points", ["_from_config", "_cli", "_plugins.cli", "_demo", "__init__",
                       "__main__", "testing"]),
 ]

@@ -164,6 +164,13 @@ class ContextConfig(BaseModel):
         le=MAX_SEED,
         description="Random seed of the context. Unset: a random seed.",
     )
+    deterministic: bool | None = Field(
+        default=None,
+        description="Reuse the prompt cache only where a call then gives the same tokens as "
+        "in a fresh context (whole n_batch chunks decoded as a fresh context decodes them). "
+        "Unset: on for greedy (temperature 0) and seeded calls, off otherwise; false: "
+        "reuse every shared prefix (fastest).",
+    )
     flash_attn: Literal["auto", "on", "off"] = Field(
         default="auto",
         description='Flash attention: "auto" uses it where the backend supports it, "on" '

@@ -20,7 +20,7 @@ from .._errors import SamplerError
 from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
 from .grammar import grammar_stage
-from .handle import Handle
+from .handle import Handle, pinned
 from .lib import NativeLib
 from .model import ModelHandle
 from .pysampler import new_python_stage, take_error
@@ -70,6 +70,7 @@ def _seed(stage: str, value: Any) -> int:
     return _int(stage, "seed", value, 0, _SEED_MAX)
 
 
+@pinned
 def _last_n(stage: str, name: str, value: Any, model: ModelHandle) -> int:
     """A history window: -1 means the model's training context (llama.cpp's convention)."""
     n = _int(stage, name, value, -1, MAX_LAST_N)
@@ -180,6 +181,7 @@ def _penalties(native: NativeLib, model: ModelHandle, p: Params) -> Any:
         _float("penalties", "penalty_present", p.get("penalty_present", 0.0)))
 
 
+@pinned
 def _dry(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     names = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
              "seq_breakers")
@@ -228,6 +230,7 @@ def _logit_bias(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     return native.lib.llama_sampler_init_logit_bias(model.n_vocab, len(entries), array)
 
 
+@pinned
 def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens"))
     text, root = _pop("grammar", p, "grammar"), p.get("root", "root")
@@ -244,6 +247,7 @@ def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
                          trigger_patterns=patterns, trigger_tokens=tokens)
 
 
+@pinned
 def _infill(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     _known("infill", p, ())
     # llama.cpp asserts when infill has to fall back to EOT/EOS and the vocab has neither.
@@ -281,6 +285,7 @@ class SamplerHandle(Handle):
         model.add_dependent(self)
 
     @classmethod
+    @pinned
     def new(cls, model: ModelHandle) -> SamplerHandle:
         """An empty chain (add stages with ``add``/``add_python``)."""
         model.check_open()
@@ -289,6 +294,7 @@ class SamplerHandle(Handle):
         params.no_perf = False
         return cls(model, lib.llama_sampler_chain_init(params))
 
+    @pinned
     def add(self, name: str, params: Params) -> None:
         """Append the native stage ``name`` (a key of ``NATIVE_STAGES``)."""
         builder = NATIVE_STAGES.get(name)
@@ -305,6 +311,7 @@ class SamplerHandle(Handle):
             self.first_top_k = int(params["k"])
         self.names.append(name)
 
+    @pinned
     def add_python(self, sampler: Any, name: str) -> None:
         """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
         self.check_open()
@@ -319,6 +326,7 @@ class SamplerHandle(Handle):
         raise_for_sample(status, self.ffi.string(self.lib.lk_last_error()).decode(
             "utf-8", "replace"))
 
+    @pinned
     def sample(self, context: ContextHandle, index: int = -1) -> int:
         """Sample from output ``index`` of the last decode and accept the token."""
         token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index, self.first_top_k))
@@ -326,11 +334,13 @@ class SamplerHandle(Handle):
             self._raise(token)
         return token
 
+    @pinned
     def accept(self, token: int) -> None:
         status = self.lib.lk_sampler_accept(self.ptr, self.model.check_token(token))
         if status != 0:
             self._raise(status)
 
+    @pinned
     def accept_history(self, tokens: Sequence[int]) -> None:
         """Accept valid ``tokens`` into every stage but grammars (a prompt's tokens)."""
         if not tokens:
@@ -340,11 +350,13 @@ class SamplerHandle(Handle):
         if status != 0:
             self._raise(status)
 
+    @pinned
     def reset(self) -> None:
         status = self.lib.lk_sampler_reset(self.ptr)
         if status != 0:
             self._raise(status)
 
+    @pinned
     def clone(self) -> SamplerHandle:
         ptr = self.lib.lk_sampler_clone(self.ptr)
         if ptr == self.ffi.NULL:
@@ -355,6 +367,7 @@ class SamplerHandle(Handle):
         clone.first_top_k = self.first_top_k
         return clone
 
+    @pinned
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
         nothing; the candidates as the chain leaves them."""
@@ -379,15 +392,18 @@ class SamplerHandle(Handle):
         return Candidates(data[start:start + int(array.size)].copy(),
                           selected=int(array.selected), sorted=bool(array.sorted))
 
+    @pinned
     def seed(self) -> int:
         return int(self.lib.llama_sampler_get_seed(self.ptr))
 
+    @pinned
     def stage_names(self) -> list[str]:
         """llama.cpp's name of each stage (``"?top-k"`` marks a stage that does nothing)."""
         lib, ptr = self.lib, self.ptr
         return [self.ffi.string(lib.llama_sampler_name(lib.llama_sampler_chain_get(ptr, i)))
                 .decode() for i in range(lib.llama_sampler_chain_n(ptr))]
 
+    @pinned
     def perf(self) -> dict[str, float]:
         data = self.lib.llama_perf_sampler(self.ptr)
         return {"t_sample_ms": data.t_sample_ms, "n_sample": data.n_sample}

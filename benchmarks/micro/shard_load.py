@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load time of one model as one GGUF file and as shards written by llama-gguf-split.
 
-    python benchmarks/shard_load.py [--dir /tmp/shardbench] [--runs 7] [--split-size 80M]
+    python benchmarks/micro/shard_load.py [--dir /tmp/shardbench] [--runs 7] [--split-size 80M]
 
 Writes a synthetic llama (n_embd 1024, 8 layers, ffn 2816, F16, about 320 MB; one random
 array per shape) once into ``--dir``, splits it with the pinned tree's ``llama-gguf-split
