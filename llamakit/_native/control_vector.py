@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ControlVectorError
+from .handle import pinned
 
 if TYPE_CHECKING:
     from .context import ContextHandle
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["set_control_vector"]
 
 
+@pinned
 def set_control_vector(handle: ContextHandle, data: npt.NDArray[np.float32] | None,
                        il_start: int = -1, il_end: int = -1) -> None:
     """Apply ``data`` (rows = layers 1..n, already checked against the model) to layers

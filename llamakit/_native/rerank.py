@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .handle import pinned
+
 if TYPE_CHECKING:
     from .model import ModelHandle
 
 __all__ = ["classifier_labels", "pair_markers"]
 
 
+@pinned
 def classifier_labels(model: ModelHandle) -> list[str]:
     """The labels of the model's classification head (``n_cls_out`` of them; a reranker
     has one, whose output is the score)."""
@@ -22,11 +25,11 @@ def classifier_labels(model: ModelHandle) -> list[str]:
     return labels
 
 
+@pinned
 def pair_markers(model: ModelHandle) -> tuple[int | None, int | None, int | None]:
     """``(bos, eos, sep)``: the tokens llama.cpp's server puts before the query, after the
     query and the document, and between them (each None when the vocabulary adds none)."""
     lib, vocab = model.lib, model.vocab
-    model.ptr  # noqa: B018 - ClosedError before C reads the freed vocabulary
 
     def token(value: int) -> int | None:
         return None if value < 0 else int(value)
