@@ -15,6 +15,7 @@ from ._command_spec import CommandSpec
 from ._config import Config, config_schema_markdown, load_config
 from ._context import Context
 from ._demo import demo_model, demo_model_path
+from ._engine import Engine, EngineStats
 from ._errors import (
     AbortedError,
     BackendError,
@@ -30,6 +31,7 @@ from ._errors import (
     ControlVectorError,
     DecodeError,
     EmptyPromptError,
+    EngineClosedError,
     GGUFFormatError,
     GrammarError,
     InvalidBatchError,
@@ -41,6 +43,7 @@ from ._errors import (
     ModelNotFoundError,
     PluginError,
     QuantizeError,
+    QueueFullError,
     SamplerError,
     ShardError,
     SourceChecksumError,
@@ -96,6 +99,9 @@ __all__ = [
     "DecodeError",
     "DeviceInfo",
     "EmptyPromptError",
+    "Engine",
+    "EngineClosedError",
+    "EngineStats",
     "GGUFFormatError",
     "GGUFSummary",
     "GenerationResult",
@@ -123,6 +129,7 @@ __all__ = [
     "QuantizeError",
     "QuantizePlan",
     "QuantizeResult",
+    "QueueFullError",
     "RerankResult",
     "Sampler",
     "SamplerChain",
