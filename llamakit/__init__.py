@@ -29,6 +29,7 @@ from ._errors import (
     ContextError,
     ContextMemoryError,
     ContextOverflowError,
+    ControlVectorError,
     DecodeError,
     EmptyPromptError,
     EngineClosedError,
@@ -46,6 +47,7 @@ from ._errors import (
     QuantizeFileError,
     QueueFullError,
     SamplerError,
+    ShardError,
     SourceChecksumError,
     StateError,
     StateFileError,
@@ -68,6 +70,9 @@ from ._plugins.manager import PluginWarning
 from ._quantize.api import QuantizeResult, quantization_recipes, quantization_types, quantize
 from ._quantize.catalog import QuantizationType
 from ._quantize.plan import QuantizationRecipe, QuantizePlan, TensorInfo
+from ._rerank import RerankResult
+from ._resolver_spec import ModelResolver
+from ._resolvers import resolve_model
 from ._results import GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
 from ._sampler_protocol import Candidates, Sampler, SamplerSpec
@@ -96,6 +101,7 @@ __all__ = [
     "ContextError",
     "ContextMemoryError",
     "ContextOverflowError",
+    "ControlVectorError",
     "DecodeError",
     "DeviceInfo",
     "EmptyPromptError",
@@ -119,6 +125,7 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelResolver",
     "OffloadInfo",
     "PerplexityResult",
     "PluginError",
@@ -131,10 +138,12 @@ __all__ = [
     "QuantizePlan",
     "QuantizeResult",
     "QueueFullError",
+    "RerankResult",
     "Sampler",
     "SamplerChain",
     "SamplerError",
     "SamplerSpec",
+    "ShardError",
     "SourceChecksumError",
     "StateError",
     "StateFileError",
@@ -163,6 +172,7 @@ __all__ = [
     "quantization_recipes",
     "quantization_types",
     "quantize",
+    "resolve_model",
     "set_verbosity",
     "supports_gpu",
     "validate_gguf",

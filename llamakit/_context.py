@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._batch import BatchMixin
 from ._chat.mixin import ChatMixin
 from ._config.fields import check_fields
 from ._config.schema import ContextConfig
+from ._context_knobs import default_threads
 from ._context_lora import LoraMixin
+from ._control_vector import ControlVectorMixin
 from ._embeddings import POOLING as _POOLING
 from ._embeddings import POOLING_NAMES as _POOLING_NAMES
 from ._embeddings import EmbeddingsMixin
@@ -17,6 +19,8 @@ from ._errors import ConfigError
 from ._limits import MAX_THREADS
 from ._logits import LogitsMixin
 from ._native.context import ContextHandle
+from ._positions import learned_positions
+from ._rerank import RerankMixin
 from ._state import StateMixin
 
 if TYPE_CHECKING:
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Context"]
 
-class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, LogitsMixin):
+class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, LogitsMixin,
+              ControlVectorMixin, RerankMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
@@ -42,7 +47,8 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, Log
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
-                kv_unified: bool | None = None, deterministic: bool | None = None) -> Context:
+                kv_unified: bool | None = None, deterministic: bool | None = None,
+                knobs: Mapping[str, Any] | None = None) -> Context:
         # The [context] keys: checked by ContextConfig, the schema the TOML keys use too.
         checked = check_fields(ContextConfig, {
             "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_threads": n_threads,
@@ -53,7 +59,7 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, Log
         if n_ctx is None:
             n_ctx = min(info.n_ctx_train, 4096) if info.n_ctx_train > 0 else 4096
         # ggml's pool holds GGML_MAX_N_THREADS workers: a bigger machine uses that many.
-        n_threads = min(os.cpu_count() or 1, MAX_THREADS) if n_threads is None else n_threads
+        n_threads = min(default_threads(), MAX_THREADS) if n_threads is None else n_threads
         n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         if pooling not in _POOLING:
             raise ConfigError(f"pooling must be one of {sorted(k for k in _POOLING if k)} or "
@@ -68,7 +74,8 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin, Log
             model._handle, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(n_ubatch, n_batch),
             n_seq_max=n_seq_max, n_threads=n_threads,
             n_threads_batch=n_threads_batch,
-            embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
+            embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified,
+            knobs=knobs, max_positions=learned_positions(model))
         return cls(model, handle, seed=seed, n_threads=n_threads,
                    n_threads_batch=n_threads_batch, deterministic=deterministic)
 

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from ._context_core import ContextCore
 from ._errors import ConfigError, ContextError, ContextOverflowError, EmptyPromptError
 from ._native.batch import BatchHandle
+from ._positions import learned_positions
 
 __all__ = ["EmbeddingsMixin", "POOLING", "POOLING_NAMES"]
 
@@ -60,6 +61,12 @@ class EmbeddingsMixin(ContextCore):
         if not texts:
             raise EmptyPromptError("no texts to embed")
         native_pooling = POOLING_NAMES.get(handle.pooling_type, "none")
+        if native_pooling == "rank":
+            # A rank context's pooled output is the classifier's scores (n_cls_out values),
+            # not n_embd: reading a vector would run past llama.cpp's buffer.
+            raise ContextError("this context pools with 'rank' (a reranker): use "
+                               "rerank(query, documents), or new_context(embeddings=True, "
+                               "pooling='cls') for the encoder's vectors")
         if pooling is not None and pooling not in ("mean", "cls", "last"):
             raise ConfigError(f"pooling must be 'mean', 'cls' or 'last', got {pooling!r}",
                               key="pooling")
@@ -71,6 +78,9 @@ class EmbeddingsMixin(ContextCore):
         limit = min(handle.n_batch, handle.n_ubatch) if encode or not handle.causal \
             else handle.n_batch
         per_sequence = handle.n_ctx_seq
+        positions = learned_positions(self.model)  # past its table, ggml would abort
+        if positions is not None:
+            per_sequence = min(per_sequence, positions)
         if handle.kv_unified:  # the texts of a group share the one KV buffer
             limit = min(limit, handle.n_ctx)
         token_lists = []

@@ -12,7 +12,8 @@ subclasses the builtin a caller would naturally catch::
     │       └── SourceChecksumError (ValueError)   the llama.cpp source is not the pinned one
     ├── ModelLoadError              (ValueError)   a model file could not be loaded
     │   ├── ModelNotFoundError      (FileNotFoundError)
-    │   └── GGUFFormatError                        a malformed GGUF file (field, byte offset)
+    │   ├── GGUFFormatError                        a malformed GGUF file (field, byte offset)
+    │   └── ShardError                             a missing or mismatched shard of a split model
     ├── ClosedError                 (ValueError)   use of a closed Model/Context/Sampler
     │   └── EngineClosedError                      the Engine was closed (new or cut request)
     ├── TokenizeError               (ValueError)   text or token ids that cannot be (de)tokenized
@@ -20,6 +21,7 @@ subclasses the builtin a caller would naturally catch::
     ├── SamplerError                (ValueError)   invalid sampling parameters or a failed sample
     │   └── GrammarError                           a grammar or JSON schema that cannot be used
     ├── LoraError                   (ValueError)   an adapter that does not fit or load
+    ├── ControlVectorError          (ValueError)   a control vector that does not fit or load
     ├── StateError                  (ValueError)   a saved state that does not fit or parse
     │   └── StateFileError          (OSError)      a state file could not be read or written
     ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
@@ -61,6 +63,7 @@ __all__ = [
     "ContextError",
     "ContextMemoryError",
     "ContextOverflowError",
+    "ControlVectorError",
     "DecodeError",
     "EmptyPromptError",
     "EngineClosedError",
@@ -78,6 +81,7 @@ __all__ = [
     "QuantizeFileError",
     "QueueFullError",
     "SamplerError",
+    "ShardError",
     "SourceChecksumError",
     "StateError",
     "StateFileError",
@@ -363,3 +367,16 @@ class QuantizeFileError(QuantizeError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ShardError(ModelLoadError):
+    """A shard of a split model (``name-00002-of-00003.gguf``) is missing, is not the shard
+    its name says, or belongs to another model; ``path`` names that shard."""
+
+
+class ControlVectorError(LlamakitError, ValueError):
+    """A control vector could not be read, or does not fit the model (width, layers)."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,13 @@ from ._owned import Owned
 from ._progress import progress_bar
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._chat.messages import Messages
     from ._chat.resolve import TemplateSpec
     from ._config.schema import ChatConfig
     from ._context import Context
+    from ._context_knobs import ContextKnobs
     from ._lora import LoraAdapter
     from ._native.lib import NativeLib
     from ._perplexity import PerplexityResult
@@ -332,10 +336,12 @@ class Model(Owned):
                     embeddings: bool = False, seed: int | None = None,
                     pooling: str | None = None, n_seq_max: int = 1,
                     kv_unified: bool | None = None,
-                    deterministic: bool | None = None) -> Context:
+                    deterministic: bool | None = None,
+                    **knobs: Unpack[ContextKnobs]) -> Context:
         """A new inference context over this model.
 
-        ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
+        ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the physical
+        cores this process may use (``docs/context.md``, "Threads");
         ``pooling`` (``"mean"``, ``"cls"``, ``"last"``, ``"none"``; default: the model's)
         applies to ``embeddings=True`` contexts. ``n_seq_max`` is how many sequences the
         context holds at once (``generate_batch`` slots, packed embeddings); llama.cpp gives
@@ -347,14 +353,21 @@ class Model(Owned):
         separate streams otherwise (llama.cpp's default). ``deterministic``: reuse the
         prompt cache only where the call then gives the tokens of a fresh context (see
         ``docs/sampling.md``); default (None): so for greedy and seeded calls.
+
+        The knobs (``flash_attn``, ``type_k``/``type_v``, ``rope_freq_base``,
+        ``rope_freq_scale``, ``rope_scaling_type``, ``yarn_*``, ``swa_full``,
+        ``offload_kqv``, ``op_offload``) are llama.cpp's context parameters of the same
+        names, described by the ``[context]`` config keys; a combination llama.cpp cannot
+        run (a quantized ``type_v`` with ``flash_attn="off"``, say) raises ``ConfigError``.
         """
         from ._context import Context
+        from ._context_knobs import check_knobs
 
         return Context._create(self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
                                embeddings=embeddings, seed=seed, pooling=pooling,
                                n_seq_max=n_seq_max, kv_unified=kv_unified,
-                               deterministic=deterministic)
+                               deterministic=deterministic, knobs=check_knobs(self, knobs))
 
     def perplexity(self, text: str, *, n_ctx: int = 512, n_batch: int = 2048,
                    n_ubatch: int = 512, n_chunks: int | None = None,
@@ -383,6 +396,11 @@ def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",
                validate: bool = True, progress: Progress = None,
                **backend_options: Any) -> Model:
     """Load a GGUF model with the chosen backend (``"auto"``, ``"cpu"``, ``"vulkan"``, ...).
+
+    ``path`` is a GGUF file (for a split model, its first shard: the others load with it),
+    or a reference a model resolver knows: ``"hf://owner/repo:Q4_K_M"``,
+    ``"hf://owner/repo/file.gguf"``, ``"pkg://NAME"`` of a package's model, or what a
+    plugin's resolver handles (``docs/models.md``, ``docs/plugins.md``).
 
     The ``[model]`` keys are keywords here, checked by the same schema (``ModelConfig``,
     whose defaults these are): ``n_gpu_layers=-1`` offloads every layer; ``main_gpu``,
@@ -415,7 +433,11 @@ def open_model(options: LoadOptions) -> Model:
     """Load the model ``options`` describe: the one path of ``load_model``, ``from_config``
     and the CLI."""
     from ._backends import open_backend
+    from ._resolvers import resolve_model
 
+    # Model references (hf://..., package models, plugins' resolvers) become local files
+    # here, the one load path of load_model, from_config and the CLI.
+    options = dataclasses.replace(options, path=os.fspath(resolve_model(options.path)))
     backend = options.backend
     if backend == "auto" and os.environ.get("LLAMAKIT_BACKEND"):
         backend = None

@@ -13,6 +13,10 @@ its earlier ones' names), in a fresh working directory that holds the files the 
     A random-weight llama whose GGUF says to mean-pool (``llama.pooling_type = 1``).
 ``lora.gguf``
     A LoRA adapter for ``model.gguf``.
+``reranker.gguf``
+    A random-weight BERT reranker (``pooling_type`` rank, a classification head).
+``sharded-00001-of-00002.gguf``, ``sharded-00002-of-00002.gguf``
+    A small model split in two by llama.cpp's own ``llama-gguf-split``.
 
 A block that cannot run here (a GPU, a network, user input) must be fenced as something
 other than ``python`` (```text, ```console, ```pycon). A failure names the page and the line
@@ -26,6 +30,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import subprocess
 import textwrap
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,7 +40,7 @@ from pathlib import Path
 import pytest
 
 import llamakit
-from llamakit.testing import write_lora_adapter
+from llamakit.testing import build_tool, write_lora_adapter, write_reranker_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -112,7 +117,14 @@ def docs_files(tmp_path_factory: pytest.TempPathFactory,
     folder = tmp_path_factory.mktemp("docs-files")
     write_lora_adapter(folder / "lora.gguf", n_embd=256, n_ff=512, n_head=4, n_head_kv=2,
                        rank=8)
+    write_reranker_model(folder / "reranker.gguf")
+    subprocess.run([str(build_tool("llama-gguf-split")), "--split", "--split-max-tensors", "12",
+                    str(synthetic_model()), str(folder / "sharded")], check=True,
+                   capture_output=True)
     return {
+        "reranker.gguf": folder / "reranker.gguf",
+        "sharded-00001-of-00002.gguf": folder / "sharded-00001-of-00002.gguf",
+        "sharded-00002-of-00002.gguf": folder / "sharded-00002-of-00002.gguf",
         "model.gguf": synthetic_model(**MODEL_SHAPE),
         "instruct-model.gguf": synthetic_model(**INSTRUCT_SHAPE),
         "embedding-model.gguf": synthetic_model(metadata={"llama.pooling_type": 1},
@@ -145,7 +157,8 @@ def test_the_examples_are_found() -> None:
     them)."""
     for page in ("README.md", "docs/quickstart.md", "docs/chat.md", "docs/sampling.md",
                  "docs/embeddings.md", "docs/lora.md", "docs/state.md",
-                 "docs/quantization.md", "docs/backends.md", "docs/configuration.md"):
+                 "docs/quantization.md", "docs/backends.md", "docs/configuration.md",
+                 "docs/models.md", "docs/context.md"):
         assert page in PYTHON_PAGES, f"{page} has no ```python block"
     assert any(b.page == "docs/configuration.md" for b in CONFIG_BLOCKS)
 

@@ -16,12 +16,12 @@ import traceback
 from collections.abc import Sequence
 
 from .._errors import BuildError, LlamakitError
-from . import backends, bench, chat, config, embed, generate, info, perplexity, quantize
+from . import backends, bench, chat, config, embed, generate, info, perplexity, quantize, rerank
 from ._options import LlamakitParser, add_global_options
 
 __all__ = ["BUILTIN_COMMANDS", "build_parser", "main"]
 
-_MODULES = (backends, info, generate, chat, embed, quantize, bench, config, perplexity)
+_MODULES = (backends, info, generate, chat, embed, rerank, quantize, bench, config, perplexity)
 
 
 def _global_parent() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 BUILTIN_COMMANDS = ("backends", "devices", "info", "generate", "demo", "chat", "embed",
-                    "quantize", "bench", "build", "config", "perplexity")
+                    "rerank", "quantize", "bench", "build", "config", "perplexity")
 
 
 def _configure_plugins(argv: Sequence[str]) -> None:

@@ -1,4 +1,5 @@
-"""``llamakit info MODEL``: a model's facts, vocabulary, chat template and tensor types."""
+"""``llamakit info MODEL``: a model's facts, context defaults, vocabulary, chat template and
+tensor types."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ModelLoadError
 from ._common import cli_config, open_model
 from ._options import add_config_flags
+from .info_defaults import model_defaults, print_defaults
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,6 +93,7 @@ def _report(model: Model, args: argparse.Namespace) -> dict[str, Any]:
                            if key.startswith("tokenizer.chat_template.")},
         "tensor_types": by_type,
     }
+    report["defaults"] = model_defaults(model, report)
     if args.tensors:
         report["tensors"] = tensors
     if args.metadata:
@@ -109,6 +112,7 @@ def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
         if field == "size":
             value = f"{value} bytes ({value / 2**20:.2f} MiB)"
         print(f"{field:12} {value}")
+    print_defaults(report["defaults"])
     vocab = report["vocab"]
     specials = ", ".join(f"{name}={vocab[name]['id']} {vocab[name]['text']!r}"
                          for name in ("bos", "eos", "eot", "sep", "pad", "nl") if vocab[name])

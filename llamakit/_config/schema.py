@@ -176,6 +176,74 @@ class ContextConfig(BaseModel):
         "Unset: on for greedy (temperature 0) and seeded calls, off otherwise; false: "
         "reuse every shared prefix (fastest).",
     )
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description='Flash attention: "auto" uses it where the backend supports it, "on" '
+        'requires it, "off" never uses it. A quantized type_v needs it.',
+    )
+    type_k: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"] = (
+        Field(
+            default="f16",
+            description="Data type of the KV cache's keys (llama.cpp's --cache-type-k). A "
+            "quantized type needs an attention head size that is a multiple of 32.",
+        ))
+    type_v: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"] = (
+        Field(
+            default="f16",
+            description="Data type of the KV cache's values (llama.cpp's --cache-type-v). A "
+            'quantized type needs flash_attn "auto" or "on" and a head size that is a '
+            "multiple of 32.",
+        ))
+    rope_freq_base: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="RoPE base frequency. Unset: the model's.",
+    )
+    rope_freq_scale: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="RoPE frequency scaling factor (context extension by 1/scale). Unset: "
+        "the model's.",
+    )
+    rope_scaling_type: Literal["none", "linear", "yarn", "longrope"] | None = Field(
+        default=None,
+        description="RoPE scaling method. Unset: the model's (usually none, or linear).",
+    )
+    yarn_ext_factor: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="YaRN: extrapolation mix factor; 0 = full interpolation. Unset: the "
+        "model's (1 with YaRN scaling).",
+    )
+    yarn_attn_factor: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="YaRN: scale of the attention magnitude. Unset: the model's.",
+    )
+    yarn_beta_fast: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="YaRN: low correction dimension. Unset: the model's (32).",
+    )
+    yarn_beta_slow: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="YaRN: high correction dimension. Unset: the model's (1).",
+    )
+    yarn_orig_ctx: int | None = Field(
+        default=None, gt=0, lt=2**32,
+        description="YaRN: the model's original (training) context length. Unset: the "
+        "model's.",
+    )
+    swa_full: bool = Field(
+        default=True,
+        description="Keep a full-size KV cache for sliding-window-attention layers (needed to "
+        "reuse cached prompt prefixes and save states); false saves memory.",
+    )
+    offload_kqv: bool = Field(
+        default=True,
+        description="Keep the KV cache and attention on the GPU with offloaded layers; false "
+        "keeps them in system memory.",
+    )
+    op_offload: bool = Field(
+        default=True,
+        description="Let the GPU run operations on weights kept in system memory (large "
+        "batches); false computes them on the CPU.",
+    )
 
 
 class SamplingConfig(BaseModel):

@@ -14,18 +14,17 @@ makes llama.cpp fail cleanly before the assert).
 - ``ggml_mul_mat`` (first graph build): ``GGML_ASSERT(ggml_can_mul_mat(k, q))`` -- a
   ``head_count`` that ``head_count_kv`` does not divide.
 - ``llama_model_loader``: ``split.no`` of every further shard read with
-  ``gguf_get_val_u16``, which asserts the type.
+  ``gguf_get_val_u16``, which asserts the type (checked in ``shards``, with the rest of
+  what a split model needs).
 """
 
 from __future__ import annotations
 
-import os
 import struct
-from pathlib import Path
 
-from .._errors import GGUFFormatError
 from .reader import Cursor
-from .validate import ARRAY, STRING, TYPE_NAMES, KeyValue, Parsed, check_file
+from .shards import check_shards
+from .validate import ARRAY, STRING, KeyValue, Parsed
 
 __all__ = ["check_hazards", "check_shards"]
 
@@ -193,34 +192,3 @@ def check_hazards(cur: Cursor, parsed: Parsed) -> None:
     if arch:
         _check_hparams(cur, parsed, arch)
 
-
-def check_shards(parsed: Parsed) -> list[Path]:
-    """Check the further files of a split model the way llama.cpp will open them; stop
-    where llama.cpp would fail cleanly (a missing file, a wrong index)."""
-    count = parsed.kvs.get(b"split.count")
-    number = parsed.kvs.get(b"split.no")
-    if count is None or count.type != _U16 or not isinstance(count.value, int) \
-            or count.value <= 1 or number is None or number.type != _U16 or number.value != 0:
-        return []
-    postfix = f"-00001-of-{count.value:05d}.gguf"
-    path = parsed.path
-    if len(path) <= len(postfix) or not path.endswith(postfix):
-        return []
-    prefix = path[:-len(postfix)]
-    checked = []
-    for index in range(1, count.value):
-        shard = f"{prefix}-{index + 1:05d}-of-{count.value:05d}.gguf"
-        if not os.path.isfile(shard):
-            break
-        found = check_file(shard)
-        kv = found.kvs.get(b"split.no")
-        if kv is None:
-            break
-        if kv.type != _U16:
-            raise GGUFFormatError(f"split.no must be a u16, not {TYPE_NAMES[kv.type]}; "
-                                  "llama.cpp would abort the process on it", path=shard,
-                                  field=kv.field, offset=kv.offset)
-        checked.append(Path(shard))
-        if kv.value != index:
-            break
-    return checked

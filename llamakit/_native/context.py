@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import numpy.typing as npt
 from .._errors import ContextError, InvalidBatchError
 from .._limits import check_kv_fits, check_threads
 from .handle import Handle, pinned
+from .knobs import set_knobs
 from .model import ModelHandle
 
 if TYPE_CHECKING:
@@ -57,13 +58,16 @@ class ContextHandle(Handle):
 
     def __init__(self, model: ModelHandle, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
-                 pooling_type: int, kv_unified: bool = False) -> None:
+                 pooling_type: int, kv_unified: bool = False,
+                 knobs: Mapping[str, Any] | None = None,
+                 max_positions: int | None = None) -> None:
         native, lib, ffi = model.native, model.lib, model.ffi
         check_threads("n_threads", n_threads)
         check_threads("n_threads_batch", n_threads_batch)
         check_kv_fits(model.info(), n_ctx,
                       [d.memory_total for d in native.devices() if d.is_accelerator])
         params = lib.llama_context_default_params()
+        set_knobs(lib, params, knobs or {})
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_ubatch
@@ -77,7 +81,7 @@ class ContextHandle(Handle):
         self._abort_flag = ffi.new("int *", 0)
         params.abort_callback = lib.lk_abort_callback
         params.abort_callback_data = self._abort_flag
-        with model.pinned() as model_ptr:
+        with model.pinned() as model_ptr, native.capture_errors() as errors:
             _check_model_for_context(lib, model_ptr)
             ptr = lib.llama_init_from_model(model_ptr, params)
         if model.device_check is not None:
@@ -88,9 +92,10 @@ class ContextHandle(Handle):
                     lib.llama_free(ptr)
                 raise
         if ptr == ffi.NULL:
+            reason = f" ({'; '.join(errors)})" if errors else ""
             raise ContextError(
-                f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}; "
-                "it may not fit in memory (see the 'llamakit.native' log)")
+                f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}"
+                f"{reason}; it may not fit in memory (see the 'llamakit.native' log)")
         super().__init__(native, ptr, lib.llama_free)
         self.model = model
         model.add_dependent(self)
@@ -103,6 +108,11 @@ class ContextHandle(Handle):
         #: ``n_seq_max`` separate streams of ``n_ctx / n_seq_max`` positions.
         self.kv_unified = bool(kv_unified)
         self.n_ctx_seq = int(lib.llama_n_ctx_seq(ptr))
+        if max_positions is not None:
+            # Learned position embeddings end here; ggml asserts past them, and llama.cpp
+            # pads n_ctx beyond a small table: what Python lets in stops at the table.
+            self.n_ctx = min(self.n_ctx, max_positions)
+            self.n_ctx_seq = min(self.n_ctx_seq, max_positions)
         self.pooling_type = int(lib.llama_pooling_type(ptr))
         self.embeddings = embeddings
         # Adapters applied, with their scales; llama.cpp keeps raw pointers to them.

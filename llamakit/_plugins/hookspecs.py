@@ -21,6 +21,7 @@ from .._backend_spec import BackendSpec
 from .._chat.template import ChatTemplate
 from .._command_spec import CommandSpec
 from .._quantize.plan import QuantizationRecipe
+from .._resolver_spec import ModelResolver
 from .._sampler_protocol import SamplerSpec
 
 __all__ = ["hookimpl", "hookspec", "Hookspecs"]
@@ -95,4 +96,18 @@ class Hookspecs:
         ``llamakit NAME ...`` runs it. A name already taken by a built-in command is skipped
         with a warning naming the plugin; a duplicate across plugins is skipped with a
         ``PluginWarning`` naming both plugins.
+        """
+
+    @hookspec
+    def llamakit_register_model_resolvers(self) -> Sequence[ModelResolver]:  # type: ignore[empty-body]
+        """Return the model resolvers this plugin provides.
+
+        Parameters: none.
+
+        Returns: a sequence of :class:`llamakit.ModelResolver` (``name``, ``resolve(reference)``
+        returning the local GGUF paths for a reference of its kind, or None for any other,
+        ``description``). ``load_model("...")`` asks every resolver, in plugin precedence
+        order, before it treats its argument as a path; the first that claims it wins.
+        Names must be unique across all plugins (a duplicate is skipped with a
+        ``PluginWarning`` naming both plugins).
         """

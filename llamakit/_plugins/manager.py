@@ -29,6 +29,7 @@ from .._chat.template import ChatTemplate
 from .._command_spec import CommandSpec
 from .._errors import PluginError
 from .._quantize.plan import QuantizationRecipe, RecipeEntry
+from .._resolver_spec import ModelResolver
 from .._sampler_protocol import RESERVED_SAMPLER_NAMES, SamplerSpec
 from . import hookspecs
 
@@ -114,8 +115,8 @@ class PluginHost:
     # Loading -----------------------------------------------------------------------------
 
     def _load_entry_points(self) -> None:
-        from .._quantize import recipes  # the core's own recipes, a plugin like any other
         from .._version import __version__
+        from . import core as recipes  # the core's own hooks, a plugin like any other
 
         if CORE_PLUGIN in self.disabled:
             self.info[CORE_PLUGIN] = PluginInfo(CORE_PLUGIN, "disabled", "llamakit", __version__,
@@ -351,12 +352,21 @@ class PluginHost:
             lambda spec: isinstance(spec, CommandSpec),
             lambda spec, plugin: dataclasses.replace(spec, plugin=plugin))
 
+    def model_resolvers(self) -> dict[str, ModelResolver]:
+        """Every registered model resolver by name, in precedence order, each tagged with
+        its plugin."""
+        return self._registry(
+            "llamakit_register_model_resolvers", "model resolver",
+            "llamakit.ModelResolver objects",
+            lambda resolver: isinstance(resolver, ModelResolver) and callable(resolver.resolve),
+            lambda resolver, plugin: dataclasses.replace(resolver, plugin=plugin))
+
     def registrations(self) -> dict[str, dict[str, list[str]]]:
         """What each plugin registered: plugin -> kind ("backends", ...) -> sorted names."""
         kinds: dict[str, Callable[[], Mapping[str, Any]]] = {
             "backends": self.backends, "samplers": self.samplers,
             "chat templates": self.chat_templates, "quantization recipes": self.quantizers,
-            "commands": self.commands}
+            "commands": self.commands, "model resolvers": self.model_resolvers}
         result: dict[str, dict[str, list[str]]] = {}
         for kind, collect in kinds.items():
             for name, item in collect().items():

@@ -3,6 +3,8 @@
 - :func:`write_llama_model` writes a small llama-architecture GGUF with random weights and
   a real tokenizer copied from one of llama.cpp's vocab files (:func:`vocab_path`).
 - :func:`write_lora_adapter` writes a matching LoRA adapter with random weights.
+- :func:`write_reranker_model` writes a BERT-style reranker (``pooling_type`` rank, a
+  classification head) with random weights and llama.cpp's bert-bge tokenizer.
 - :func:`compile_greedy_reference` / :func:`run_greedy_reference` build and run a tiny C
   program that greedy-decodes with llama.cpp's C API directly, to cross-check llamakit.
 - :func:`require_variant` skips a test that would build a variant other than the CPU one
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from ._reference import (
         run_greedy_reference as run_greedy_reference,
     )
+    from ._reranker import write_reranker_model as write_reranker_model
     from ._synthetic import MetadataValue as MetadataValue
     from ._synthetic import vocab_path as vocab_path
     from ._synthetic import write_llama_model as write_llama_model
@@ -56,6 +59,7 @@ __all__ = [
     "vocab_path",
     "write_llama_model",
     "write_lora_adapter",
+    "write_reranker_model",
 ]
 
 _LAZY = {
@@ -67,6 +71,7 @@ _LAZY = {
     "vocab_path": "._synthetic",
     "write_llama_model": "._synthetic",
     "write_lora_adapter": "._lora",
+    "write_reranker_model": "._reranker",
     "compile_greedy_reference": "._reference",
     "greedy_reference_source": "._reference",
     "run_greedy_reference": "._reference",

@@ -48,6 +48,10 @@ HOOK_TESTS: dict[str, list[str]] = {
         "tests/plugins/test_plugins_cli.py::test_plugin_command_runs_with_its_arguments",
         f"{EXAMPLE}/test_example_command.py::test_stats_of_a_synthetic_model",
     ],
+    "llamakit_register_model_resolvers": [
+        "tests/test_resolvers.py::test_registered_resolver_is_tagged_with_its_plugin",
+        f"{EXAMPLE}/test_example_resolver.py::test_load_model_by_name_from_the_models_folder",
+    ],
 }
 
 

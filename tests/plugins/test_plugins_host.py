@@ -23,6 +23,7 @@ from llamakit import (
     BackendSpec,
     ChatTemplate,
     CommandSpec,
+    ModelResolver,
     PluginError,
     PluginWarning,
     SamplerSpec,
@@ -58,6 +59,8 @@ HOOKS: dict[str, tuple[Callable[[PluginHost], dict[str, Any]], Callable[[str], A
     "llamakit_register_commands": (
         PluginHost.commands,
         lambda name: CommandSpec(name, "test command", lambda parser: None, lambda args: 0)),
+    "llamakit_register_model_resolvers": (
+        PluginHost.model_resolvers, lambda name: ModelResolver(name, lambda reference: None)),
 }
 
 

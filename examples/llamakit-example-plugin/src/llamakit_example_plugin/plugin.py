@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llamakit import ChatTemplate, CommandSpec, QuantizationRecipe, SamplerSpec, hookimpl
+from llamakit import (
+    ChatTemplate,
+    CommandSpec,
+    ModelResolver,
+    QuantizationRecipe,
+    SamplerSpec,
+    hookimpl,
+)
 
-from . import stats
+from . import resolver, stats
 from .recipe import AttentionQ8
 from .sampler import no_repeat_ngram
 from .template import EXAMPLE_PLAIN
 
 __all__ = ["llamakit_register_chat_templates", "llamakit_register_commands",
-           "llamakit_register_quantizers", "llamakit_register_samplers"]
+           "llamakit_register_model_resolvers", "llamakit_register_quantizers",
+           "llamakit_register_samplers"]
 
 
 @hookimpl
@@ -41,3 +49,10 @@ def llamakit_register_quantizers() -> Sequence[QuantizationRecipe]:
 def llamakit_register_commands() -> Sequence[CommandSpec]:
     return [CommandSpec("example-stats", "show a GGUF model's tensors by type: count, "
                         "parameters, size, bits per weight", stats.configure, stats.run)]
+
+
+@hookimpl
+def llamakit_register_model_resolvers() -> Sequence[ModelResolver]:
+    return [ModelResolver("models-dir", resolver.resolve,
+                          "models-dir:NAME: NAME.gguf in the folders of "
+                          "$LLAMAKIT_EXAMPLE_MODELS")]
