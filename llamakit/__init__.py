@@ -15,6 +15,7 @@ from ._command_spec import CommandSpec
 from ._config import Config, config_schema_markdown, load_config
 from ._context import Context
 from ._demo import demo_model, demo_model_path
+from ._engine import Engine, EngineStats
 from ._errors import (
     AbortedError,
     BackendError,
@@ -28,6 +29,7 @@ from ._errors import (
     ContextOverflowError,
     DecodeError,
     EmptyPromptError,
+    EngineClosedError,
     GGUFFormatError,
     GrammarError,
     InvalidBatchError,
@@ -39,6 +41,7 @@ from ._errors import (
     ModelNotFoundError,
     PluginError,
     QuantizeError,
+    QueueFullError,
     SamplerError,
     SourceChecksumError,
     StateError,
@@ -88,6 +91,9 @@ __all__ = [
     "DecodeError",
     "DeviceInfo",
     "EmptyPromptError",
+    "Engine",
+    "EngineClosedError",
+    "EngineStats",
     "GGUFFormatError",
     "GGUFSummary",
     "GenerationResult",
@@ -114,6 +120,7 @@ __all__ = [
     "QuantizeError",
     "QuantizePlan",
     "QuantizeResult",
+    "QueueFullError",
     "Sampler",
     "SamplerChain",
     "SamplerError",

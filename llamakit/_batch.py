@@ -1,9 +1,12 @@
-"""``Context.generate_batch``: many prompts decoded together, with continuous batching.
+"""Batched generation: the stepping core (``BatchStepper``) and ``Context.generate_batch``.
 
-Each prompt gets a sequence of the context (``new_context(n_seq_max=N)`` slots) and its
-own sampler chain; every step puts one pending token of each generating sequence and as
-much prompt as fits into one ``llama_batch``. A finished sequence frees its slot for the
-next queued prompt, so more prompts than slots work.
+Each generating sequence is a ``BatchSlot``: a sequence id of the context, its own sampler
+chain, its text assembler (stop strings) and limits. ``BatchStepper.step`` puts one pending
+token of each generating slot and as much prompt as fits into one ``llama_batch``, decodes
+it, samples every slot that has logits and reports pieces and finished slots. The driver
+decides which slots join between steps: ``generate_batch`` admits queued prompts as slots
+free up, the ``Engine`` admits requests from other threads the same way (continuous
+batching), so both share this one scheduler.
 """
 
 from __future__ import annotations
@@ -24,25 +27,129 @@ from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
 
 if TYPE_CHECKING:
+    from ._native.context import ContextHandle
     from ._sampling import SamplingParams
 
-__all__ = ["BatchMixin", "BatchStream"]
+__all__ = ["BatchMixin", "BatchSlot", "BatchStepper", "BatchStream", "StepEvent"]
 
 
 @dataclass(eq=False)
-class _Slot:
-    index: int
+class BatchSlot:
+    """One sequence being generated. ``fed`` prompt tokens are in the KV cache already
+    (a reused prefix starts there); ``kv`` lists every token the sequence holds."""
+
     seq_id: int
     prompt: list[int]
     chain: SamplerChain
     assembler: TextAssembler
+    limit: int
     seed: int
     started: float
+    owner: Any = None
     fed: int = 0
+    cached: int = 0
     pending: int | None = None
     output: int | None = None
     prompt_done: float = 0.0
+    first_token: float = 0.0
     generated: list[int] = field(default_factory=list)
+    kv: list[int] = field(default_factory=list)
+    finish: FinishReason | None = None
+
+    def result(self, show_seed: bool) -> GenerationResult:
+        """The ``GenerationResult`` of a finished slot (call after ``assembler.finish``)."""
+        assert self.finish is not None
+        now = time.perf_counter()
+        prompt_done = self.prompt_done or now
+        return GenerationResult(
+            text=self.assembler.text, tokens=self.generated, finish_reason=self.finish,
+            timings=Timings(prompt_tokens=len(self.prompt), prompt_tokens_cached=self.cached,
+                            prompt_ms=(prompt_done - self.started) * 1000,
+                            generated_tokens=len(self.generated),
+                            generated_ms=(now - prompt_done) * 1000,
+                            total_ms=(now - self.started) * 1000),
+            prompt_tokens=self.prompt, seed=self.seed if show_seed else None)
+
+
+#: ``(slot, piece)``: a text piece of a slot (``""`` when only its state changed); a
+#: finished slot has ``finish`` set and is no longer active.
+StepEvent = tuple[BatchSlot, str]
+
+
+class BatchStepper:
+    """The active slots of one context and one decode step over all of them.
+
+    The caller holds the context's lock around ``step`` and owns the sequence ids: it
+    passes free ids to ``add`` and gets them back from finished slots.
+    """
+
+    def __init__(self, handle: ContextHandle, vocab: Any) -> None:
+        self._handle = handle
+        self._vocab = vocab
+        self.active: list[BatchSlot] = []
+        self._batch = BatchHandle(handle.native, handle.n_batch)
+
+    def add(self, slot: BatchSlot) -> None:
+        self.active.append(slot)
+
+    def remove(self, slot: BatchSlot) -> None:
+        self.active.remove(slot)
+
+    def close(self) -> None:
+        self._batch.close()
+
+    def step(self) -> list[StepEvent]:
+        """Decode one batch and sample every slot that has logits; finished slots leave
+        ``active`` (their ``finish`` is set, their sequence keeps ``slot.kv``)."""
+        handle, batch, vocab = self._handle, self._batch, self._vocab
+        batch.clear()
+        room = batch.capacity
+        for slot in self.active:
+            slot.output = None
+            if slot.pending is not None:
+                position = len(slot.kv)
+                slot.output = batch.add(slot.pending, position, slot.seq_id, True)
+                slot.kv.append(slot.pending)
+                room -= 1
+        for slot in self.active:
+            while slot.pending is None and slot.fed < len(slot.prompt) and room:
+                last = slot.fed == len(slot.prompt) - 1
+                at = batch.add(slot.prompt[slot.fed], slot.fed, slot.seq_id, last)
+                slot.kv.append(slot.prompt[slot.fed])
+                slot.fed += 1
+                room -= 1
+                if last:
+                    slot.output = at
+        batch.decode(handle)
+        events: list[StepEvent] = []
+        n_ctx_seq = handle.n_ctx_seq
+        for slot in list(self.active):
+            if slot.output is None:
+                continue
+            now = time.perf_counter()
+            if slot.pending is None:
+                slot.prompt_done = now
+            token = slot.chain._handle.sample(handle, slot.output)
+            if not slot.first_token:
+                slot.first_token = now
+            piece = ""
+            if vocab.is_eog(token):
+                slot.finish = "eog"
+            else:
+                slot.generated.append(token)
+                piece = slot.assembler.feed(vocab.piece(token, False))
+                if slot.assembler.stopped:
+                    slot.finish = "stop"
+                elif len(slot.generated) >= slot.limit or \
+                        len(slot.prompt) + len(slot.generated) > n_ctx_seq:
+                    slot.finish = "length"
+            if slot.finish is None:
+                slot.pending = token
+            else:
+                self.active.remove(slot)
+            if piece or slot.finish is not None:
+                events.append((slot, piece))
+        return events
 
 
 class BatchStream(Iterator[tuple[int, str]]):
@@ -121,94 +228,48 @@ class BatchMixin(ContextCore):
                     params: SamplingParams, results: list[GenerationResult | None]
                     ) -> Iterator[tuple[int, str]]:
         handle, model = self._handle, self.model
-        vocab = model._handle
         base_seed = params.values.get("seed")
         with self._lock:
             handle.set_abort(False)
             self._cache.clear()
             queue = deque(enumerate(token_lists))
             free = list(range(handle.n_seq_max))
-            active: list[_Slot] = []
-            batch = BatchHandle(handle.native, handle.n_batch)
+            stepper = BatchStepper(handle, model._handle)
             try:
-                while queue or active:
+                while queue or stepper.active:
                     while queue and free:
                         index, tokens = queue.popleft()
                         seed = (base_seed + index) % 0xFFFFFFFF if base_seed is not None \
                             else random_seed()
                         chain = SamplerChain.from_stages(model, params.stages(seed, handle.n_ctx))
                         chain._start(tokens)
-                        slot = _Slot(index=index, seq_id=free.pop(0), prompt=tokens,
-                                     chain=chain, assembler=TextAssembler(stops), seed=seed,
-                                     started=time.perf_counter())
+                        slot = BatchSlot(seq_id=free.pop(0), prompt=tokens, chain=chain,
+                                         assembler=TextAssembler(stops), limit=limit,
+                                         seed=seed, started=time.perf_counter(), owner=index)
                         if limit == 0:
-                            yield from self._finish(slot, "length", results, free, params)
+                            slot.finish = "length"
+                            yield from self._finish(slot, results, free, params)
                             continue
-                        active.append(slot)
-                    if not active:
+                        stepper.add(slot)
+                    if not stepper.active:
                         continue
-                    batch.clear()
-                    room = batch.capacity
-                    for slot in active:
-                        slot.output = None
-                        if slot.pending is not None:
-                            position = len(slot.prompt) + len(slot.generated) - 1
-                            slot.output = batch.add(slot.pending, position, slot.seq_id, True)
-                            room -= 1
-                    for slot in active:
-                        while slot.pending is None and slot.fed < len(slot.prompt) and room:
-                            last = slot.fed == len(slot.prompt) - 1
-                            at = batch.add(slot.prompt[slot.fed], slot.fed, slot.seq_id, last)
-                            slot.fed += 1
-                            room -= 1
-                            if last:
-                                slot.output = at
-                    batch.decode(handle)
-                    for slot in list(active):
-                        if slot.output is None:
-                            continue
-                        if slot.pending is None:
-                            slot.prompt_done = time.perf_counter()
-                        token = slot.chain._handle.sample(handle, slot.output)
-                        finish: FinishReason | None = None
-                        if vocab.is_eog(token):
-                            finish = "eog"
-                        else:
-                            slot.generated.append(token)
-                            piece = slot.assembler.feed(vocab.piece(token, False))
-                            if piece:
-                                yield slot.index, piece
-                            if slot.assembler.stopped:
-                                finish = "stop"
-                            elif len(slot.generated) >= limit or \
-                                    len(slot.prompt) + len(slot.generated) > handle.n_ctx_seq:
-                                finish = "length"
-                        if finish is None:
-                            slot.pending = token
-                        else:
-                            active.remove(slot)
-                            yield from self._finish(slot, finish, results, free, params)
+                    for slot, piece in stepper.step():
+                        if piece:
+                            yield slot.owner, piece
+                        if slot.finish is not None:
+                            yield from self._finish(slot, results, free, params)
             finally:
-                batch.close()
-                for slot in active:
+                stepper.close()
+                for slot in stepper.active:
                     slot.chain.close()
                 memory.kv_clear(handle)
 
-    def _finish(self, slot: _Slot, finish: FinishReason, results: list[GenerationResult | None],
+    def _finish(self, slot: BatchSlot, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:
         rest = slot.assembler.finish()
         if rest:
-            yield slot.index, rest
+            yield slot.owner, rest
         memory.kv_remove(self._handle, slot.seq_id, -1, -1)
         free.append(slot.seq_id)
         slot.chain.close()
-        now = time.perf_counter()
-        prompt_done = slot.prompt_done or now
-        results[slot.index] = GenerationResult(
-            text=slot.assembler.text, tokens=slot.generated, finish_reason=finish,
-            timings=Timings(prompt_tokens=len(slot.prompt), prompt_tokens_cached=0,
-                            prompt_ms=(prompt_done - slot.started) * 1000,
-                            generated_tokens=len(slot.generated),
-                            generated_ms=(now - prompt_done) * 1000,
-                            total_ms=(now - slot.started) * 1000),
-            prompt_tokens=slot.prompt, seed=None if params.greedy else slot.seed)
+        results[slot.owner] = slot.result(show_seed=not params.greedy)

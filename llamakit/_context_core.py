@@ -114,7 +114,8 @@ class ContextCore(Owned):
 
     # -- what a call falls back to -----------------------------------------------------
     def _prompt_tokens(self, prompt: Prompt, parse_special: bool,
-                       on_overflow: OverflowPolicy = "error", n_keep: int = 0) -> list[int]:
+                       on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+                       n_ctx: int | None = None) -> list[int]:
         if isinstance(prompt, (str, bytes)):
             tokens = self.model.tokenize(prompt, add_special=True, parse_special=parse_special)
         else:
@@ -123,7 +124,7 @@ class ContextCore(Owned):
             raise EmptyPromptError(
                 "the prompt has no tokens (an empty string on a model that adds no BOS, or "
                 "an empty token list); give at least one token")
-        return fit_prompt(tokens, self.n_ctx, on_overflow, n_keep)
+        return fit_prompt(tokens, self.n_ctx if n_ctx is None else n_ctx, on_overflow, n_keep)
 
     @cached_property
     def _model_sampling(self) -> SamplingParams:

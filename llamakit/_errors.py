@@ -14,6 +14,7 @@ subclasses the builtin a caller would naturally catch::
     │   ├── ModelNotFoundError      (FileNotFoundError)
     │   └── GGUFFormatError                        a malformed GGUF file (field, byte offset)
     ├── ClosedError                 (ValueError)   use of a closed Model/Context/Sampler
+    │   └── EngineClosedError                      the Engine was closed (new or cut request)
     ├── TokenizeError               (ValueError)   text or token ids that cannot be (de)tokenized
     │   └── InvalidTokenError       (IndexError)   a token id outside the vocabulary
     ├── SamplerError                (ValueError)   invalid sampling parameters or a failed sample
@@ -21,6 +22,7 @@ subclasses the builtin a caller would naturally catch::
     ├── LoraError                   (ValueError)   an adapter that does not fit or load
     ├── StateError                  (ValueError)   a saved state that does not fit or parse
     ├── QuantizeError               (ValueError)   bad quantize() input or a failed quantization
+    ├── QueueFullError              (RuntimeError) the Engine's slots and queue are full
     ├── ChatTemplateError           (ValueError)   a chat template cannot be found or rendered
     │   ├── TemplateSecurityError   (PermissionError) the template reached for Python internals
     │   └── TemplateLimitError                     rendering passed its size or time limit
@@ -55,6 +57,7 @@ __all__ = [
     "ContextOverflowError",
     "DecodeError",
     "EmptyPromptError",
+    "EngineClosedError",
     "GGUFFormatError",
     "GrammarError",
     "InvalidBatchError",
@@ -66,6 +69,7 @@ __all__ = [
     "ModelNotFoundError",
     "PluginError",
     "QuantizeError",
+    "QueueFullError",
     "SamplerError",
     "SourceChecksumError",
     "StateError",
@@ -194,6 +198,20 @@ class TemplateLimitError(ChatTemplateError):
 
 class ClosedError(LlamakitError, ValueError):
     """An object was used after ``close()``."""
+
+
+class EngineClosedError(ClosedError):
+    """The ``Engine`` was closed: a new request is refused, and a request that was queued
+    or running when ``close()`` cancelled it ends with this error."""
+
+
+class QueueFullError(LlamakitError, RuntimeError):
+    """The ``Engine``'s slots are busy and its queue holds ``max_queue`` requests already;
+    ``retry_after`` is a guess, in seconds, of when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class TokenizeError(LlamakitError, ValueError):

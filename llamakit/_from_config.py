@@ -9,12 +9,14 @@ from typing import Any
 from ._config import Config, load_config
 from ._context import Context
 from ._context_text import stop_strings
+from ._engine import Engine
 from ._errors import ConfigError, GrammarError, SamplerError
 from ._grammar import Grammar
 from ._model import LoadOptions, Model, open_model
 from ._sampling import SamplingParams
 
-__all__ = ["context_from_config", "from_config", "model_from_config", "sampling_from_config"]
+__all__ = ["context_from_config", "engine_from_config", "from_config", "model_from_config",
+           "sampling_from_config"]
 
 
 # [sampling] keys that are not sampling keywords, or need converting first.
@@ -85,3 +87,27 @@ def from_config(path: str | os.PathLike[str] | None = None,
     except BaseException:
         model.close()
         raise
+
+
+def engine_from_config(model: Model, config: Config | None = None) -> Engine:
+    """An ``Engine`` over ``model`` with the ``[engine]`` settings, the ``[context]`` ones
+    that apply to its one context (batch sizes, threads, embeddings, seed, KV layout) and
+    the ``[sampling]`` and ``[chat]`` defaults of its requests. ``config`` defaults to the
+    ambient one (``load_config()``)."""
+    if config is None:
+        config = load_config()
+    c, s = config.context, config.sampling
+    engine = Engine(model, **config.engine.model_dump(), n_batch=c.n_batch,
+                    n_ubatch=c.n_ubatch, n_threads=c.n_threads,
+                    n_threads_batch=c.n_threads_batch, embeddings=c.embeddings, seed=c.seed,
+                    kv_unified=c.kv_unified)
+    try:
+        ctx = engine._ctx
+        ctx.sampling = sampling_from_config(model, config)
+        ctx.max_new_tokens = s.max_new_tokens
+        ctx.stop = stop_strings(s.stop)
+        ctx.chat_config = config.chat
+    except BaseException:
+        engine.close(drain=False)
+        raise
+    return engine

@@ -32,15 +32,20 @@ __all__ = ["Generation"]
 class Generation(ContextCore):
     """``generate`` and ``stream`` of ``Context``."""
 
-    def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
-             parse_special: bool, sampling: Mapping[str, Any],
-             sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0
-             ) -> Iterator[str | GenerationResult]:
+    def _prepare(self, prompt: Prompt, max_new_tokens: int | None,
+                 stop: str | Sequence[str] | None, parse_special: bool,
+                 sampling: Mapping[str, Any], sampler: SamplerChain | None, where: str,
+                 on_overflow: OverflowPolicy, n_keep: int, n_ctx: int | None = None
+                 ) -> tuple[list[int], int, list[str], SamplingParams, int | None,
+                            OverflowPolicy, int]:
+        """Validate a call's arguments: the prompt's tokens, the token limit, the stop
+        strings, the sampling parameters and seed, and the overflow policy. ``n_ctx`` is
+        the room of the sequence (default: the context's)."""
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         max_new_tokens = check_field(SamplingConfig, "max_new_tokens", max_new_tokens)
         stops = stop_strings(self.stop if stop is None else stop)
+        seed: int | None
         if sampler is not None:
             if sampling:
                 raise SamplerError(f"{where}: give either sampler= or sampling keywords "
@@ -53,13 +58,23 @@ class Generation(ContextCore):
             params = self._sampling(sampling, where)
             chosen = params.values.get("seed")
             seed = chosen if chosen is not None else random_seed()
-        model_handle = self.model._handle
-        on_overflow, n_keep = check_policy(on_overflow, n_keep, self.n_ctx)
+        room = self.n_ctx if n_ctx is None else n_ctx
+        on_overflow, n_keep = check_policy(on_overflow, n_keep, room)
         if on_overflow == "shift" and not self.kv.can_shift:
             raise ConfigError("on_overflow='shift' needs a model whose KV cache can shift "
                               "positions; use 'truncate'", key="on_overflow")
-        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep)
-        return self._loop(tokens, max_new_tokens, stops, params, seed, model_handle, sampler,
+        tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep, room)
+        return tokens, max_new_tokens, stops, params, seed, on_overflow, n_keep
+
+    def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
+             parse_special: bool, sampling: Mapping[str, Any],
+             sampler: SamplerChain | None = None, where: str = "generate()",
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             ) -> Iterator[str | GenerationResult]:
+        tokens, limit, stops, params, seed, on_overflow, n_keep = self._prepare(
+            prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
+            on_overflow, n_keep)
+        return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
                           on_overflow, n_keep)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("model and samplers", ["_model", "_sampler_chain"]),
     ("context", ["_context", "_context_core", "_prompt_cache", "_generation", "_context_lora",
                  "_state", "_batch", "_embeddings", "_kv", "_chat.mixin"]),
+    ("engine", ["_engine"]),
     ("entry points", ["_from_config", "_cli", "_plugins.cli", "_demo", "__init__",
                       "__main__", "testing"]),
 ]

@@ -373,6 +373,39 @@ class ChatConfig(BaseModel):
     )
 
 
+class EngineConfig(BaseModel):
+    """The inference engine (``llamakit.Engine``): slots, queue and prompt caching."""
+
+    model_config = _STRICT
+
+    n_parallel: int = Field(
+        default=4, gt=0, le=256,
+        description="Slots: requests generated at once, one sequence of the engine's context "
+        "each (llama-server's --parallel).",
+    )
+    n_ctx: int | None = Field(
+        default=None, gt=0,
+        description="Total context of the engine, split evenly over the slots (each gets "
+        "n_ctx // n_parallel). Unset: n_parallel times the model's training context length, "
+        "at most 4096.",
+    )
+    max_queue: int = Field(
+        default=64, ge=0,
+        description="Requests that may wait for a free slot; one more raises QueueFullError.",
+    )
+    cache_prompt: bool = Field(
+        default=True,
+        description="Keep each slot's evaluated tokens, so a request that shares a prefix "
+        "with them (the next turn of a conversation) evaluates only the rest.",
+    )
+    slot_prompt_similarity: float = Field(
+        default=0.1, ge=0, le=1, allow_inf_nan=False,
+        description="A request goes to the idle slot whose cached tokens share the longest "
+        "prefix with its prompt when that prefix is at least this share of the prompt; "
+        "otherwise to the least recently used idle slot.",
+    )
+
+
 class UIConfig(BaseModel):
     """How llamakit reports long operations on the terminal."""
 
@@ -406,6 +439,9 @@ class Config(BaseModel):
     )
     chat: ChatConfig = Field(default_factory=ChatConfig, description=ChatConfig.__doc__ or "")
     ui: UIConfig = Field(default_factory=UIConfig, description=UIConfig.__doc__ or "")
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description=EngineConfig.__doc__ or ""
+    )
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of individual backends, one table per backend name "
@@ -436,6 +472,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "plugins": PluginsConfig,
     "chat": ChatConfig,
     "ui": UIConfig,
+    "engine": EngineConfig,
 }
 # The free-form table of tables.
 _FREE_SECTION = "backends"
