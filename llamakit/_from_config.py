@@ -91,21 +91,19 @@ def from_config(path: str | os.PathLike[str] | None = None,
 
 def engine_from_config(model: Model, config: Config | None = None) -> Engine:
     """An ``Engine`` over ``model`` with the ``[engine]`` settings, the ``[context]`` ones
-    that apply to its one context (batch sizes, threads, embeddings, seed, KV layout) and
+    that apply to its one context (all but ``n_ctx`` and ``n_seq_max``, which the engine
+    sets from ``[engine]``) and
     the ``[sampling]`` and ``[chat]`` defaults of its requests. ``config`` defaults to the
     ambient one (``load_config()``)."""
     if config is None:
         config = load_config()
-    c, s = config.context, config.sampling
-    engine = Engine(model, **config.engine.model_dump(), n_batch=c.n_batch,
-                    n_ubatch=c.n_ubatch, n_threads=c.n_threads,
-                    n_threads_batch=c.n_threads_batch, embeddings=c.embeddings, seed=c.seed,
-                    kv_unified=c.kv_unified)
+    context = config.context.model_dump(exclude={"n_ctx", "n_seq_max"})
+    engine = Engine(model, **config.engine.model_dump(), **context)
     try:
         ctx = engine._ctx
         ctx.sampling = sampling_from_config(model, config)
-        ctx.max_new_tokens = s.max_new_tokens
-        ctx.stop = stop_strings(s.stop)
+        ctx.max_new_tokens = config.sampling.max_new_tokens
+        ctx.stop = stop_strings(config.sampling.stop)
         ctx.chat_config = config.chat
     except BaseException:
         engine.close(drain=False)

@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import ValidationError
 
 from .._batch import BatchSlot, BatchStepper
 from .._chat.results import ChatResult
-from .._config.errors import config_error_from_validation
+from .._config.fields import check_fields, field_default
 from .._config.schema import ContextConfig, EngineConfig
 from .._context_text import TextAssembler
 from .._errors import (
@@ -100,13 +99,12 @@ class Engine:
                  **context_kwargs: Any) -> None:
         given = {"n_parallel": n_parallel, "n_ctx": n_ctx, "max_queue": max_queue,
                  "cache_prompt": cache_prompt, "slot_prompt_similarity": slot_prompt_similarity}
-        try:
-            config = EngineConfig.model_validate({k: v for k, v in given.items()
-                                                  if v is not None})
-        except ValidationError as error:
-            raise config_error_from_validation(error, prefix=("engine",)) from None
+        # The [engine] section is the one source: each keyword is checked by its field,
+        # and an unset one takes the field's default.
+        config = EngineConfig(**check_fields(
+            EngineConfig, {k: v for k, v in given.items() if v is not None}))
         if embeddings is None:
-            embeddings = ContextConfig.model_fields["embeddings"].default
+            embeddings = field_default(ContextConfig, "embeddings")
         for key in ("n_seq_max", "n_ctx"):
             if key in context_kwargs:
                 raise ConfigError(f"the engine sets the context's {key}; use n_parallel/n_ctx",
