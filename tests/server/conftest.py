@@ -10,7 +10,7 @@ from server_helpers import Served, start, stop
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Served]:
-    served = start("-np", "4", "-c", "2048")
+    served = start("-np", "4", "-c", "2048", "--max-body-bytes", "65536")
     try:
         yield served
     finally:
