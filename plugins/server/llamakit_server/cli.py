@@ -4,9 +4,13 @@ safety checks before listening, and uvicorn's lifetime (SIGTERM drains, then exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from llamakit._cli._common import cli_config, open_model
 from llamakit._cli._options import FLAG_PREFIX, add_config_flags
@@ -59,6 +63,25 @@ def check_bind(config: Config) -> None:
                           key="server.host")
 
 
+def _server(config: Any) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM once it has shut down, which kills the process
+            # before the engine is closed; stop the same way but return normally.
+            handled = (signal.SIGINT, signal.SIGTERM)
+            before = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -91,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                             log_level="warning", access_log=False,
                             timeout_graceful_shutdown=int(config.server.drain_seconds) or None,
                             lifespan="off")
-        server = uvicorn.Server(uv)
+        server = _server(uv)
         print(f"llamakit serve: {model_id} on http://{config.server.host}:"
               f"{config.server.port} ({engine.n_parallel} slots of {engine.n_ctx_slot} "
               f"tokens, backend {model.backend})", file=sys.stderr, flush=True)
