@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import jsonschema
 import numpy as np
 import pytest
-
 from server_helpers import Served, start, stop
 
 

@@ -58,9 +58,7 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server: Served) -> None:
     client = server.client()
     stream = client.completions.create(model="demo-model", prompt="1", max_tokens=400,
                                        stream=True, logit_bias=no_eog())
-    pieces = 0
-    for _ in stream:
-        pieces += 1
+    for pieces, _ in enumerate(stream, 1):
         if pieces == 3:
             break
     assert server.metric("llamakit_slots_busy") >= 1

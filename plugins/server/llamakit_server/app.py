@@ -127,7 +127,7 @@ class _Service:
             return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True)
         try:
             result = await stream.collect()
-            content, reason = result.content, result.finish_reason
+            content, reason = result.content, str(result.finish_reason)
             n_prompt, n_reply = result.usage.prompt_tokens, result.usage.completion_tokens
         except ContextOverflowError as exc:  # the slot filled up while generating
             partial = getattr(exc, "result", None)
@@ -165,10 +165,10 @@ class _Service:
             result = await stream.collect()
             reason: str = result.finish_reason
         except ContextOverflowError as exc:
-            result = getattr(exc, "result", None)
-            if result is None:
+            partial = getattr(exc, "result", None)
+            if partial is None:
                 raise
-            reason = "length"
+            result, reason = partial, "length"
         return JSONResponse({**head, "object": "text_completion", "choices": [{
             "index": 0, "text": echo + result.text, "logprobs": None,
             "finish_reason": _finish(reason)}],
@@ -186,7 +186,7 @@ class _Service:
         if body.dimensions is not None:
             raise ApiError(400, "dimensions is not supported by this build of "
                            "llamakit-server", param="dimensions", code="not_supported")
-        if sum(len(t) for t in texts) > self.server.max_prompt_chars:  # type: ignore[arg-type]
+        if sum(len(str(t)) for t in texts) > self.server.max_prompt_chars:
             raise ApiError(400, "the input is longer than this server takes "
                            f"({self.server.max_prompt_chars} characters)", param="input",
                            code="context_length_exceeded")

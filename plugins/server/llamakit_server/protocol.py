@@ -275,9 +275,8 @@ def completion_kwargs(body: CompletionRequest, config: ServerConfig, default_max
                        code="context_length_exceeded")
     if body.suffix:
         raise _unsupported("suffix", "suffix (fill-in-the-middle)")
-    if body.logprobs:
-        if not _accepts("logprobs"):
-            raise _unsupported("logprobs", "logprobs")
+    if body.logprobs and not _accepts("logprobs"):
+        raise _unsupported("logprobs", "logprobs")
     kwargs = _common(body, config, default_max, body.max_tokens)
     if body.logprobs:
         kwargs["logprobs"] = body.logprobs
