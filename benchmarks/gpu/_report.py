@@ -1,8 +1,8 @@
-"""One markdown table of every ``bench-*.json`` that ``cpu_vs_gpu.py`` wrote in a folder
+"""One markdown table of every ``bench-*.json`` that ``backends.py`` wrote in a folder
 (the device scripts' ``report`` phase): per model, each llamakit backend's row, with
 llama-bench's row right after the first (the backend it is compared with).
 
-    python3 benchmarks/_h100_report.py RESULTS_DIR
+    python3 benchmarks/gpu/_report.py RESULTS_DIR
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Part 3 times one grammar pass over the whole vocabulary (``SamplerChain.apply`` 
 schema's grammar, which always applies it): what a constrained sample costs when the
 chain's first choice breaks the grammar and every candidate must be checked.
 
-Models are the synthetic shapes of ``_models.py`` (llama-bpe vocabulary, 128 256 tokens),
+Models are the synthetic shapes of ``benchlib/models.py`` (llama-bpe vocabulary, 128 256 tokens),
 in F16. Prints one line per measurement and markdown tables.
 """
 
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: benchlib
 
-from _models import model_path  # noqa: E402
+from benchlib.models import model_path  # noqa: E402
 
 import llamakit  # noqa: E402
 

@@ -27,15 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import llamakit
-from llamakit.testing import write_llama_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: benchlib
+
+import llamakit  # noqa: E402
+from llamakit.testing import write_llama_model  # noqa: E402
 
 _QUANTIZE_TIME = re.compile(r"quantize time =\s*([\d.]+) ms")
 
 
 def build_llama_quantize() -> Path:
     """llama.cpp's ``llama-quantize``, built once per set of inputs from the CPU variant's tree."""
-    from _llama_bench import build_cpu_tool
+    from benchlib.llama_bench import build_cpu_tool
 
     return build_cpu_tool("llama-quantize")
 

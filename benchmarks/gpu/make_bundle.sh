@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Build the bundle that benchmarks/h100_vulkan.sh needs on a bare GPU machine without
-# network (the `device` tool's H100: Ubuntu 24.04, python3.12, NVIDIA driver, no Vulkan
-# loader, no glslc, no cffi/pydantic/gguf). Run here, on Debian bookworm amd64, from the
-# repository root:
+# Build the bundle that benchmarks/gpu/cuda.sh and benchmarks/gpu/vulkan.sh need on a GPU
+# machine without network (the `device` tool's image: Ubuntu 24.04, python3.12 with
+# PyTorch, nvcc, NVIDIA driver; no Vulkan loader, no glslc, no cffi, pydantic, gguf or
+# jsonschema).
+# Run here, on Debian bookworm amd64 with network, from the repository root:
 #
-#     benchmarks/make_device_bundle.sh            # writes .device/ (ignored, < 64 MiB)
+#     benchmarks/gpu/make_bundle.sh               # writes .device/ (ignored, < 64 MiB)
+#     benchmarks/gpu/make_bundle.sh DEST          # or into DEST
 #
 # .device/ then holds:
 #   llama.cpp.tar.gz   the pinned llama.cpp tree, pruned to what CMake needs for the
-#                      libraries, ggml-vulkan, ggml-cuda (benchmarks/h100_cuda.sh),
-#                      tools/llama-bench and tools/quantize, plus
+#                      libraries, ggml-vulkan, ggml-cuda, tools/llama-bench,
+#                      tools/batched-bench and tools/quantize, plus
 #                      models/ggml-vocab-llama-spm.gguf (write_llama_model's tokenizer)
 #   vulkan-sdk.tar.gz  a VULKAN_SDK-like folder: bin/glslc (bookworm's, with libshaderc),
 #                      include/ (Vulkan 1.4.309 headers from Debian trixie, SPIR-V headers),
 #                      share/cmake/SPIRV-Headers; lib/libvulkan.so is linked on the device
 #   debs/              Debian's Vulkan loader and GL vendor-neutral libraries (../shared/
 #                      FACTS.md: the NVIDIA ICD needs libGLX/libEGL beside libvulkan1)
-#   wheels/            cp312 manylinux wheels of llamakit's dependencies the image lacks
+#   wheels/            cp312 manylinux wheels of what the image lacks: llamakit's and its
+#                      plugins' dependencies, and what the test modules import at
+#                      collection (jsonschema, hypothesis), since `pytest -m gpu tests`
+#                      imports every test module
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEST=${1:-$ROOT/.device}
 PY=${PYTHON:-python3}
 mkdir -p "$DEST/debs" "$DEST/wheels"
@@ -80,7 +85,9 @@ rm -f "$DEST/wheels/"*.whl
     cffi==2.0.0 pycparser==3.0 pydantic==2.13.4 pydantic_core==2.46.4 annotated-types \
     "typing-extensions>=4.14.1" typing-inspection pluggy==1.6.0 gguf==0.19.0 \
     hatchling==1.33.0 pathspec==1.1.1 "packaging>=24.2" trove-classifiers tomlkit \
-    "jinja2>=3.1.6" markupsafe editables
+    "jinja2>=3.1.6" markupsafe editables \
+    jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
+    rpds-py==2026.9.1 attrs==26.1.0 hypothesis==6.170.17 sortedcontainers==2.4.0
 
 du -sh "$DEST"/* | sed "s|$ROOT/||"
 du -sh "$DEST" | sed "s|$ROOT/||"

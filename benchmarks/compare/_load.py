@@ -1,4 +1,4 @@
-"""Part 4 of the harness: model load time (cold and warm page cache), peak RSS, embeddings.
+"""The harness's load part: model load time (cold and warm page cache), peak RSS, embeddings.
 
 Load time and RSS are measured in a fresh process per run, for three sides doing the same
 steps (``load_probe.c`` on llama.cpp's C API, ``_load_probe.py`` through llamakit and

@@ -1,6 +1,6 @@
 /*
  * load_probe: how long llama.cpp's C API takes to load a model and how much memory the
- * process peaks at, with nothing of Python in between (the llama.cpp side of part 4 of the
+ * process peaks at, with nothing of Python in between (the llama.cpp side of the load part of the
  * performance harness).
  *
  *   load_probe MODEL N_CTX N_THREADS N_PROMPT N_GEN

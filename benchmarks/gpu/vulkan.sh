@@ -1,47 +1,50 @@
 #!/usr/bin/env bash
-# The Vulkan backend on a bare NVIDIA machine (the `device` tool's H100), one command:
+# The Vulkan backend on a GPU machine without network, one command (the memory bandwidth
+# comes from the driver on NVIDIA machines, device_info.py, unless BANDWIDTH_TBS is set):
 #
-#     benchmarks/make_device_bundle.sh          # here, once: writes .device/ (15 MB)
-#     benchmarks/h100_vulkan.sh                 # there, from the repository root
+#     benchmarks/gpu/make_bundle.sh             # here, once: writes .device/ (about 17 MB)
+#     benchmarks/gpu/vulkan.sh                  # there, from the repository root
 #
 # Phases (all by default, or name some: setup build test models bench report):
 #   setup   unpack Debian's Vulkan loader into / (the image has the driver's ICD but no
 #           loader), the pruned llama.cpp tree and the VULKAN_SDK-like folder of .device/;
-#           pip-install the carried wheels and llamakit, llamakit-cpu, llamakit-vulkan (-e)
+#           pip-install the carried wheels and llamakit, llamakit-cpu, llamakit-vulkan,
+#           llamakit-rpc (-e) and the test modules' imports
 #   build   `python3 -m llamakit build cpu vulkan`, and beside it llama.cpp's llama-bench
 #           and llama-quantize from the same tree with the vulkan variant's CMake flags
 #           (llamakit's COMMON_CMAKE_FLAGS + the spec's, tools switched on)
 #   test    tests/vulkan and every test marked gpu
 #   models  1B and 8B llama shapes (llama-spm vocab) in F16 with write_llama_model
 #           (reuse_weights: one random array per shape), then $QUANT with llama-quantize
-#   bench   benchmarks/cpu_vs_gpu.py --backends vulkan --llama-bench ... per model
+#   bench   benchmarks/gpu/backends.py --backends vulkan --llama-bench ... per model
 #   report  one markdown table of all models (results/summary.md)
 #
 # Results and logs go to $WORK/results (and are copied to $OUT when it is set).
-# Environment: WORK (default /tmp/lk-h100), QUANT (Q4_0), SHAPES ("1b 8b"), RUNS (5),
-# BANDWIDTH_TBS (3.35, the H100 SXM's HBM3), CPU_BENCH_SHAPES (shapes whose F16 and
-# $QUANT models are also measured on the cpu backend; default none).
+# Environment: BUNDLE (default .device), WORK (default /tmp/lk-gpu-vulkan), QUANT (Q4_0),
+# SHAPES ("1b 8b"), RUNS (5), BANDWIDTH_TBS (from the device; none: no bandwidth column),
+# CPU_BENCH_SHAPES (shapes whose F16 and $QUANT models are also measured on the cpu
+# backend; default none).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BUNDLE=${BUNDLE:-$ROOT/.device}
-WORK=${WORK:-/tmp/lk-h100}
+WORK=${WORK:-/tmp/lk-gpu-vulkan}
 RESULTS=$WORK/results
 PY=${PYTHON:-python3}
 QUANT=${QUANT:-Q4_0}
 SHAPES=${SHAPES:-"1b 8b"}
 RUNS=${RUNS:-5}
-BANDWIDTH_TBS=${BANDWIDTH_TBS:-3.35}
 CPU_BENCH_SHAPES=${CPU_BENCH_SHAPES:-}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
 
-source benchmarks/_h100_phases.sh  # environment, stamp, unpack_bundle, report, run_phases
+source benchmarks/gpu/_phases.sh  # environment, stamp, detect_device, unpack_bundle, run_phases
+detect_device
 
 phase_setup() {
     stamp setup
-    unpack_bundle plugins/cpu plugins/vulkan
+    unpack_bundle plugins/cpu plugins/vulkan plugins/rpc
 }
 
 tool_flags() {
@@ -77,8 +80,7 @@ phase_test() {
     local status=0
     "$PY" -m pytest -q -p no:cacheprovider tests/vulkan \
         2>&1 | tee "$RESULTS/test_vulkan.log" || status=1
-    "$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors -m gpu tests \
-        2>&1 | tee "$RESULTS/test_gpu_marked.log" || status=1
+    test_sweep || status=1
     return $status
 }
 
@@ -87,9 +89,9 @@ phase_models() {
     local shape
     for shape in $SHAPES; do
         "$PY" -c "
-import sys; sys.path.insert(0, 'benchmarks')
+import sys; sys.path.insert(0, 'benchmarks/gpu')
 from pathlib import Path
-from cpu_vs_gpu import write_synthetic
+from backends import write_synthetic
 write_synthetic('$shape', Path('$WORK/models/$shape-f16.gguf'), dtype='f16')"
         local quant=$WORK/models/$shape-${QUANT,,}.gguf
         if [ ! -f "$quant" ]; then
@@ -110,10 +112,10 @@ phase_bench() {
             backends=vulkan
             if [[ " $CPU_BENCH_SHAPES " == *" $shape "* ]]; then backends=vulkan,cpu; fi
             stamp "bench $shape-$kind ($backends)"
-            "$PY" benchmarks/cpu_vs_gpu.py --model "$WORK/models/$shape-$kind.gguf" \
+            "$PY" benchmarks/gpu/backends.py --model "$WORK/models/$shape-$kind.gguf" \
                 --backends "$backends" --runs "$RUNS" --n-prompt 512 --n-gen 128 \
                 --llama-bench "$WORK/tools-build/bin/llama-bench" \
-                --bandwidth-tbs "$BANDWIDTH_TBS" --json "$RESULTS/bench-$shape-$kind.json" \
+                ${BANDWIDTH_TBS:+--bandwidth-tbs "$BANDWIDTH_TBS"} --json "$RESULTS/bench-$shape-$kind.json" \
                 2>&1 | tee "$RESULTS/bench-$shape-$kind.log"
         done
     done

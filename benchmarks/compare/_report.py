@@ -132,7 +132,7 @@ def _model_tables(m: dict[str, Any], reps: int) -> list[str]:
     return lines
 
 
-def _part4_tables(p: dict[str, Any]) -> list[str]:
+def _load_tables(p: dict[str, Any]) -> list[str]:
     lines = ["### Model load and peak memory", "",
              "A fresh process per run: load the model (mmap), make a context (n_ctx 640, "
              "n_batch 512), evaluate 32 prompt tokens and 16 greedy tokens. Medians. "
@@ -187,8 +187,10 @@ def markdown(results: dict[str, Any]) -> str:
              f"- kernel {mach['kernel']}, Python {mach['python']}, {mach['compiler']}", ""]
     for m in results["models"].values():
         lines += _model_tables(m, settings["reps"])
-    if "part4" in results:
-        lines += _part4_tables(results["part4"])
+    # "part4": the key of results written before the harness named its parts (2026-11-25).
+    load = results.get("load", results.get("part4"))
+    if load is not None:
+        lines += _load_tables(load)
     return "\n".join(lines) + "\n"
 
 

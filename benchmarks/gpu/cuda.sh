@@ -1,53 +1,71 @@
 #!/usr/bin/env bash
-# The CUDA backend on a bare NVIDIA machine (the `device` tool's H100), one command, next to
-# llama.cpp's own llama-bench built from the same CMake tree and the llamakit vulkan backend:
+# The CUDA backend on an NVIDIA machine without network, one command, next to llama.cpp's
+# own llama-bench and llama-batched-bench built from the same CMake tree and the llamakit
+# vulkan backend. The GPU's architecture and memory bandwidth come from the driver
+# (device_info.py) unless CUDA_ARCHS / BANDWIDTH_TBS are set:
 #
-#     benchmarks/make_device_bundle.sh          # here, once: writes .device/ (16 MB)
-#     benchmarks/h100_cuda.sh                   # there, from the repository root
+#     benchmarks/gpu/make_bundle.sh             # here, once: writes .device/ (about 17 MB)
+#     benchmarks/gpu/cuda.sh                    # there, from the repository root
+#     benchmarks/gpu/cuda.sh setup build test   # only some phases
 #
-# Phases (all by default, or name some: setup build test models bench report):
-#   setup   as h100_vulkan.sh (Vulkan loader, pruned llama.cpp tree, VULKAN_SDK-like folder,
-#           wheels; pip-installs llamakit and the cpu, vulkan and cuda plugins), then makes
-#           the image's CUDA toolkit complete: cuBLAS's headers and libraries are not in it
-#           but in PyTorch's environment (nvidia/cu13), so they are linked into the toolkit's
-#           include/ and lib64/; a lib64/stubs/libcuda.so is linked to the driver's library
-#           when the toolkit has no stub. Starts writing the F16 models in the background.
+# Phases (default: setup build test models bench report; also parity and batched):
+#   setup   as vulkan.sh (Vulkan loader, pruned llama.cpp tree, VULKAN_SDK-like folder,
+#           wheels; pip-installs llamakit and the cpu, vulkan, cuda and rpc plugins and the
+#           test modules' imports), then makes the CUDA toolkit complete where it lacks
+#           cuBLAS (the `device` tool's image has it only in PyTorch's environment,
+#           nvidia/cu13: linked into the toolkit's include/ and lib64/) or the libcuda stub
+#           (linked to the driver's library). Starts writing the F16 models in the background.
 #   build   `llamakit build cuda` (CMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS) beside
-#           `llamakit build cpu vulkan`; then llama-bench and llama-quantize in the cuda
-#           variant's own CMake build folder (reconfigured with LLAMA_BUILD_TOOLS and
-#           LLAMA_BUILD_COMMON on; ggml-cuda is not compiled twice: tools_build.log shows
-#           how many steps ninja ran)
-#   test    tests/cuda (pure-Python and GPU tests) and every test marked gpu (the vulkan
-#           one that expects `auto` to pick vulkan runs with llamakit-cuda disabled)
-#   models  1B and 8B llama shapes (llama-spm vocab, F16, write_llama_model with
+#           `llamakit build cpu vulkan`; then llama-bench, llama-batched-bench and
+#           llama-quantize in the cuda variant's own CMake build folder (reconfigured with
+#           LLAMA_BUILD_TOOLS and LLAMA_BUILD_COMMON on; ggml-cuda is not compiled twice:
+#           tools_build.log shows how many steps ninja ran)
+#   test    tests/cuda and every test marked gpu (the vulkan one that expects `auto` to
+#           pick vulkan runs with llamakit-cuda disabled)
+#   models  $SHAPES llama shapes (llama-spm vocab, F16, write_llama_model with
 #           reuse_weights), then $QUANT with the same tree's llama-quantize
-#   bench   benchmarks/cpu_vs_gpu.py --backends cuda,vulkan --llama-bench-backend cuda:
-#           llamakit cuda, then llama-bench (CUDA), then llamakit vulkan, per model
+#   bench   gpu/backends.py --backends $BACKENDS --llama-bench-backend cuda: llamakit
+#           cuda, then llama-bench (CUDA), then llamakit vulkan, per model
+#   parity  gpu/parity.py: llamakit cuda and llama-bench interleaved, round by round, with
+#           the gap split into its parts (llama.cpp's own timings, engine-level loops), per
+#           model of $PARITY_MODELS
+#   batched gpu/batched.py: generate_batch against llama-batched-bench on $BATCHED_MODEL
 #   report  one markdown table of all models (results/summary.md)
 #
 # Results and logs go to $WORK/results (and are copied to $OUT when it is set).
-# Environment: WORK (default /tmp/lk-h100c), QUANT (Q4_0), SHAPES ("1b 8b"), KINDS
-# ("f16 q4_0"), RUNS (5), BANDWIDTH_TBS (3.35, the H100 SXM's HBM3), CUDA_ARCHS (90),
-# BACKENDS (cuda,vulkan).
+# Environment: BUNDLE (default .device), WORK (default /tmp/lk-gpu-cuda), QUANT (Q4_0),
+# SHAPES ("1b 8b"), KINDS ("f16 q4_0"), RUNS (5), BANDWIDTH_TBS and CUDA_ARCHS (from the
+# device), BACKENDS (cuda,vulkan), PARITY_MODELS ("1b-f16 1b-q4_0 8b-f16 8b-q4_0", those
+# written), PARITY_ROUNDS (5), PARITY_NAME (parity: its .json and .log), BATCHED_MODEL
+# (8b-q4_0), BATCHED_NPL (1,8,32,64), ALSO_BUILD ("cpu vulkan": the variants built beside
+# cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags),
+# BATCHED_NAME (batched: its .json and .log), BATCHED_ARGS (default --profile 32).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BUNDLE=${BUNDLE:-$ROOT/.device}
-WORK=${WORK:-/tmp/lk-h100c}
+WORK=${WORK:-/tmp/lk-gpu-cuda}
 RESULTS=$WORK/results
 PY=${PYTHON:-python3}
 QUANT=${QUANT:-Q4_0}
 SHAPES=${SHAPES:-"1b 8b"}
 KINDS=${KINDS:-"f16 ${QUANT,,}"}
 RUNS=${RUNS:-5}
-BANDWIDTH_TBS=${BANDWIDTH_TBS:-3.35}
+PARITY_ROUNDS=${PARITY_ROUNDS:-5}
+PARITY_NAME=${PARITY_NAME:-parity}
+BATCHED_MODEL=${BATCHED_MODEL:-8b-${QUANT,,}}
+BATCHED_NPL=${BATCHED_NPL:-1,8,32,64}
+BATCHED_NAME=${BATCHED_NAME:-batched}
 BACKENDS=${BACKENDS:-cuda,vulkan}
+ALSO_BUILD=${ALSO_BUILD-cpu vulkan}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
 
-export LLAMAKIT_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90}
-source benchmarks/_h100_phases.sh  # environment, stamp, unpack_bundle, report, run_phases
+source benchmarks/gpu/_phases.sh  # environment, stamp, detect_device, unpack_bundle, run_phases
+detect_device
+: "${CUDA_ARCHS:?no NVIDIA driver answered: set CUDA_ARCHS (e.g. 90) to build anyway}"
+export LLAMAKIT_CUDA_ARCHITECTURES=$CUDA_ARCHS
 
 # The toolkit's root: the folder above the real nvcc's bin/ (PATH's nvcc may be a wrapper).
 toolkit_root() {
@@ -96,7 +114,7 @@ complete_toolkit() {
 
 phase_setup() {
     stamp setup
-    unpack_bundle plugins/cpu plugins/vulkan plugins/cuda
+    unpack_bundle plugins/cpu plugins/vulkan plugins/cuda plugins/rpc
     [ -d "$WORK/llama.cpp/ggml/src/ggml-cuda" ] || {
         echo "the bundle's llama.cpp tree lacks ggml/src/ggml-cuda: rerun make_device_bundle.sh"
         return 1; }
@@ -121,7 +139,12 @@ EOF
 
 phase_build() {
     stamp build
-    ("$PY" -m llamakit build cpu vulkan > "$RESULTS/build_cpu_vulkan.log" 2>&1) &
+    # shellcheck disable=SC2086  # ALSO_BUILD is a list of variant names
+    if [ -n "$ALSO_BUILD" ]; then
+        ("$PY" -m llamakit build $ALSO_BUILD > "$RESULTS/build_cpu_vulkan.log" 2>&1) &
+    else
+        true &
+    fi
     local others=$! started=$SECONDS
     "$PY" -m llamakit build cuda 2>&1 | tee "$RESULTS/build_cuda.log"
     echo "llamakit build cuda: $((SECONDS - started)) s" | tee -a "$RESULTS/timings.txt"
@@ -134,15 +157,16 @@ phase_build() {
         | tee -a "$RESULTS/tool_flags.txt" || true
     started=$SECONDS
     ("$cmake" -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$dir" -DLLAMA_BUILD_TOOLS=ON \
-        -DLLAMA_BUILD_COMMON=ON && "$ninja" -C "$dir" -j "$JOBS" llama-bench llama-quantize) \
+        -DLLAMA_BUILD_COMMON=ON && "$ninja" -C "$dir" -j "$JOBS" llama-bench llama-batched-bench llama-quantize) \
         > "$RESULTS/tools_build.log" 2>&1 || { tail -40 "$RESULTS/tools_build.log"; return 1; }
-    echo "llama-bench + llama-quantize in the same tree: $((SECONDS - started)) s, ninja steps:" \
+    echo "llama-bench, llama-batched-bench, llama-quantize in the same tree: $((SECONDS - started)) s, ninja steps:" \
         "$(grep -c '^\[' "$RESULTS/tools_build.log")," \
         "of them ggml-cuda: $(grep -c 'ggml-cuda' "$RESULTS/tools_build.log" || true)" \
         | tee -a "$RESULTS/timings.txt"
     ln -sfn "$dir/bin" "$WORK/tools"
     wait "$others" || { tail -40 "$RESULTS/build_cpu_vulkan.log"; return 1; }
-    "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"
+    # Listing every backend's devices loads (and would build) each variant.
+    if [ -n "$ALSO_BUILD" ]; then "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"; fi
     "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe.txt"
 }
 
@@ -151,10 +175,8 @@ phase_test() {
     local status=0
     "$PY" -m pytest -q -p no:cacheprovider -ra tests/cuda \
         2>&1 | tee "$RESULTS/test_cuda.log" || status=1
-    "$PY" -m pytest -q -p no:cacheprovider -ra --continue-on-collection-errors -m gpu tests \
-        --ignore=tests/cuda \
-        --deselect tests/vulkan/test_vulkan.py::test_auto_picks_vulkan_on_a_gpu \
-        2>&1 | tee "$RESULTS/test_gpu_marked.log" || status=1
+    test_sweep --ignore=tests/cuda \
+        --deselect tests/vulkan/test_vulkan.py::test_auto_picks_vulkan_on_a_gpu || status=1
     LLAMAKIT_DISABLE_PLUGINS=llamakit-cuda "$PY" -m pytest -q -p no:cacheprovider -ra \
         tests/vulkan/test_vulkan.py::test_auto_picks_vulkan_on_a_gpu \
         2>&1 | tee "$RESULTS/test_vulkan_auto.log" || status=1
@@ -165,9 +187,9 @@ phase_models_f16() {
     local shape
     for shape in $SHAPES; do
         "$PY" -c "
-import sys; sys.path.insert(0, 'benchmarks')
+import sys; sys.path.insert(0, 'benchmarks/gpu')
 from pathlib import Path
-from cpu_vs_gpu import write_synthetic
+from backends import write_synthetic
 write_synthetic('$shape', Path('$WORK/models/$shape-f16.gguf'), dtype='f16')"
     done
 }
@@ -200,13 +222,33 @@ phase_bench() {
     for shape in $SHAPES; do
         for kind in $KINDS; do
             stamp "bench $shape-$kind ($BACKENDS)"
-            "$PY" benchmarks/cpu_vs_gpu.py --model "$WORK/models/$shape-$kind.gguf" \
+            "$PY" benchmarks/gpu/backends.py --model "$WORK/models/$shape-$kind.gguf" \
                 --backends "$BACKENDS" --runs "$RUNS" --n-prompt 512 --n-gen 128 \
                 --llama-bench "$WORK/tools/llama-bench" --llama-bench-backend cuda \
-                --bandwidth-tbs "$BANDWIDTH_TBS" --json "$RESULTS/bench-$shape-$kind.json" \
+                ${BANDWIDTH_TBS:+--bandwidth-tbs "$BANDWIDTH_TBS"} --json "$RESULTS/bench-$shape-$kind.json" \
                 2>&1 | tee "$RESULTS/bench-$shape-$kind.log"
         done
     done
+}
+
+phase_parity() {
+    stamp parity
+    local name models=()
+    for name in ${PARITY_MODELS:-1b-f16 1b-${QUANT,,} 8b-f16 8b-${QUANT,,}}; do
+        if [ -f "$WORK/models/$name.gguf" ]; then models+=("$WORK/models/$name.gguf"); fi
+    done
+    [ ${#models[@]} -gt 0 ] || { echo "no model of PARITY_MODELS was written"; return 1; }
+    "$PY" benchmarks/gpu/parity.py "${models[@]}" --backend cuda --rounds "$PARITY_ROUNDS" \
+        ${PARITY_ARGS:-} --llama-bench "$WORK/tools/llama-bench" --json "$RESULTS/$PARITY_NAME.json" \
+        2>&1 | tee "$RESULTS/$PARITY_NAME.log"
+}
+
+phase_batched() {
+    stamp batched
+    "$PY" benchmarks/gpu/batched.py "$WORK/models/$BATCHED_MODEL.gguf" --backend cuda \
+        --npl "$BATCHED_NPL" ${BATCHED_ARGS---profile 32} \
+        --llama-batched-bench "$WORK/tools/llama-batched-bench" \
+        --json "$RESULTS/$BATCHED_NAME.json" 2>&1 | tee "$RESULTS/$BATCHED_NAME.log"
 }
 
 run_phases ${*:-setup build test models bench report}

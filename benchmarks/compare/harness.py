@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """llamakit against llama.cpp's llama-bench and llama-cpp-python, side by side, in one run.
 
-    python benchmarks/harness.py                 # the full run (1B shape, Q4_0 and Q8_0)
-    python benchmarks/harness.py --quick         # a small model, about two minutes
-    python benchmarks/harness.py --out DIR       # DIR/results.json and DIR/results.md
+    python benchmarks/compare/harness.py             # the full run (1B shape, Q4_0 and Q8_0)
+    python benchmarks/compare/harness.py --quick     # a small model, about two minutes
+    python benchmarks/compare/harness.py --out DIR   # DIR/results.json and DIR/results.md
 
 What it does (everything cached under ``~/.cache/llamakit/bench/`` after the first run):
 
 1. builds ``llama-bench`` from the tree and flags of llamakit's CPU variant
-   (``_llama_bench.py``), llama-cpp-python 0.3.36 from the same tree and ggml flags in a
+   (``benchlib/llama_bench.py``), llama-cpp-python 0.3.36 from the same tree and ggml flags in a
    virtual environment of its own (``_llama_cpp_python.py``), and the synthetic models
-   (``_models.py``: the 1B shape, n_embd 2048, 16 layers, 32/8 heads, ffn 8192, llama-bpe
+   (``benchlib/models.py``: the 1B shape, n_embd 2048, 16 layers, 32/8 heads, ffn 8192, llama-bpe
    vocabulary, F16 quantized to Q4_0 and Q8_0);
 2. per model: loads it once in llamakit (this process) and once in llama-cpp-python (a
    worker process), runs one warm-up round of every measurement (llama-bench warms up in
@@ -20,7 +20,7 @@ What it does (everything cached under ``~/.cache/llamakit/bench/`` after the fir
    loop and llama-bench; end-to-end generate and stream, greedy and top-p, through
    llamakit and llama-cpp-python; llama-cpp-python's ``Llama.eval`` of the prompt; then
    the per-token cost of everything but the model, with llama.cpp's decode stubbed out;
-3. part 4: load time cold and warm and peak RSS (llamakit, llama-cpp-python and a tiny C
+3. load: load time cold and warm and peak RSS (llamakit, llama-cpp-python and a tiny C
    program on llama.cpp's API, a fresh process each run), embeddings throughput;
 4. writes all samples as JSON and the tables (medians, ratios) as markdown.
 
@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# This folder's modules (_llamakit_side, _load, _report...) and benchmarks/'s benchlib.
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 LK, LCP = "llamakit", "llama-cpp-python"
 PROMPTS = [
@@ -149,8 +150,8 @@ def _variants(lk: Any, lcp: LcpWorker, bench: Path, model: Path, prompt_box: lis
               pp_tokens: list[int], args: argparse.Namespace, full: bool
               ) -> dict[str, Measure]:
     """Every measurement of one model, by name; each returns at least ``tps``."""
-    from _llama_bench import run_llama_bench
     from _llamakit_side import SAMPLING
+    from benchlib.llama_bench import run_llama_bench
 
     n_gen = args.n_gen
 
@@ -345,16 +346,16 @@ def measure_model(ftype: str, model: Path, bench: Path, lcp_python: Path,
         lk.close()
 
 
-def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
+def load_and_memory(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
           bos: int) -> dict[str, Any]:
     from _llamakit_side import LlamakitSide
-    from _models import model_path
-    from _part4 import (
+    from _load import (
         can_drop_caches,
         compile_load_probe,
         measure_embeddings,
         measure_load,
     )
+    from benchlib.models import model_path
 
     import llamakit
     from llamakit._build.variant import find_variant
@@ -368,7 +369,7 @@ def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
     probe = compile_load_probe(variant)
     out: dict[str, Any] = {"load": {}, "drop_caches": can_drop_caches()}
     for ftype, model in models.items():
-        log(f"== part 4: load and RSS, {model.name}")
+        log(f"== load and RSS, {model.name}")
         wait_quiet(args)
         entry = {"warm": measure_load(model, probe=probe, lcp_python=lcp_python,
                                       threads=args.threads, reps=args.load_reps, bos=bos,
@@ -379,7 +380,7 @@ def part4(args: argparse.Namespace, models: dict[str, Path], lcp_python: Path,
                                          threads=args.threads, reps=args.load_reps, bos=bos,
                                          cold=True, log=log)
         out["load"][ftype] = entry
-    log("== part 4: embeddings")
+    log("== embeddings")
     emb_model = model_path("small", "Q8_0")
     rng = random.Random(7)
     words = ["alpha", "beta", "gamma", "delta", "model", "token", "vector", "space", "meaning",
@@ -427,7 +428,7 @@ def main() -> int:
     parser.add_argument("--n-prompt", type=int, default=512)
     parser.add_argument("--n-gen", type=int, default=128)
     parser.add_argument("--embed-texts", type=int, default=32)
-    parser.add_argument("--skip-part4", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--quiet-psi", type=float, default=20.0,
                         help="before each round, wait until the CPU pressure (PSI some avg10, "
                              "%%) is at most this")
@@ -452,10 +453,10 @@ def main() -> int:
     if args.llama_cpp_dir is not None:
         os.environ["LLAMAKIT_LLAMA_CPP_DIR"] = str(args.llama_cpp_dir.resolve())
 
-    from _llama_bench import build_llama_bench, cpu_variant_flags
     from _llama_cpp_python import cmake_args, ensure_llama_cpp_python
-    from _models import model_path
     from _report import markdown
+    from benchlib.llama_bench import build_llama_bench, cpu_variant_flags
+    from benchlib.models import model_path
 
     import llamakit
     from llamakit._build.source import source_identity, source_tree
@@ -480,8 +481,8 @@ def main() -> int:
     for ftype, model in models.items():
         results["models"][ftype] = measure_model(ftype, model, bench, lcp_python, args,
                                                  full=ftype in full_types)
-    if not args.skip_part4:
-        results["part4"] = part4(args, models, lcp_python, bos)
+    if not args.skip_load:
+        results["load"] = load_and_memory(args, models, lcp_python, bos)
     results["load_average_end"] = load_average()
     results["wall_s"] = round(time.time() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Multi-GPU split (issue 15) on a machine with two or more GPUs, one command:
 #
-#     benchmarks/multi_gpu.sh MODEL.gguf [BACKEND]       # BACKEND: cuda (default) or vulkan
+#     benchmarks/gpu/multi_gpu.sh MODEL.gguf [BACKEND]       # BACKEND: cuda (default) or vulkan
 #
 # Runs tests/multigpu (greedy tokens of every split equal one GPU's), then measures pp512
 # and tg128 with `llamakit bench` for one GPU (split_mode none) and two (layer, layer with
 # tensor_split 3,1, and on cuda row and row 3,1), each beside llama-bench with the same
-# split (-sm/-ts), if LLAMA_BENCH points at one built from the same tree (h100_cuda.sh and
-# h100_vulkan.sh build it). Results (JSON per run, summary.md) go to $WORK/results
+# split (-sm/-ts), if LLAMA_BENCH points at one built from the same tree (gpu/cuda.sh and
+# gpu/vulkan.sh build it). Results (JSON per run, summary.md) go to $WORK/results
 # (default /tmp/lk-multigpu) and to $OUT when it is set. Not run yet: no multi-GPU machine
 # had been lent when it was written; expect to adjust it on the first run.
 set -euo pipefail
 
-MODEL=${1:?usage: benchmarks/multi_gpu.sh MODEL.gguf [cuda|vulkan]}
+MODEL=${1:?usage: benchmarks/gpu/multi_gpu.sh MODEL.gguf [cuda|vulkan]}
 BACKEND=${2:-cuda}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/lk-multigpu}

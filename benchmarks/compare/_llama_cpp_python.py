@@ -114,7 +114,7 @@ def ensure_llama_cpp_python(variant_key: str, variant_flags: Mapping[str, str], 
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _llama_bench import cpu_variant_flags
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: benchlib
+    from benchlib.llama_bench import cpu_variant_flags
 
     print(ensure_llama_cpp_python(*cpu_variant_flags()))

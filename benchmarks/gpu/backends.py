@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Prompt processing and generation speed of one model on each available backend.
 
-    python benchmarks/cpu_vs_gpu.py --model M.gguf [--backends cpu,vulkan] [--runs 5]
-    python benchmarks/cpu_vs_gpu.py --synthetic tiny        # writes a small model first
-    python benchmarks/cpu_vs_gpu.py --model M.gguf --backends vulkan \\
+    python benchmarks/gpu/backends.py --model M.gguf [--backends cpu,vulkan] [--runs 5]
+    python benchmarks/gpu/backends.py --synthetic tiny        # writes a small model first
+    python benchmarks/gpu/backends.py --model M.gguf --backends vulkan \\
         --llama-bench build/bin/llama-bench --bandwidth-tbs 3.35   # next to llama.cpp's own
 
 For each backend: load with ``--n-gpu-layers`` (default all), one warm-up (excluded: the
