@@ -43,7 +43,7 @@ _RENAMED: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("chat", "max_output_chars"): ("--chat-max-output-chars",),
     ("chat", "max_render_seconds"): ("--chat-max-render-seconds",),
     ("plugins", "disable"): ("--disable-plugin",),
-    ("engine", "n_ctx"): ("--engine-n-ctx",),  # --n-ctx is [context]'s (llamakit serve: -c)
+    ("engine", "n_ctx"): ("--engine-n-ctx",),  # --n-ctx is the context's
 }
 # Keys that make no sense as a flag of any command (the commands set them themselves).
 _SKIPPED = frozenset({("model", "vocab_only"), ("context", "embeddings")})

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from .._batch import BatchSlot, BatchStepper
 from .._chat.results import ChatResult
-from .._config.fields import check_fields, field_default
+from .._config.fields import check_field, check_fields, field_default
 from .._config.schema import ContextConfig, EngineConfig
 from .._context_text import TextAssembler
 from .._errors import (
@@ -103,8 +103,8 @@ class Engine:
         # and an unset one takes the field's default.
         config = EngineConfig(**check_fields(
             EngineConfig, {k: v for k, v in given.items() if v is not None}))
-        if embeddings is None:
-            embeddings = field_default(ContextConfig, "embeddings")
+        embeddings = field_default(ContextConfig, "embeddings") if embeddings is None \
+            else check_field(ContextConfig, "embeddings", embeddings)
         for key in ("n_seq_max", "n_ctx"):
             if key in context_kwargs:
                 raise ConfigError(f"the engine sets the context's {key}; use n_parallel/n_ctx",
@@ -166,12 +166,15 @@ class Engine:
 
     # -- submission --------------------------------------------------------------------
     def submit(self, prompt: Prompt | None = None, *, tokens: Sequence[int] | None = None,
-               _sink: Callable[[Any], None] | None = None,
-               _wrap: Callable[[Any], Any] | None = None,
                **gen_kwargs: Any) -> Request[GenerationResult]:
         """Queue a completion of ``prompt`` (text) or ``tokens``; takes the keywords of
         ``Context.generate`` (except ``sampler=``; ``on_overflow`` is ``"error"`` or
         ``"truncate"``). Returns the ``Request`` at once."""
+        return self._submit(prompt, tokens, None, None, gen_kwargs)
+
+    def _submit(self, prompt: Prompt | None, tokens: Sequence[int] | None,
+                sink: Callable[[Any], None] | None, wrap: Callable[[Any], Any] | None,
+                gen_kwargs: dict[str, Any]) -> Request[GenerationResult]:
         if (prompt is None) == (tokens is None):
             raise ConfigError("give either a prompt or tokens=", key="prompt")
         if self.embeddings:
@@ -192,7 +195,7 @@ class Engine:
         n_keep = gen_kwargs.pop("n_keep", 0)
         try:
             tokens_in, limit, stops, params, seed, on_overflow, _ = ctx._prepare(
-                prompt if prompt is not None else list(tokens or []), max_new_tokens, stop,
+                prompt if prompt is not None else list(tokens or ()), max_new_tokens, stop,
                 parse_special, gen_kwargs, None, "Engine.submit()", on_overflow, n_keep,
                 n_ctx=self.n_ctx_slot)
         except ClosedError:
@@ -203,7 +206,7 @@ class Engine:
         chain = SamplerChain.from_stages(self.model, params.stages(seed, self.n_ctx_slot))
         try:
             chain._start(tokens_in)
-            request: Request[GenerationResult] = Request(self._wake, sink=_sink, wrap=_wrap)
+            request: Request[GenerationResult] = Request(self._wake, sink=sink, wrap=wrap)
             request.tokens = tokens_in
             request.payload = {"chain": chain, "stops": stops, "limit": limit, "seed": seed,
                                "show_seed": not params.greedy, "on_overflow": on_overflow}
@@ -217,22 +220,33 @@ class Engine:
                     tools: Sequence[Mapping[str, Any]] | None = None,
                     continue_final_message: bool | None = None,
                     chat_template_kwargs: Mapping[str, Any] | None = None,
-                    _sink: Callable[[Any], None] | None = None,
                     **gen_kwargs: Any) -> Request[ChatResult]:
         """Queue a chat turn: the template is applied as ``Context.chat`` does; the result
         is a ``ChatResult``."""
+        return self._submit_chat(messages, None, template=template, tools=tools,
+                                 continue_final_message=continue_final_message,
+                                 chat_template_kwargs=chat_template_kwargs, **gen_kwargs)
+
+    def _submit_chat(self, messages: Messages, sink: Callable[[Any], None] | None, *,
+                     template: Any = None, tools: Sequence[Mapping[str, Any]] | None = None,
+                     continue_final_message: bool | None = None,
+                     chat_template_kwargs: Mapping[str, Any] | None = None,
+                     **gen_kwargs: Any) -> Request[ChatResult]:
         self._check_open()
         text, tokens = self._ctx._chat_prompt(messages, template, tools,
                                               continue_final_message, chat_template_kwargs)
-        request = self.submit(tokens=tokens, _sink=_sink,
-                              _wrap=lambda r: ChatResult.from_generation(r, text), **gen_kwargs)
+        request = self._submit(None, tokens, sink,
+                               lambda r: ChatResult.from_generation(r, text), gen_kwargs)
         return request  # type: ignore[return-value]
 
-    def submit_embed(self, texts: str | Sequence[str], *, normalize: bool = True,
-                     _sink: Callable[[Any], None] | None = None
+    def submit_embed(self, texts: str | Sequence[str], *, normalize: bool = True
                      ) -> Request[npt.NDArray[np.float32]]:
         """Queue texts to embed (``embeddings=True`` engines); the result is a 2-D array
         (one row per text; 1-D for a single string)."""
+        return self._submit_embed(texts, normalize, None)
+
+    def _submit_embed(self, texts: str | Sequence[str], normalize: bool,
+                      sink: Callable[[Any], None] | None) -> Request[npt.NDArray[np.float32]]:
         if not self.embeddings:
             raise ContextError("this engine was made without embeddings=True; make an "
                                "Engine(model, embeddings=True) to embed")
@@ -245,7 +259,7 @@ class Engine:
             if not isinstance(text, str):
                 raise ConfigError(f"texts must be str, got {type(text).__name__}")
         request: Request[npt.NDArray[np.float32]] = Request(self._wake, kind="embed",
-                                                            sink=_sink)
+                                                            sink=sink)
         request.texts = items
         request.payload = {"normalize": normalize, "single": single}
         self._enqueue(request)
@@ -275,22 +289,23 @@ class Engine:
             self._cond.notify()
 
     # -- asyncio -------------------------------------------------------------------------
-    def stream(self, prompt: Prompt | None = None, **gen_kwargs: Any
-               ) -> AsyncStream[GenerationResult]:
+    def stream(self, prompt: Prompt | None = None, *, tokens: Sequence[int] | None = None,
+               **gen_kwargs: Any) -> AsyncStream[GenerationResult]:
         """``async for piece in engine.stream(prompt, ...)``; ``.result`` afterwards."""
         return AsyncStream(lambda sink: self._submit_async(
-            lambda: self.submit(prompt, _sink=sink, **gen_kwargs)))
+            lambda: self._submit(prompt, tokens, sink, None, dict(gen_kwargs))))
 
-    async def generate(self, prompt: Prompt | None = None, **gen_kwargs: Any
+    async def generate(self, prompt: Prompt | None = None, *,
+                       tokens: Sequence[int] | None = None, **gen_kwargs: Any
                        ) -> GenerationResult:
         """The ``GenerationResult`` of a completion, awaited without blocking the loop."""
-        return await self.stream(prompt, **gen_kwargs).collect()
+        return await self.stream(prompt, tokens=tokens, **gen_kwargs).collect()
 
     def chat_stream(self, messages: Messages, **chat_kwargs: Any) -> AsyncStream[ChatResult]:
         """``async for piece in engine.chat_stream(messages, ...)``; ``.result`` is the
         ``ChatResult`` afterwards."""
         return AsyncStream(lambda sink: self._submit_async(
-            lambda: self.submit_chat(messages, _sink=sink, **chat_kwargs)))
+            lambda: self._submit_chat(messages, sink, **chat_kwargs)))
 
     async def chat(self, messages: Messages, **chat_kwargs: Any) -> ChatResult:
         """The ``ChatResult`` of a chat turn, awaited without blocking the loop."""
@@ -301,7 +316,7 @@ class Engine:
         """Embeddings of ``texts`` (``embeddings=True`` engines), ``(n, n_embd)``."""
         stream: AsyncStream[npt.NDArray[np.float32]] = AsyncStream(
             lambda sink: self._submit_async(
-                lambda: self.submit_embed(texts, normalize=normalize, _sink=sink)))
+                lambda: self._submit_embed(texts, normalize, sink)))
         return await stream.collect()
 
     async def _submit_async(self, run: Callable[[], Request[R]]) -> Request[R]:

@@ -10,6 +10,7 @@ scheduler, and any number of loops in any threads can use one engine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import queue
 import threading
@@ -214,16 +215,14 @@ class AsyncStream(AsyncIterator[str], Generic[R]):
 
 async def submit_async(run: Callable[[], Request[R]], executor: Any) -> Request[R]:
     """Run a submission (tokenizing, rendering a template, building a grammar) off the
-    event loop; a task cancelled meanwhile cancels the request once it exists."""
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, run)
+    event loop; a task cancelled meanwhile cancels the request once it exists (from the
+    worker thread, so even a loop that has ended by then leaves no orphan running)."""
+    future: concurrent.futures.Future[Request[R]] = executor.submit(run)
     try:
-        return await asyncio.shield(future)
+        return await asyncio.shield(asyncio.wrap_future(future))
     except asyncio.CancelledError:
-        def cancel_later(done: asyncio.Future[Request[R]]) -> None:
+        def cancel_later(done: concurrent.futures.Future[Request[R]]) -> None:
             if not done.cancelled() and done.exception() is None:
                 done.result().cancel()
         future.add_done_callback(cancel_later)
         raise
-
-

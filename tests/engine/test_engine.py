@@ -290,7 +290,7 @@ def test_bad_requests_raise_typed_errors(model: llamakit.Model,
 def test_engine_parameters_are_validated(model: llamakit.Model) -> None:
     for bad in ({"n_parallel": 0}, {"n_parallel": 300}, {"max_queue": -1},
                 {"n_ctx": 0}, {"slot_prompt_similarity": 2.0}, {"cache_prompt": "yes"},
-                {"n_seq_max": 2}):
+                {"n_seq_max": 2}, {"embeddings": "yes"}):
         with pytest.raises(llamakit.ConfigError):
             llamakit.Engine(model, **bad)  # type: ignore[arg-type]
 
@@ -355,3 +355,47 @@ def test_engine_from_config(model: llamakit.Model) -> None:
         assert (stats.n_parallel, stats.max_queue, eng.n_ctx) == (2, 3, 512)
         result = eng.submit(PROMPTS[0]).result()
         assert result.tokens == reference(model, PROMPTS[0], 4).tokens
+
+
+def test_close_while_threads_keep_submitting(model: llamakit.Model) -> None:
+    """Threads that keep submitting and reading while the engine closes under them each end
+    with a result or a typed error (EngineClosedError, QueueFullError), never a crash or a
+    hang; every request they got back is done."""
+    eng = llamakit.Engine(model, n_parallel=2, n_ctx=1024, max_queue=4, n_batch=64,
+                          n_threads=2)
+    started = threading.Barrier(5)
+    seen: list[llamakit._engine.Request[llamakit.GenerationResult]] = []
+    unexpected: list[BaseException] = []
+
+    def client(i: int) -> None:
+        started.wait()
+        while True:
+            try:
+                request = eng.submit(PROMPTS[i], max_new_tokens=20, temperature=0)
+            except llamakit.QueueFullError:
+                continue
+            except llamakit.EngineClosedError:
+                return
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+                return
+            seen.append(request)
+            try:
+                request.result()
+            except llamakit.EngineClosedError:
+                return
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+                return
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    while eng.stats().requests_total < 8:
+        threading.Event().wait(0.001)
+    eng.close(drain=False)
+    for thread in threads:
+        thread.join()
+    assert unexpected == []
+    assert seen and all(request.done for request in seen)

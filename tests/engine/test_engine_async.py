@@ -36,6 +36,9 @@ def test_stream_and_generate(model: llamakit.Model, engine: llamakit.Engine) -> 
         pieces = [piece async for piece in stream]
         assert stream.result is not None
         assert "".join(pieces) == stream.result.text
+        by_tokens = await engine.generate(tokens=model.tokenize(PROMPTS[1]), max_new_tokens=10,
+                                          temperature=0)
+        assert by_tokens.tokens == stream.result.tokens
         results = await asyncio.gather(*[engine.generate(p, max_new_tokens=7, temperature=0)
                                          for p in PROMPTS])
         stop.set()
