@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,20 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server: Served) -> None:
             break
     assert server.metric("llamakit_slots_busy") >= 1
     stream.close()  # the connection goes; the request must go with it
+    wait_for(lambda: server.metric("llamakit_slots_busy") == 0, "the slot to be freed")
+    assert server.metric("llamakit_requests_cancelled_total") == cancelled + 1
+
+
+def test_a_client_leaving_a_plain_request_frees_its_slot(server: Served) -> None:
+    cancelled = server.metric("llamakit_requests_cancelled_total")
+    body = json.dumps({"prompt": "1", "max_tokens": 400, "logit_bias": no_eog()}).encode()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nAuthorization: Bearer " + server.key.encode()
+                     + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                     + body)
+        wait_for(lambda: server.metric("llamakit_slots_busy") >= 1, "the request to run")
     wait_for(lambda: server.metric("llamakit_slots_busy") == 0, "the slot to be freed")
     assert server.metric("llamakit_requests_cancelled_total") == cancelled + 1
 

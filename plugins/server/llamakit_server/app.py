@@ -10,6 +10,7 @@ stream task: the engine's ``AsyncStream`` then cancels the request and frees the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -126,7 +127,7 @@ class _Service:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True)
         try:
-            result = await stream.collect()
+            result = await _collect(request, stream)
             content, reason = result.content, str(result.finish_reason)
             n_prompt, n_reply = result.usage.prompt_tokens, result.usage.completion_tokens
         except ContextOverflowError as exc:  # the slot filled up while generating
@@ -162,7 +163,7 @@ class _Service:
             return await self._sse(stream, head, "text_completion", usage, chat=False,
                                    echo=echo)
         try:
-            result = await stream.collect()
+            result = await _collect(request, stream)
             reason: str = result.finish_reason
         except ContextOverflowError as exc:
             partial = getattr(exc, "result", None)
@@ -263,6 +264,28 @@ class _Service:
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+
+async def _collect(request: Request, stream: Any) -> Any:
+    """``stream.collect()``, cancelled (with its engine request) if the client goes away:
+    once the body is read, the next ASGI message can only be the disconnect."""
+    work = asyncio.ensure_future(stream.collect())
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+            await stream.aclose()
+    if work.cancelled():
+        raise ApiError(499, "the client closed the connection", code="client_closed")
+    return work.result()
 
 
 def _usage(n_prompt: int, n_reply: int) -> dict[str, int]:
