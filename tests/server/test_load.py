@@ -102,3 +102,20 @@ def test_sigterm_drains_in_flight_requests_then_exits() -> None:
         assert served.process.wait(60) == 0
     finally:
         stop(served)
+
+
+def test_a_full_queue_is_429_with_retry_after() -> None:
+    served = start("-np", "1", "-c", "512", "--max-queue", "0", key=None)
+    try:
+        client = served.client()
+        busy = client.completions.create(model="demo-model", prompt="1", max_tokens=300,
+                                         stream=True, logit_bias=no_eog())
+        next(iter(busy))
+        status, headers, body = served.raw("POST", "/v1/completions", json.dumps(
+            {"prompt": "2", "max_tokens": 4}).encode())
+        assert status == 429, body
+        assert body["error"]["type"] == "rate_limit_error"
+        assert int(headers["retry-after"]) >= 1
+        busy.close()
+    finally:
+        stop(served)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from llamakit_server.errors import STATUS, from_exception
@@ -122,3 +123,16 @@ def test_public_bind_without_key_refuses_to_start() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
+
+
+def test_server_table_of_a_config_file_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "llamakit.toml"
+    config.write_text('[server]\nhost = "0.0.0.0"\nport = 1\n')
+    done = subprocess.run([*serve_command(), "--config", str(config)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "refusing to listen on 0.0.0.0" in done.stderr
+    config.write_text('[server]\nmax_tokens = 0\n')
+    done = subprocess.run([*serve_command(), "--config", str(config)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "max_tokens" in done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llamakit._cli._common import cli_config, open_model
-from llamakit._cli._options import FLAG_PREFIX, add_config_flags
+from llamakit._cli._options import FLAG_PREFIX, add_config_flags, add_global_options
 from llamakit._config import Config
 from llamakit._errors import ConfigError
 
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the .gguf file (or -m/--model, or [model] path)")
     parser.add_argument("--demo", action="store_true",
                         help="serve the embedded demo model (greedy unless --temperature)")
+    # Plugin commands do not inherit the built-ins' parent parser: --config, --backend,
+    # --progress and --debug are added here so they may follow the command's name.
+    add_global_options(parser, top=False)
     add_config_flags(parser, ("server", "engine", "model", "sampling", "chat"))
     add_config_flags(parser, ("context",), only=_CONTEXT_KEYS, title="context settings")
     for (section, key), flags in ALIASES.items():
