@@ -98,7 +98,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def one_request(port: int, prompt: str, tokens: int, bias: dict[str, float]
                 ) -> tuple[float, int, float]:
     """(TTFT seconds, text chunks, total seconds) of one streamed completion."""
-    body = json.dumps({"model": "bench", "prompt": prompt, "max_tokens": tokens,
+    body = json.dumps({"prompt": prompt, "max_tokens": tokens,
                        "temperature": 0, "stream": True, "logit_bias": bias,
                        "cache_prompt": False})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
