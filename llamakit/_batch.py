@@ -55,6 +55,10 @@ class BatchSlot:
     generated: list[int] = field(default_factory=list)
     kv: list[int] = field(default_factory=list)
     finish: FinishReason | None = None
+    #: More token ids that end the sequence as end-of-generation does (a chat template's
+    #: end-of-turn tokens), and control tokens whose text is kept (tool-call markers).
+    stop_tokens: frozenset[int] = frozenset()
+    preserved_tokens: frozenset[int] = frozenset()
 
     def result(self, show_seed: bool) -> GenerationResult:
         """The ``GenerationResult`` of a finished slot (call after ``assembler.finish``)."""
@@ -133,11 +137,11 @@ class BatchStepper:
             if not slot.first_token:
                 slot.first_token = now
             piece = ""
-            if vocab.is_eog(token):
+            if vocab.is_eog(token) or token in slot.stop_tokens:
                 slot.finish = "eog"
             else:
                 slot.generated.append(token)
-                piece = slot.assembler.feed(vocab.piece(token, False))
+                piece = slot.assembler.feed(vocab.piece(token, token in slot.preserved_tokens))
                 if slot.assembler.stopped:
                     slot.finish = "stop"
                 elif len(slot.generated) >= slot.limit or \
@@ -229,7 +233,7 @@ class BatchMixin(ContextCore):
                     ) -> Iterator[tuple[int, str]]:
         handle, model = self._handle, self.model
         base_seed = params.values.get("seed")
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             self._cache.clear()
             queue = deque(enumerate(token_lists))
@@ -248,21 +252,25 @@ class BatchMixin(ContextCore):
                                          seed=seed, started=time.perf_counter(), owner=index)
                         if limit == 0:
                             slot.finish = "length"
-                            yield from self._finish(slot, results, free, params)
+                            yield from turn.relay(self._finish(slot, results, free, params))
                             continue
                         stepper.add(slot)
                     if not stepper.active:
                         continue
                     for slot, piece in stepper.step():
                         if piece:
-                            yield slot.owner, piece
+                            with turn.paused():
+                                yield slot.owner, piece
                         if slot.finish is not None:
-                            yield from self._finish(slot, results, free, params)
+                            yield from turn.relay(self._finish(slot, results, free, params))
             finally:
                 stepper.close()
                 for slot in stepper.active:
                     slot.chain.close()
-                memory.kv_clear(handle)
+                # an abandoned stream's cache belongs to another call now; a closed
+                # context has none left
+                if not turn.abandoned and not handle.closed:
+                    memory.kv_clear(handle)
 
     def _finish(self, slot: BatchSlot, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:

@@ -26,8 +26,11 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
     """Evaluation state (KV cache, threads, batch sizes) over a ``Model``.
 
     Made by ``Model.new_context()``. One context serves one thread at a time: calls from
-    a second thread wait for the first to finish. Consecutive ``generate`` calls reuse
-    the part of the KV cache that the new prompt shares with what was evaluated before.
+    a second thread wait for the first to finish. An unfinished ``stream`` holds the
+    context: another thread's call waits for it (or takes the context over once the
+    stream's thread has ended), and a second call from the stream's own thread raises
+    ``ContextBusyError``. Consecutive ``generate`` calls reuse the part of the KV cache
+    that the new prompt shares with what was evaluated before (see ``deterministic``).
     """
 
     # Each base is a feature built on ContextCore (docs/architecture.md, "The Context
@@ -37,12 +40,12 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
     def _create(cls, model: Model, *, n_ctx: int | None, n_batch: int, n_ubatch: int,
                 n_threads: int | None, n_threads_batch: int | None, embeddings: bool,
                 seed: int | None, pooling: str | None, n_seq_max: int = 1,
-                kv_unified: bool | None = None) -> Context:
+                kv_unified: bool | None = None, deterministic: bool | None = None) -> Context:
         # The [context] keys: checked by ContextConfig, the schema the TOML keys use too.
         checked = check_fields(ContextConfig, {
             "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": n_ubatch, "n_threads": n_threads,
             "n_threads_batch": n_threads_batch, "embeddings": embeddings, "seed": seed,
-            "n_seq_max": n_seq_max, "kv_unified": kv_unified})
+            "n_seq_max": n_seq_max, "kv_unified": kv_unified, "deterministic": deterministic})
         n_ctx, n_batch, n_seq_max = checked["n_ctx"], checked["n_batch"], checked["n_seq_max"]
         info = model.info
         if n_ctx is None:
@@ -64,7 +67,7 @@ class Context(ChatMixin, StateMixin, LoraMixin, EmbeddingsMixin, BatchMixin):
             n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling_type=_POOLING[pooling], kv_unified=kv_unified)
         return cls(model, handle, seed=seed, n_threads=n_threads,
-                   n_threads_batch=n_threads_batch)
+                   n_threads_batch=n_threads_batch, deterministic=deterministic)
 
     # -- lifecycle: close/closed/with come from Owned (via ContextCore) ---------------
     def __repr__(self) -> str:

@@ -5,7 +5,8 @@ state, LoRA), each a subclass of this core, so each one sees the same typed attr
 and none casts ``self``:
 
 - ``model`` and ``_handle`` (the ``ContextHandle``), with the lifecycle of ``Owned``;
-- ``_lock``: one call at a time (an ``RLock``: a feature may call another);
+- ``_lock``: one call at a time (a reentrant ``ContextGate``: a feature may call
+  another; streams hold it only while computing a piece);
 - ``_cache``: the ``PromptCache`` of sequence 0, the only writer of the cached prefix;
 - the settings a call falls back to (``seed``, ``sampling``, ``max_new_tokens``, ``stop``,
   thread counts) and their resolution (``_sampling``, ``_prompt_tokens``);
@@ -17,12 +18,12 @@ call takes ``_lock`` and changes sequence 0 only through ``_cache``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ._errors import EmptyPromptError
+from ._gate import ContextGate
 from ._kv import KVCache
 from ._overflow import OverflowPolicy, fit_prompt
 from ._owned import Owned
@@ -46,7 +47,7 @@ class ContextCore(Owned):
     def __init__(self, model: Model, handle: ContextHandle, *, seed: int | None,
                  n_threads: int, n_threads_batch: int,
                  sampling: SamplingParams | None = None, max_new_tokens: int = 256,
-                 stop: Sequence[str] = ()) -> None:
+                 stop: Sequence[str] = (), deterministic: bool | None = None) -> None:
         self.model = model
         self._handle = handle
         self.seed = seed
@@ -56,7 +57,10 @@ class ContextCore(Owned):
         self.max_new_tokens = max_new_tokens
         self.stop = list(stop)
         self._cache = PromptCache(handle)
-        self._lock = threading.RLock()
+        self._lock = ContextGate()
+        #: Reuse the prompt cache only where a fresh context would compute the same
+        #: (see ``_determinism``); None: whenever a call is greedy or seeded.
+        self.deterministic: bool | None = deterministic
 
     @property
     def _past(self) -> list[int]:

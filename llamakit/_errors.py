@@ -29,6 +29,7 @@ subclasses the builtin a caller would naturally catch::
     └── ContextError                (RuntimeError) creating or using a context failed
         ├── ContextOverflowError    (ValueError)   more tokens than the context holds
         ├── EmptyPromptError        (ValueError)   nothing to generate from
+        ├── ContextBusyError                       an unfinished stream holds the context
         └── DecodeError                            llama_decode/encode reported an error
             ├── KVCacheFullError                   no room in the KV cache (status 1)
             ├── AbortedError                       a decode was cancelled (status 2)
@@ -53,6 +54,7 @@ __all__ = [
     "ClosedError",
     "ComputeError",
     "ConfigError",
+    "ContextBusyError",
     "ContextError",
     "ContextOverflowError",
     "DecodeError",
@@ -262,6 +264,12 @@ class ContextOverflowError(ContextError, ValueError):
 
 class EmptyPromptError(ContextError, ValueError):
     """The prompt has no tokens to start from."""
+
+
+class ContextBusyError(ContextError):
+    """A call on a context that an unfinished stream of the same thread holds (finish or
+    close that stream first), or the resumption of a stream that was abandoned (its
+    thread ended and another thread's call took the context over)."""
 
 
 class DecodeError(ContextError):

@@ -15,6 +15,7 @@ from ._config.fields import check_field
 from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
+from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
@@ -37,10 +38,11 @@ class Generation(ContextCore):
                  sampling: Mapping[str, Any], sampler: SamplerChain | None, where: str,
                  on_overflow: OverflowPolicy, n_keep: int, n_ctx: int | None = None
                  ) -> tuple[list[int], int, list[str], SamplingParams, int | None,
-                            OverflowPolicy, int]:
+                            OverflowPolicy, int, bool]:
         """Validate a call's arguments: the prompt's tokens, the token limit, the stop
-        strings, the sampling parameters and seed, and the overflow policy. ``n_ctx`` is
-        the room of the sequence (default: the context's)."""
+        strings, the sampling parameters and seed, the overflow policy and whether the call
+        runs in deterministic mode. ``n_ctx`` is the room of the sequence (default: the
+        context's)."""
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         max_new_tokens = check_field(SamplingConfig, "max_new_tokens", max_new_tokens)
@@ -54,35 +56,43 @@ class Generation(ContextCore):
                 raise SamplerError(f"sampler must be a llamakit.SamplerChain, got {sampler!r}")
             sampler._check_context(self)
             params, seed = SamplingParams(), sampler.seed
+            # a chain carries its seed, so its output is meant to be reproducible
+            exact = wants_exact(self.deterministic, greedy=False, seeded=True)
         else:
             params = self._sampling(sampling, where)
             chosen = params.values.get("seed")
             seed = chosen if chosen is not None else random_seed()
+            exact = wants_exact(self.deterministic, greedy=params.greedy,
+                                seeded=chosen is not None)
         room = self.n_ctx if n_ctx is None else n_ctx
         on_overflow, n_keep = check_policy(on_overflow, n_keep, room)
         if on_overflow == "shift" and not self.kv.can_shift:
             raise ConfigError("on_overflow='shift' needs a model whose KV cache can shift "
                               "positions; use 'truncate'", key="on_overflow")
         tokens = self._prompt_tokens(prompt, parse_special, on_overflow, n_keep, room)
-        return tokens, max_new_tokens, stops, params, seed, on_overflow, n_keep
+        return tokens, max_new_tokens, stops, params, seed, on_overflow, n_keep, exact
 
     def _run(self, prompt: Prompt, max_new_tokens: int | None, stop: str | Sequence[str] | None,
              parse_special: bool, sampling: Mapping[str, Any],
              sampler: SamplerChain | None = None, where: str = "generate()",
-             on_overflow: OverflowPolicy = "error", n_keep: int = 0
+             on_overflow: OverflowPolicy = "error", n_keep: int = 0,
+             stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = ()
              ) -> Iterator[str | GenerationResult]:
-        tokens, limit, stops, params, seed, on_overflow, n_keep = self._prepare(
+        tokens, limit, stops, params, seed, on_overflow, n_keep, exact = self._prepare(
             prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
             on_overflow, n_keep)
         return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
-                          on_overflow, n_keep)
+                          on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
+                          frozenset(int(t) for t in preserved_tokens))
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-              n_keep: int = 0) -> Iterator[str | GenerationResult]:
+              n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
+              preserved_tokens: frozenset[int] = frozenset()
+              ) -> Iterator[str | GenerationResult]:
         handle = self._handle
-        with self._lock:
+        with self._lock.stream() as turn:
             handle.set_abort(False)
             handle.reset_perf()
             started = time.perf_counter()
@@ -96,7 +106,8 @@ class Generation(ContextCore):
                 chain._start(prompt)
                 sampler = chain._handle
                 cache = self._cache
-                cached = cache.evaluate(prompt, handle.n_batch) if max_new_tokens > 0 else 0
+                cached = (cache.evaluate(prompt, handle.n_batch, exact)
+                          if max_new_tokens > 0 else 0)
                 prompt_done = time.perf_counter()
                 generated: list[int] = []
                 assembler = TextAssembler(stops)
@@ -104,14 +115,21 @@ class Generation(ContextCore):
                 n_ctx = handle.n_ctx
                 overflowed = False
                 while len(generated) < max_new_tokens:
-                    token = sampler.sample(handle)
-                    if model_handle.is_eog(token):
+                    token, eog, piece = sampler.sample_piece(handle)  # one native call
+                    # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
+                    # does not flag as end-of-generation (they end the reply all the same).
+                    if eog or token in stop_tokens:
                         finish = "eog"
                         break
                     generated.append(token)
-                    ready = assembler.feed(model_handle.piece(token, False))
+                    # preserved_tokens: control tokens whose text the output keeps (tool-call
+                    # markers that llama.cpp's chat parsers look for).
+                    if token in preserved_tokens:
+                        piece = model_handle.piece(token, True)
+                    ready = assembler.feed(piece)
                     if ready:
-                        yield ready
+                        with turn.paused():
+                            yield ready
                     if assembler.stopped:
                         finish = "stop"
                         break
@@ -125,7 +143,8 @@ class Generation(ContextCore):
                     cache.decode([token])
                 rest = assembler.finish()
                 if rest:
-                    yield rest
+                    with turn.paused():
+                        yield rest
                 finished = time.perf_counter()
                 timings = Timings(
                     prompt_tokens=len(prompt), prompt_tokens_cached=cached,
@@ -141,7 +160,8 @@ class Generation(ContextCore):
                                                  what="prompt and generated text")
                     error.result = result
                     raise error
-                yield result
+                with turn.paused():
+                    yield result
             finally:
                 if owned:
                     chain.close()
@@ -149,7 +169,8 @@ class Generation(ContextCore):
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,
                  sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-                 n_keep: int = 0,
+                 n_keep: int = 0, stop_tokens: Sequence[int] = (),
+                 preserved_tokens: Sequence[int] = (),
                  **sampling: Unpack[SamplingKwargs]) -> GenerationResult:
         """Generate a completion of ``prompt`` (text or token ids).
 
@@ -166,10 +187,15 @@ class Generation(ContextCore):
         the partial result as ``.result``), ``"truncate"`` ends with ``"length"``,
         ``"shift"`` keeps ``n_keep`` tokens, drops half of the rest and goes on.
         Special-token text in a string prompt is parsed unless ``parse_special=False``.
+        ``stop_tokens``: more token ids that end generation as an end-of-generation token
+        does (``"eog"``; ``chat`` passes its template's end-of-turn tokens);
+        ``preserved_tokens``: control tokens whose text stays in the output (tool-call
+        markers).
         """
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
-                              "generate()", on_overflow, n_keep):
+                              "generate()", on_overflow, n_keep, stop_tokens,
+                              preserved_tokens):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
@@ -178,7 +204,8 @@ class Generation(ContextCore):
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                stop: str | Sequence[str] | None = None, parse_special: bool = True,
                sampler: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
-               n_keep: int = 0,
+               n_keep: int = 0, stop_tokens: Sequence[int] = (),
+               preserved_tokens: Sequence[int] = (),
                **sampling: Unpack[SamplingKwargs]) -> TextStream:
         """Like ``generate`` but yields text pieces as they are produced.
 
@@ -187,4 +214,5 @@ class Generation(ContextCore):
         ``result`` holds the ``GenerationResult``.
         """
         return TextStream(self._run(prompt, max_new_tokens, stop, parse_special, sampling,
-                                    sampler, "stream()", on_overflow, n_keep))
+                                    sampler, "stream()", on_overflow, n_keep, stop_tokens,
+                                    preserved_tokens))

@@ -105,6 +105,9 @@ class Grammar:
     lazy: bool = False
     trigger_patterns: tuple[str, ...] = ()
     trigger_tokens: tuple[int, ...] = ()
+    #: Token ids the grammar has already seen when generation starts: a chat template's
+    #: generation prompt, which llama.cpp's tool-call grammars begin with.
+    prefill: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -156,13 +159,16 @@ class Grammar:
         literal string in ``words``, or a token id in ``tokens``."""
         return Grammar(self.text, self.root, True,
                        (*self.trigger_patterns, *patterns, *map(_regex_escape, words)),
-                       (*self.trigger_tokens, *tokens))
+                       (*self.trigger_tokens, *tokens), self.prefill)
 
     def stage_params(self) -> dict[str, Any]:
         """The parameters of the native ``grammar`` stage."""
-        return {"grammar": self.text, "root": self.root, "lazy": self.lazy,
-                "trigger_patterns": list(self.trigger_patterns),
-                "trigger_tokens": list(self.trigger_tokens)}
+        params = {"grammar": self.text, "root": self.root, "lazy": self.lazy,
+                  "trigger_patterns": list(self.trigger_patterns),
+                  "trigger_tokens": list(self.trigger_tokens)}
+        if self.prefill:
+            params["prefill"] = list(self.prefill)
+        return params
 
 
 def grammar_from_response_format(response_format: Mapping[str, Any],

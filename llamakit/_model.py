@@ -329,7 +329,8 @@ class Model(Owned):
                     n_threads: int | None = None, n_threads_batch: int | None = None,
                     embeddings: bool = False, seed: int | None = None,
                     pooling: str | None = None, n_seq_max: int = 1,
-                    kv_unified: bool | None = None) -> Context:
+                    kv_unified: bool | None = None,
+                    deterministic: bool | None = None) -> Context:
         """A new inference context over this model.
 
         ``n_ctx`` defaults to ``min(n_ctx_train, 4096)``; ``n_threads`` to the CPU count;
@@ -341,14 +342,17 @@ class Model(Owned):
         sequences of different lengths in one micro-batch. Default: unified for
         ``embeddings=True`` contexts (as llama.cpp's embedding tool and llama-cpp-python
         do; packed texts of unequal length otherwise split into many small micro-batches),
-        separate streams otherwise (llama.cpp's default).
+        separate streams otherwise (llama.cpp's default). ``deterministic``: reuse the
+        prompt cache only where the call then gives the tokens of a fresh context (see
+        ``docs/sampling.md``); default (None): so for greedy and seeded calls.
         """
         from ._context import Context
 
         return Context._create(self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch,
                                n_threads=n_threads, n_threads_batch=n_threads_batch,
                                embeddings=embeddings, seed=seed, pooling=pooling,
-                               n_seq_max=n_seq_max, kv_unified=kv_unified)
+                               n_seq_max=n_seq_max, kv_unified=kv_unified,
+                               deterministic=deterministic)
 
 
 def load_model(path: str | os.PathLike[str], *, backend: str | None = "auto",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._determinism import aligned_after, reusable_prefix
 from ._native import memory
 from ._overflow import shift_plan
 
@@ -31,6 +32,15 @@ class PromptCache:
         self._handle = handle
         self._tokens: list[int] = []
         self._epoch = handle.memory_epoch
+        # Leading held tokens decoded in a fresh context's chunks (see _determinism), and
+        # whether the held list came from a restored state (reused as given).
+        self._aligned = 0
+        self._as_given = False
+
+    def _keep_aligned(self, limit: int) -> None:
+        n_batch = self._handle.n_batch
+        self._aligned = min(self._aligned, limit) // n_batch * n_batch
+        self._as_given = False
 
     @property
     def tokens(self) -> list[int]:
@@ -40,24 +50,32 @@ class PromptCache:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def evaluate(self, tokens: list[int], n_batch: int) -> int:
+    def evaluate(self, tokens: list[int], n_batch: int, exact: bool = False) -> int:
         """Bring sequence 0 to ``tokens``, reusing the shared prefix; returns its length.
-        The last token is always evaluated (its logits are the next token's)."""
+        The last token is always evaluated (its logits are the next token's). ``exact``:
+        reuse only what a fresh context would compute the same way (``_determinism``); a
+        restored state counts as cached as it is (reusing it is the point of restoring)."""
         handle = self._handle
         if self._epoch != handle.memory_epoch:
             self._tokens, self._epoch = [], handle.memory_epoch
+            self._aligned, self._as_given = 0, False
+        aligned = len(self._tokens) if self._as_given else self._aligned
+        exact = exact and not self._as_given
         common = 0
         for old, new in zip(self._tokens, tokens, strict=False):
             if old != new:
                 break
             common += 1
         common = min(common, len(tokens) - 1)
+        common = reusable_prefix(common, aligned, n_batch, exact)
         if common < len(self._tokens) and not handle.remove_from(0, common):
             handle.clear_memory()
             common = 0
         self._tokens = self._tokens[:common]
+        self._aligned, self._as_given = min(aligned, common), False
         for start in range(common, len(tokens), n_batch):
             self.decode(tokens[start:start + n_batch])
+        self._aligned = aligned_after(common, len(tokens), self._aligned, n_batch)
         return common
 
     def decode(self, tokens: Sequence[int]) -> None:
@@ -76,6 +94,7 @@ class PromptCache:
         held = self._handle.pos_max(0) + 1
         if held <= len(known):
             self._tokens = known[:held]
+            self._keep_aligned(held)
         else:
             self.clear()
 
@@ -87,28 +106,34 @@ class PromptCache:
         memory.kv_remove(self._handle, 0, n_keep, n_keep + discard)
         memory.kv_add(self._handle, 0, n_keep + discard, n_past, -discard)
         self._tokens = self._tokens[:n_keep] + self._tokens[n_keep + discard:]
+        self._keep_aligned(n_keep)  # what follows n_keep sits at shifted positions now
 
     def clear(self) -> None:
         """Empty the whole memory (every sequence) and the held list."""
         self._handle.clear_memory()
         self._tokens = []
+        self._keep_aligned(0)
 
     def forget(self) -> None:
         """Sequence 0 was edited by hand: drop it, so the next prompt is evaluated whole."""
         self._tokens = []
+        self._keep_aligned(0)
         memory.kv_remove(self._handle, 0, -1, -1)
 
     def truncate(self, p0: int, p1: int) -> None:
         """Positions ``[p0, p1)`` of sequence 0 were removed (negative: open-ended)."""
         if p1 < 0 or p1 >= len(self._tokens):
             self._tokens = self._tokens[:max(p0, 0)]
+            self._keep_aligned(len(self._tokens))
         else:
             self.forget()  # a hole in the middle: the cached prefix is no longer known
 
     def replace(self, tokens: Sequence[int]) -> None:
         """A restored state put ``tokens`` into sequence 0."""
         self._tokens = list(tokens)
+        self._as_given = True
 
     def drop(self) -> None:
         """Another user of the memory (batched generation) is about to overwrite it."""
         self._tokens = []
+        self._keep_aligned(0)

@@ -17,6 +17,7 @@
 // gives the exact acceptance of llama_sampler_init_grammar, and its error text, which
 // llama.cpp itself only prints to stderr.
 #include "llama-grammar.h"
+#include "lk_sampling_fast.h"
 
 namespace {
 
@@ -102,6 +103,9 @@ bool check_grammar(const llama_vocab * vocab, const char * text, const char * ro
 struct grammar_stage {
     llama_sampler * inner;
     bool bypass;  // set by lk_sampler_sample for its first, unconstrained pass
+    // Tokens the grammar has seen before generation starts (a chat template's generation
+    // prompt, which llama.cpp's tool-call grammars begin with), accepted again on reset.
+    std::vector<llama_token> prefill = {};
 };
 
 bool grammar_allows(grammar_stage * g, llama_token token) {
@@ -109,6 +113,16 @@ bool grammar_allows(grammar_stage * g, llama_token token) {
     llama_token_data_array one = {&data, 1, -1, false};
     llama_sampler_apply(g->inner, &one);
     return data.logit != -INFINITY;
+}
+
+void grammar_prefill(grammar_stage * g) {
+    for (llama_token token : g->prefill) {
+        if (!grammar_allows(g, token)) {
+            throw grammar_error("the grammar does not allow its prefill token " +
+                                std::to_string(token));
+        }
+        llama_sampler_accept(g->inner, token);
+    }
 }
 
 const char * grammar_name(const llama_sampler * /*smpl*/) {
@@ -137,7 +151,9 @@ void grammar_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
 }
 
 void grammar_reset(llama_sampler * smpl) {
-    llama_sampler_reset(((grammar_stage *) smpl->ctx)->inner);
+    auto * g = (grammar_stage *) smpl->ctx;
+    llama_sampler_reset(g->inner);
+    grammar_prefill(g);
 }
 
 llama_sampler * grammar_clone(const llama_sampler * smpl);
@@ -165,7 +181,8 @@ llama_sampler_i grammar_iface = {
 
 llama_sampler * grammar_clone(const llama_sampler * smpl) {
     const auto * g = (const grammar_stage *) smpl->ctx;
-    return llama_sampler_init(&grammar_iface, new grammar_stage{llama_sampler_clone(g->inner), false});
+    return llama_sampler_init(&grammar_iface,
+                              new grammar_stage{llama_sampler_clone(g->inner), false, g->prefill});
 }
 
 // -- the Python stage ---------------------------------------------------------------------
@@ -261,117 +278,57 @@ void fill(std::vector<llama_token_data> & cur, const float * logits, int32_t n_v
     }
 }
 
-// Largest of n floats (NaN never wins), with eight independent maxima so that the loop
-// is not one long dependency chain.
-float block_max(const float * x, int32_t n) {
-    float m[8];
-    for (float & v : m) {
-        v = -INFINITY;
-    }
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int32_t j = 0; j < 8; j++) {
-            const float v = x[i + j];
-            m[j] = v > m[j] ? v : m[j];
-        }
-    }
-    float best = -INFINITY;
-    for (; i < n; i++) {
-        best = x[i] > best ? x[i] : best;
-    }
-    for (float v : m) {
-        best = v > best ? v : best;
-    }
-    return best;
-}
-
-// The `k` largest logits, sorted in descending order, into `cur`, when that set and its
-// order are unique: all k values distinct and the k-th strictly above every other logit.
-// Then a chain whose first stage is top-k(k) sees exactly what llama.cpp's top-k leaves
-// (its partial sort has one possible result), without writing all n_vocab candidates.
-// False (cur untouched) when ties or NaNs make llama.cpp's result implementation-defined.
-//
-// Two passes: the maxima of blocks of the logits give a threshold, the (k+1)-th largest
-// maximum, that at least k + 1 logits reach (one per block); the second pass keeps the
-// few logits at or above it.
-bool fill_top_k(std::vector<llama_token_data> & cur, const float * logits, int32_t n_vocab,
-                int32_t k) {
-    if (k <= 0 || k >= n_vocab || k > 1024) {
-        return false;
-    }
-    const int32_t need = k + 1;
-    const int32_t block = n_vocab / (4 * need);
-    if (block < 8) {
-        return false;
-    }
-    const int32_t n_blocks = n_vocab / block;
-    thread_local std::vector<float> maxima;
-    maxima.resize(n_blocks);
-    for (int32_t b = 0; b < n_blocks; b++) {
-        maxima[b] = block_max(logits + (size_t) b * block, block);
-    }
-    std::nth_element(maxima.begin(), maxima.begin() + (need - 1), maxima.end(),
-                     std::greater<float>());
-    const float threshold = maxima[need - 1];
-    thread_local std::vector<std::pair<float, llama_token>> found;
-    found.clear();
-    for (llama_token id = 0; id < n_vocab; id++) {
-        if (!(logits[id] < threshold)) {  // at or above it, or NaN
-            if (std::isnan(logits[id])) {
-                return false;
-            }
-            found.emplace_back(logits[id], id);
-        }
-    }
-    if ((int32_t) found.size() < need) {
-        return false;  // the threshold is -inf or NaN-shadowed: not worth special-casing
-    }
-    std::partial_sort(found.begin(), found.begin() + need, found.end(),
-                      [](const std::pair<float, llama_token> & a,
-                         const std::pair<float, llama_token> & b) { return a.first > b.first; });
-    for (int32_t i = 0; i + 1 < need; i++) {
-        if (!(found[i].first > found[i + 1].first)) {
-            return false;  // a tie within the k, or between the k-th and the (k+1)-th
-        }
-    }
-    cur.resize(k);
-    for (int32_t i = 0; i < k; i++) {
-        cur[i] = llama_token_data{found[i].second, found[i].first, 0.0f};
-    }
-    return true;
-}
-
-// llama.cpp's greedy stage over raw logits: the first index of the largest logit (a NaN
-// first logit is never beaten; later NaNs never win). The maximum first, then its index.
-llama_token argmax(const float * logits, int32_t n_vocab) {
-    if (std::isnan(logits[0])) {
-        return 0;
-    }
-    const float best = std::max(logits[0], block_max(logits, n_vocab));
-    for (int32_t i = 0; i < n_vocab; i++) {
-        if (logits[i] == best) {
-            return i;
-        }
-    }
-    return 0;
-}
-
 // Apply `chain` to fresh candidates from `logits`; the selected token or an error code.
-// `top_k` > 0 says that the chain's first stage is top-k(top_k) (see fill_top_k).
+// `top_k` > 0 says that the chain's first stage after its leading bias stages is top-k(top_k)
+// (checked by name); those bias stages' biases are then folded into the k candidates and
+// the stages pass through (lk_fast::fill_top_k).
 llama_token select(llama_sampler * chain, std::vector<llama_token_data> & cur,
                    const float * logits, int32_t n_vocab, int32_t top_k) {
-    bool sorted = fill_top_k(cur, logits, n_vocab, top_k);
+    thread_local lk_fast::biased_ids biased;
+    int32_t n_bias = 0;
+    bool sorted = false;
+    if (top_k > 0) {
+        n_bias = lk_fast::leading_biases(chain, logits, n_vocab, biased);
+        const llama_sampler * next = llama_sampler_chain_get(chain, n_bias);
+        sorted = next != nullptr && std::strcmp(llama_sampler_name(next), "top-k") == 0 &&
+                 lk_fast::fill_top_k(cur, logits, n_vocab, top_k, biased);
+    }
     if (!sorted) {
+        n_bias = 0;
         fill(cur, logits, n_vocab);
     }
     llama_token_data_array cur_p = {cur.data(), cur.size(), -1, sorted};
-    llama_sampler_apply(chain, &cur_p);
+    {
+        lk_fast::bias_bypass bypass(chain, n_bias);
+        llama_sampler_apply(chain, &cur_p);
+    }
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
         last_error = "the sampler chain selected no token: end it with a selecting stage "
                      "(greedy, dist, mirostat, mirostat_v2 or adaptive_p)";
         return LK_SAMPLE_NO_TOKEN;
     }
     return cur_p.data[cur_p.selected].id;
+}
+
+// A chain of greedy after nothing but bias stages reads nothing but the (biased) logits:
+// its token, or -1 when the chain is not of that form.
+llama_token greedy_only(llama_sampler * chain, const float * logits, int32_t n_vocab) {
+    const int32_t n = llama_sampler_chain_n(chain);
+    if (n < 1) {
+        return -1;
+    }
+    const llama_sampler * last = llama_sampler_chain_get(chain, n - 1);
+    if (last == nullptr || std::strcmp(llama_sampler_name(last), "greedy") != 0) {
+        return -1;
+    }
+    for (int32_t i = 0; i + 1 < n; i++) {
+        if (!lk_fast::is_bias_stage(llama_sampler_chain_get(chain, i))) {
+            return -1;
+        }
+    }
+    thread_local lk_fast::biased_ids biased;
+    lk_fast::leading_biases(chain, logits, n_vocab, biased);
+    return lk_fast::argmax(logits, n_vocab, biased);
 }
 
 // Clears the grammars' bypass flags however the sampling call ends.
@@ -420,27 +377,52 @@ bool lk_sampler_is_grammar(const struct llama_sampler * smpl) {
     return smpl != nullptr && smpl->iface == &grammar_iface;
 }
 
+int32_t lk_sampler_grammar_prefill(struct llama_sampler * smpl, const llama_token * tokens,
+                                   size_t n_tokens) {
+    last_error.clear();
+    if (!lk_sampler_is_grammar(smpl)) {
+        last_error = "not a grammar stage";
+        return LK_SAMPLE_GRAMMAR;
+    }
+    auto * g = (grammar_stage *) smpl->ctx;
+    try {
+        g->prefill.assign(tokens, tokens + n_tokens);
+        llama_sampler_reset(g->inner);
+        grammar_prefill(g);
+        return 0;
+    } catch (const std::exception & err) {
+        last_error = err.what();
+        return LK_SAMPLE_GRAMMAR;
+    }
+}
+
 struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags) {
     return llama_sampler_init(&python_iface, new python_stage{handle, name, flags});
 }
 
 llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
                               int32_t idx, int32_t top_k) {
+    last_error.clear();
+    const float * logits = llama_get_logits_ith(ctx, idx);
+    if (logits == nullptr) {
+        last_error = "the context holds no logits for output " + std::to_string(idx);
+        return LK_SAMPLE_NO_LOGITS;
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+    return lk_sampler_sample_logits(chain, logits, n_vocab, top_k);
+}
+
+llama_token lk_sampler_sample_logits(struct llama_sampler * chain, const float * logits,
+                                     int32_t n_vocab, int32_t top_k) {
     thread_local std::vector<llama_token_data> cur;
     thread_local std::vector<grammar_stage *> grammars;
     return guarded([&]() -> llama_token {
-        const float * logits = llama_get_logits_ith(ctx, idx);
-        if (logits == nullptr) {
-            last_error = "the context holds no logits for output " + std::to_string(idx);
-            return LK_SAMPLE_NO_LOGITS;
-        }
-        const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-        if (llama_sampler_chain_n(chain) == 1 &&
-                std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, 0)), "greedy") == 0) {
-            // A greedy-only chain: its one stage reads nothing but the logits.
-            const llama_token token = argmax(logits, n_vocab);
-            llama_sampler_accept(chain, token);
-            return token;
+        if (top_k >= 0) {
+            const llama_token greedy = greedy_only(chain, logits, n_vocab);
+            if (greedy >= 0) {
+                llama_sampler_accept(chain, greedy);
+                return greedy;
+            }
         }
         grammars.clear();
         for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
@@ -476,6 +458,40 @@ llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context
         llama_sampler_accept(chain, token);
         return token;
     });
+}
+
+llama_token lk_sampler_sample_piece(struct llama_sampler * chain, struct llama_context * ctx,
+                                    int32_t idx, int32_t top_k, bool special, bool * is_eog,
+                                    char * piece, int32_t piece_cap, int32_t * n_piece) {
+    const llama_token token = lk_sampler_sample(chain, ctx, idx, top_k);
+    if (token < 0) {
+        return token;
+    }
+    return guarded([&]() -> llama_token {
+        const llama_vocab * vocab = llama_model_get_vocab(llama_get_model(ctx));
+        *is_eog = llama_vocab_is_eog(vocab, token);
+        *n_piece = llama_token_to_piece(vocab, token, piece, piece_cap, 0, special);
+        return token;
+    });
+}
+
+int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int32_t * idxs,
+                               const int32_t * top_ks, int32_t n, struct llama_context * ctx,
+                               bool special, llama_token * tokens, bool * is_eog,
+                               char * pieces, int32_t pieces_cap, int32_t * n_pieces) {
+    int32_t used = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t length = 0;
+        tokens[i] = lk_sampler_sample_piece(chains[i], ctx, idxs[i], top_ks[i], special,
+                                            &is_eog[i], pieces + used, pieces_cap - used,
+                                            &length);
+        if (tokens[i] < 0) {
+            return i;
+        }
+        n_pieces[i] = length;
+        used += length > 0 ? length : 0;
+    }
+    return n;
 }
 
 int32_t lk_sampler_apply(struct llama_sampler * chain, llama_token_data_array * cur_p) {

@@ -46,6 +46,12 @@ struct llama_sampler * lk_sampler_init_grammar(
 /* Whether `smpl` is a stage made by lk_sampler_init_grammar. */
 bool lk_sampler_is_grammar(const struct llama_sampler * smpl);
 
+/* Tokens a grammar stage has seen before generation starts (a chat template's generation
+ * prompt, which llama.cpp's tool-call grammars begin with): accepted now and after every
+ * reset. LK_SAMPLE_GRAMMAR (lk_last_error says why) when the grammar refuses them. */
+int32_t lk_sampler_grammar_prefill(struct llama_sampler * smpl, const llama_token * tokens,
+                                   size_t n_tokens);
+
 /* A stage that calls back into Python (lk_py_sampler_*) with `handle`. */
 struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, int32_t flags);
 
@@ -53,12 +59,42 @@ struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, 
  * the first pass skips them and only if the chosen token breaks a grammar is the chain
  * applied again with the grammars (as llama.cpp's common_sampler does): constraining the
  * whole vocabulary on every token is slow. `top_k` > 0 promises that the chain's first stage
- * is top-k with that k: the candidates then start as the k best (when they are unique, i.e.
- * no ties), not all n_vocab of them; 0 means no promise. A chain of greedy alone takes the
- * argmax of the logits directly. Both give exactly llama.cpp's result, faster. Returns the
- * accepted token or an LK_SAMPLE_ code. */
+ * after its leading lk_sampler_init_logit_bias stages is top-k with that k (the shim checks
+ * the name): the candidates then start as the k best biased logits (when they are unique,
+ * i.e. no ties), not all n_vocab of them; 0 means no promise. A chain of greedy alone, or
+ * after such bias stages only, takes the argmax of the biased logits directly. Both give
+ * exactly llama.cpp's result, faster; `top_k` < 0 turns both off (tests compare). Returns
+ * the accepted token or an LK_SAMPLE_ code. */
 llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
                               int32_t idx, int32_t top_k);
+
+/* lk_sampler_sample over caller-owned logits (n_vocab of them, ids 0..n_vocab-1). */
+llama_token lk_sampler_sample_logits(struct llama_sampler * chain, const float * logits,
+                                     int32_t n_vocab, int32_t top_k);
+
+/* lk_sampler_sample, then the token's llama_vocab_is_eog into *is_eog and its
+ * llama_token_to_piece(lstrip 0, `special`) into piece[0..piece_cap) with the result (the
+ * length, or minus the size needed when piece_cap is too small) in *n_piece: one call per
+ * generated token instead of three. */
+llama_token lk_sampler_sample_piece(struct llama_sampler * chain, struct llama_context * ctx,
+                                    int32_t idx, int32_t top_k, bool special, bool * is_eog,
+                                    char * piece, int32_t piece_cap, int32_t * n_piece);
+
+/* lk_sampler_sample_piece for n outputs of one decode: chains[i] samples
+ * output idxs[i] with promise top_ks[i]; tokens[i], is_eog[i], and the pieces one after
+ * another in pieces[0..pieces_cap), n_pieces[i] each one's length (or minus the size it
+ * needed, when it did not fit: nothing written for it). Returns n, or the index i of the
+ * first failure with its LK_SAMPLE_ code in tokens[i] (chains before it have accepted their
+ * tokens; those after it were not called). */
+int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int32_t * idxs,
+                               const int32_t * top_ks, int32_t n, struct llama_context * ctx,
+                               bool special, llama_token * tokens, bool * is_eog,
+                               char * pieces, int32_t pieces_cap, int32_t * n_pieces);
+
+/* A logit-bias stage that applies exactly as llama_sampler_init_logit_bias's (it wraps
+ * one), and whose biases lk_sampler_sample folds into its fast paths. */
+struct llama_sampler * lk_sampler_init_logit_bias(int32_t n_vocab, int32_t n_logit_bias,
+                                                  const llama_logit_bias * logit_bias);
 
 /* Apply `chain` to caller-owned candidates without accepting anything (tests, analysis).
  * Grammar stages always apply here. */

@@ -22,6 +22,16 @@ Part 3 times one grammar pass over the whole vocabulary (``SamplerChain.apply`` 
 schema's grammar, which always applies it): what a constrained sample costs when the
 chain's first choice breaks the grammar and every candidate must be checked.
 
+``--bias`` instead times one ``sample`` of each chain that generation builds, with and
+without a ``logit_bias`` stage that bans the end-of-generation tokens (as the GPU
+benchmarks do), and for the banned chains also on the shim's general path
+(``fast_paths = False``: llama.cpp's chain over all n_vocab candidates, which is what every
+biased chain took before the shim's fast paths learnt to fold biases in); then one generated
+token's host calls, ``sample`` + ``is_eog`` + ``piece`` against one ``sample_piece``. Tiny
+synthetic models with the llama-spm (32,000 tokens) and llama-bpe (128,256) vocabularies;
+batches of ``--samples`` calls, all variants interleaved ``--rounds`` times, medians and
+minima of the batches.
+
 Models are the synthetic shapes of ``benchlib/models.py`` (llama-bpe vocabulary, 128 256 tokens),
 in F16. Prints one line per measurement and markdown tables.
 """
@@ -166,6 +176,72 @@ def _grammar_pass(ctx: llamakit.Context, repeats: int) -> dict[str, float]:
     return result
 
 
+def _bias_part(samples: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Microseconds per call of each chain, by vocabulary (see the module docstring)."""
+    import tempfile
+
+    from llamakit.testing import write_llama_model
+
+    report: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for vocab in ("llama-spm", "llama-bpe"):
+            path = Path(tmp) / f"{vocab}.gguf"
+            write_llama_model(path, vocab=vocab)
+            with llamakit.load_model(path, backend="cpu") as model, \
+                    model.new_context(n_ctx=256, n_threads=1) as ctx:
+                report[f"{vocab} ({model.n_vocab} tokens)"] = _bias_times(ctx, samples, rounds)
+    return report
+
+
+def _bias_times(ctx: llamakit.Context, samples: int, rounds: int) -> dict[str, float]:
+    model = ctx.model
+    mh, ch = model._handle, ctx._handle
+    ban = [(t, float("-inf")) for t in range(model.n_vocab) if mh.is_eog(t)]
+    ctx._handle.decode(model.tokenize(PROMPT))
+
+    def chain(kind: str, bias: bool, fast: bool = True) -> llamakit.SamplerChain:
+        c = llamakit.SamplerChain(model)
+        if bias:
+            c.add("logit_bias", logit_bias=ban)
+        if kind == "greedy":
+            c.add_greedy()
+        else:
+            c.add_top_k(40).add_top_p(0.95).add_min_p(0.05).add_temp(0.8).add_dist(seed=1)
+        c._handle.fast_paths = fast
+        return c
+
+    chains = {f"{kind}{label}": chain(kind, bias, fast) for kind in ("greedy", "default")
+              for label, bias, fast in (("", False, True), (" + ban", True, True),
+                                        (" + ban, general path", True, False))}
+    # The per-token comparison uses the cheapest chain, where the calls' own cost shows.
+    per_token = chains["greedy + ban"]._handle
+
+    def three_calls() -> None:
+        token = per_token.sample(ch)
+        mh.is_eog(token)
+        mh.piece(token, False)
+
+    def one_call() -> None:
+        per_token.sample_piece(ch)
+
+    calls: dict[str, Any] = {name: (lambda c=c: c.sample(ctx)) for name, c in chains.items()}
+    calls["greedy + ban: sample + is_eog + piece"] = three_calls
+    if hasattr(per_token, "sample_piece"):
+        calls["greedy + ban: sample_piece"] = one_call
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            for _ in range(samples):
+                call()
+            times[name].append((time.perf_counter() - started) / samples * 1e6)
+    for c in chains.values():
+        c.close()
+    # Medians and minima: on a loaded machine the minimum is the better estimate of the work.
+    return {**{name: statistics.median(values) for name, values in times.items()},
+            **{f"{name} (min)": min(values) for name, values in times.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="small,1b")
@@ -175,7 +251,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="samples per timed batch")
     parser.add_argument("--rounds", type=int, default=30, help="paired batches per variant")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--bias", action="store_true",
+                        help="only the logit_bias / per-token part (tiny models)")
     args = parser.parse_args()
+    if args.bias:
+        bias = _bias_part(args.samples, args.rounds)
+        print("\n| vocabulary | chain | us per call (median of batches; min) |")
+        print("| --- | --- | --- |")
+        for vocab, values in bias.items():
+            for name, us in values.items():
+                print(f"| {vocab} | {name} | {us:.1f} |")
+        if args.json is not None:
+            args.json.write_text(json.dumps(bias, indent=2))
+        return
     report: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cores, "
                                          f"{platform.processor() or platform.platform()}",
                               "threads": args.threads, "shapes": {}}

@@ -272,6 +272,16 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
     code) and change rarely, while the cdefs that key the module change often.
     """
     sources = sorted(native.glob("*.cpp"))
+    # ``native/*.sources``: files of llama.cpp's tree (one path a line) compiled as they are,
+    # one object each (their file-local names would clash in one translation unit).
+    for listing in sorted(native.glob("*.sources")):
+        for line in listing.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                if not (tree / line).is_file():
+                    raise BuildError(f"{listing.name} names {line}, which the llama.cpp tree "
+                                     f"({tree}) lacks")
+                sources.append(tree / line)
     if not sources:
         return []
     compiler = os.environ.get("CXX", "c++")
@@ -285,7 +295,9 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
     for source in sources:
         key = hash_json({"source": hash_files([source, *headers]), "llama": lib_key,
                          "compiler": _compiler_identity(), "flags": flags})
-        targets.append(folder / f"{source.stem}-{key[:16]}.o")
+        stem = source.stem if source.parent == native else \
+            "tree-" + "-".join(source.relative_to(tree).with_suffix("").parts)
+        targets.append(folder / f"{stem}-{key[:16]}.o")
 
     def compile_one(source: Path, target: Path) -> None:
         partial = tmp / (target.name + ".part")

@@ -9,29 +9,25 @@ conversation therefore evaluates only what is new since the last reply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._config.fields import check_field
 from .._config.schema import ChatConfig
+from .._errors import ChatTemplateError
 from .._generation import Generation
-from .messages import Messages, normalize_messages
-from .render import apply_model_chat_template
+from .messages import Messages
+from .prepare import (
+    CHAT_OPTIONS,
+    PreparedChat,
+    chat_result,
+    chat_tokens,
+    generation_stops,
+    prepare_chat,
+)
 from .resolve import TemplateSpec
 from .results import ChatResult, ChatStream
 
-if TYPE_CHECKING:
-    from .._model import Model
-
 __all__ = ["ChatMixin", "chat_tokens"]
-
-
-def chat_tokens(model: Model, text: str) -> list[int]:
-    """Token ids of a rendered prompt: special-token text parsed, BOS added only when the
-    model wants one and the template did not write it (no doubled BOS), no EOS appended."""
-    tokens = model.tokenize(text, add_special=False, parse_special=True)
-    bos = model.bos_token
-    if model.add_bos and bos is not None and (not tokens or tokens[0] != bos):
-        tokens.insert(0, bos)
-    return tokens
 
 
 class ChatMixin(Generation):
@@ -45,14 +41,16 @@ class ChatMixin(Generation):
     def _chat_prompt(self, messages: Messages, template: TemplateSpec | None,
                      tools: Sequence[Mapping[str, Any]] | None,
                      continue_final_message: bool | None,
-                     chat_template_kwargs: Mapping[str, Any] | None) -> tuple[str, list[int]]:
-        if continue_final_message is None:
-            continue_final_message = normalize_messages(messages)[-1]["role"] == "assistant"
-        text = apply_model_chat_template(
-            self.model, messages, template, add_generation_prompt=not continue_final_message,
-            tools=tools, continue_final_message=continue_final_message,
-            config=self.chat_config, **dict(chat_template_kwargs or {}))
-        return text, chat_tokens(self.model, text)
+                     chat_template_kwargs: Mapping[str, Any] | None,
+                     sampling: dict[str, Any]) -> tuple[PreparedChat, dict[str, Any]]:
+        options = {name: sampling.pop(name) for name in CHAT_OPTIONS if name in sampling}
+        for name in ("reasoning_format", "reasoning_budget"):  # their [chat] defaults
+            value = options.get(name, getattr(self.chat_config, name))
+            if value is not None:
+                options[name] = check_field(ChatConfig, name, value, error=ChatTemplateError)
+        prepared = prepare_chat(self.model, messages, template, tools, continue_final_message,
+                                chat_template_kwargs, self.chat_config, options, sampling)
+        return prepared, generation_stops(prepared, sampling, self.stop)
 
     def chat(self, messages: Messages, *, template: TemplateSpec | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None,
@@ -66,13 +64,24 @@ class ChatMixin(Generation):
         False}``) reach the template. When the last message is the assistant's, the reply
         continues it (``continue_final_message``, default: only then). ``sampling`` are
         ``generate``'s keywords (``max_new_tokens``, ``temperature``, ``stop``, ...).
-        Generation ends at an end-of-generation token or a stop string (``finish_reason``
-        ``"stop"``) or at ``max_new_tokens`` (``"length"``).
+        Generation ends at an end-of-generation token, the template's own end-of-turn
+        markers (even where the vocabulary does not flag them) or a stop string
+        (``finish_reason`` ``"stop"``), or at ``max_new_tokens`` (``"length"``).
+
+        ``tools`` (OpenAI's function schemas) with the keywords ``tool_choice``
+        (``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "function":
+        {"name": ...}}``) and ``parallel_tool_calls``: llama.cpp's chat layer renders the
+        prompt, constrains a required call with its grammar and parses the output; the
+        result's ``tool_calls`` are OpenAI-shaped and ``finish_reason`` is ``"tool_calls"``.
+        Tool results go back as ``{"role": "tool", "tool_call_id": ..., "content": ...}``.
+        Reasoning templates (``<think>`` and family forms) put the thinking in
+        ``reasoning_content``: ``reasoning_format`` ``"auto"`` (their default),
+        ``"deepseek"`` or ``"none"`` (keep it in ``content``); ``reasoning_budget=0`` turns
+        thinking off where the template can.
         """
-        text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
-                                         chat_template_kwargs)
-        result = self.generate(tokens, **sampling)
-        return ChatResult.from_generation(result, text)
+        prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
+                                             chat_template_kwargs, sampling)
+        return chat_result(prepared, self.generate(prepared.tokens, **kwargs))
 
     def chat_stream(self, messages: Messages, *, template: TemplateSpec | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None,
@@ -80,7 +89,13 @@ class ChatMixin(Generation):
                     chat_template_kwargs: Mapping[str, Any] | None = None,
                     **sampling: Any) -> ChatStream:
         """Like ``chat`` but yields the reply's text pieces; the stream's ``result`` holds
-        the ``ChatResult`` once exhausted."""
-        text, tokens = self._chat_prompt(messages, template, tools, continue_final_message,
-                                         chat_template_kwargs)
-        return ChatStream(self.stream(tokens, **sampling), text)
+        the ``ChatResult`` once exhausted. With tools or reasoning the stream is a
+        ``ParsedChatStream``: its ``deltas()`` also give reasoning and tool-call pieces."""
+        prepared, kwargs = self._chat_prompt(messages, template, tools, continue_final_message,
+                                             chat_template_kwargs, sampling)
+        stream = self.stream(prepared.tokens, **kwargs)
+        if prepared.plan is not None:
+            from .tools import ParsedChatStream
+
+            return ParsedChatStream(stream, prepared.prompt, prepared.plan)
+        return ChatStream(stream, prepared.prompt)

@@ -4,7 +4,9 @@
 2. the ``[chat] template`` config setting;
 3. a plugin's template whose ``matches`` accepts this model's metadata;
 4. the GGUF's own ``tokenizer.chat_template``;
-5. llama.cpp's default for a model without a template, the built-in ``chatml``.
+5. for a model without a template, the built-in format its metadata points to (its chat
+   control tokens, architecture, name: ``fallback.guess_builtin``), logged once; ``chatml``
+   when nothing matches.
 
 A template given by name (steps 1 and 2) is looked up among the plugins' templates, then the
 model's named variants (``tokenizer.chat_template.<name>``, e.g. ``tool_use``), then
@@ -136,8 +138,25 @@ def resolve_template(template: TemplateSpec | None, *, model: Model | None,
         if override is not None:
             return override
         own = model.chat_template()
-        if own is not None:
+        if own:  # an empty template is no template (some conversions write one)
             return ResolvedTemplate("jinja", "the model's chat template (GGUF)", source=own)
-    what = "the model has no chat template" if model is not None else "no model or template"
+        return _guessed(model)
     return ResolvedTemplate("builtin", f"llama.cpp's default chat format {DEFAULT_BUILTIN!r} "
-                            f"({what})", builtin=DEFAULT_BUILTIN)
+                            "(no model or template)", builtin=DEFAULT_BUILTIN)
+
+
+def _guessed(model: Model) -> ResolvedTemplate:
+    """Step 5 for a model: the built-in its metadata points to (``fallback``), else ChatML;
+    one warning per model says which and how to choose."""
+    from .fallback import guess_builtin, warn_once
+
+    builtin, why = guess_builtin(model)
+    chosen = builtin or DEFAULT_BUILTIN
+    warn_once(model, (
+        f"{model.path.name} has no chat template; using llama.cpp's built-in {chosen!r} "
+        f"format because {why}"
+        + ("" if builtin else f", so the default {DEFAULT_BUILTIN!r}")
+        + ". Choose another with template=... (chat/apply_chat_template), the [chat] "
+        "template setting or llamakit chat --chat-template NAME|FILE"))
+    return ResolvedTemplate("builtin", f"llama.cpp's built-in chat format {chosen!r} (the "
+                            f"model has no chat template; {why})", builtin=chosen)

@@ -10,8 +10,9 @@ from .._results import GenerationResult, TextStream
 
 __all__ = ["ChatFinishReason", "ChatResult", "ChatStream", "ChatUsage"]
 
-#: OpenAI's reasons: "stop" (an end-of-generation token or a stop string), "length".
-ChatFinishReason = Literal["stop", "length"]
+#: OpenAI's reasons: "stop" (an end-of-generation token or a stop string), "length",
+#: "tool_calls" (the reply calls tools).
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,10 @@ class ChatUsage:
 class ChatResult:
     """The assistant's reply: ``role``, ``content``, ``finish_reason`` and ``usage`` as in
     OpenAI's chat completion; ``generation`` keeps the details (tokens, timings with
-    ``prompt_tokens_cached``, seed) and ``prompt`` the rendered prompt text."""
+    ``prompt_tokens_cached``, seed) and ``prompt`` the rendered prompt text.
+    ``tool_calls`` (OpenAI's shape: ``id``, ``type``, ``function`` with ``name`` and
+    ``arguments`` as JSON text) and ``reasoning_content`` come from llama.cpp's chat parser
+    when tools or reasoning are in play."""
 
     content: str
     finish_reason: ChatFinishReason
@@ -36,6 +40,8 @@ class ChatResult:
     generation: GenerationResult
     prompt: str
     role: str = "assistant"
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    reasoning_content: str | None = None
 
     @classmethod
     def from_generation(cls, result: GenerationResult, prompt: str) -> ChatResult:
@@ -46,13 +52,24 @@ class ChatResult:
                    generation=result, prompt=prompt)
 
     @property
-    def message(self) -> dict[str, str]:
-        """``{"role": "assistant", "content": ...}``, to append to the conversation."""
-        return {"role": self.role, "content": self.content}
+    def message(self) -> dict[str, Any]:
+        """``{"role": "assistant", "content": ...}`` (with ``tool_calls`` and
+        ``reasoning_content`` when there are), to append to the conversation."""
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [dict(call) for call in self.tool_calls]
+        if self.reasoning_content:
+            message["reasoning_content"] = self.reasoning_content
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI-shaped fields as plain data (JSON-ready)."""
-        return {"role": self.role, "content": self.content,
+        extra: dict[str, Any] = {}
+        if self.tool_calls:
+            extra["tool_calls"] = [dict(call) for call in self.tool_calls]
+        if self.reasoning_content is not None:
+            extra["reasoning_content"] = self.reasoning_content
+        return {"role": self.role, "content": self.content, **extra,
                 "finish_reason": self.finish_reason,
                 "usage": {"prompt_tokens": self.usage.prompt_tokens,
                           "completion_tokens": self.usage.completion_tokens,

@@ -16,12 +16,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._errors import ContextOverflowError
+from .._errors import ChatTemplateError, ContextOverflowError
 from ._common import cli_config, new_context, open_model, write
 from ._options import add_config_flags
 from .generate import GENERATION_SECTIONS
 
 if TYPE_CHECKING:
+    from .._config.schema import Config
     from .._context import Context
 
 __all__ = ["register"]
@@ -40,7 +41,7 @@ class _Session:
         self.args = args
         self.interactive = interactive
         self.system: str | None = args.system
-        self.messages: list[dict[str, str]] = []
+        self.messages: list[dict[str, Any]] = []
         self.reset()
 
     def note(self, text: str) -> None:
@@ -86,6 +87,12 @@ class _Session:
             stream = self.ctx.chat_stream(self.messages)
             try:
                 first = next(stream, None)
+            except KeyboardInterrupt:  # stopped before the reply began: forget the message
+                stream.close()
+                self.messages.pop()
+                write("\n")
+                self.note("reply stopped")
+                return
             except ContextOverflowError as exc:
                 if exc.result is None and self._drop_oldest():
                     self.note("the conversation no longer fits n_ctx; dropped the oldest "
@@ -108,8 +115,18 @@ class _Session:
             if exc.result is not None:
                 pieces = [exc.result.text]
             self.note("the context is full: reply cut short; /reset to start over")
+        except KeyboardInterrupt:  # Ctrl-C ends the reply, not the chat
+            stream.close()
+            write("\n")
+            self.note("reply stopped")
+            self.messages.append({"role": "assistant", "content": "".join(pieces)})
+            return
         write("\n")
-        self.messages.append({"role": "assistant", "content": "".join(pieces)})
+        # The parsed reply when there is one (no reasoning, no template markers: those end
+        # the reply and never reach the history).
+        result = stream.result
+        self.messages.append(result.message if result is not None
+                             else {"role": "assistant", "content": "".join(pieces)})
 
 
 def _read_message(source: TextIO, interactive: bool) -> str | None:
@@ -133,8 +150,27 @@ def _read_message(source: TextIO, interactive: bool) -> str | None:
         return "\n".join(lines)
 
 
+def _template_file(config: Config) -> Config:
+    """``--chat-template FILE`` (or ``[chat] template`` naming a file): its Jinja source.
+    Anything else (a built-in or plugin name, Jinja source) is resolved as usual."""
+    from pathlib import Path
+
+    from .._chat.template import is_jinja_source
+
+    name = config.chat.template
+    if name is None or is_jinja_source(name) or "\n" in name or not Path(name).is_file():
+        return config
+    try:
+        source = Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatTemplateError(f"cannot read the chat template file {name}: {exc}") from exc
+    chat = config.chat.model_copy(update={"template": source})
+    return config.model_copy(update={"chat": chat})
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     config, _ = cli_config(args, model=args.model)
+    config = _template_file(config)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     with open_model(config) as model, new_context(model, config) as ctx:
         session = _Session(ctx, args, interactive)
@@ -170,5 +206,5 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-s", "--system", default=None, metavar="TEXT", help="a system prompt")
     p.add_argument("--show-prompt", action="store_true",
                    help="print each rendered prompt (the whole conversation) on stderr")
-    add_config_flags(p, (*GENERATION_SECTIONS, "chat"))
+    add_config_flags(p, (*GENERATION_SECTIONS, "chat"))  # --chat-template NAME|FILE|JINJA
     p.set_defaults(func=_cmd_chat)

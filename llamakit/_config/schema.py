@@ -164,6 +164,13 @@ class ContextConfig(BaseModel):
         le=MAX_SEED,
         description="Random seed of the context. Unset: a random seed.",
     )
+    deterministic: bool | None = Field(
+        default=None,
+        description="Reuse the prompt cache only where a call then gives the same tokens as "
+        "in a fresh context (whole n_batch chunks decoded as a fresh context decodes them). "
+        "Unset: on for greedy (temperature 0) and seeded calls, off otherwise; false: "
+        "reuse every shared prefix (fastest).",
+    )
 
 
 class SamplingConfig(BaseModel):
@@ -356,7 +363,9 @@ class ChatConfig(BaseModel):
         min_length=1,
         description="The chat template: Jinja source, or a name (a plugin's template, the "
         "model's `tokenizer.chat_template.<name>`, or a llama.cpp built-in such as "
-        '"chatml"). Unset: a plugin\'s template for the model, else the model\'s own.',
+        '"chatml"); `llamakit chat` also takes a file of Jinja source. Unset: a plugin\'s '
+        "template for the model, else the model's own, else a built-in chosen from the "
+        "model's metadata.",
     )
     max_output_chars: int = Field(
         default=4_000_000,
@@ -370,6 +379,19 @@ class ChatConfig(BaseModel):
         allow_inf_nan=False,
         description="Most seconds one rendering may take; a template that runs longer "
         "raises TemplateLimitError.",
+    )
+    reasoning_format: Literal["auto", "deepseek", "none"] | None = Field(
+        default=None,
+        description="Where a reasoning model's thinking goes (llama.cpp's reasoning_format): "
+        '"auto" or "deepseek" put it in reasoning_content, "none" leaves it in content. '
+        'Unset: "auto" for templates that reason or offer tools, else untouched.',
+    )
+    reasoning_budget: int | None = Field(
+        default=None,
+        ge=-1,
+        le=0,
+        description="-1: think without limit; 0: turn thinking off where the template can "
+        "(enable_thinking=false). Token budgets above 0 are not supported yet.",
     )
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._batch import BatchSlot, BatchStepper
+from .._chat.prepare import chat_result
 from .._chat.results import ChatResult
 from .._config.fields import check_field, check_fields, field_default
 from .._config.schema import ContextConfig, EngineConfig
@@ -193,8 +194,10 @@ class Engine:
         parse_special = gen_kwargs.pop("parse_special", True)
         on_overflow = gen_kwargs.pop("on_overflow", "error")
         n_keep = gen_kwargs.pop("n_keep", 0)
+        stop_tokens = frozenset(int(t) for t in gen_kwargs.pop("stop_tokens", ()) or ())
+        preserved = frozenset(int(t) for t in gen_kwargs.pop("preserved_tokens", ()) or ())
         try:
-            tokens_in, limit, stops, params, seed, on_overflow, _ = ctx._prepare(
+            tokens_in, limit, stops, params, seed, on_overflow, _, _ = ctx._prepare(
                 prompt if prompt is not None else list(tokens or ()), max_new_tokens, stop,
                 parse_special, gen_kwargs, None, "Engine.submit()", on_overflow, n_keep,
                 n_ctx=self.n_ctx_slot)
@@ -209,7 +212,8 @@ class Engine:
             request: Request[GenerationResult] = Request(self._wake, sink=sink, wrap=wrap)
             request.tokens = tokens_in
             request.payload = {"chain": chain, "stops": stops, "limit": limit, "seed": seed,
-                               "show_seed": not params.greedy, "on_overflow": on_overflow}
+                               "show_seed": not params.greedy, "on_overflow": on_overflow,
+                               "stop_tokens": stop_tokens, "preserved_tokens": preserved}
             self._enqueue(request)
         except BaseException:
             chain.close()
@@ -233,10 +237,11 @@ class Engine:
                      chat_template_kwargs: Mapping[str, Any] | None = None,
                      **gen_kwargs: Any) -> Request[ChatResult]:
         self._check_open()
-        text, tokens = self._ctx._chat_prompt(messages, template, tools,
-                                              continue_final_message, chat_template_kwargs)
-        request = self._submit(None, tokens, sink,
-                               lambda r: ChatResult.from_generation(r, text), gen_kwargs)
+        prepared, kwargs = self._ctx._chat_prompt(messages, template, tools,
+                                                  continue_final_message, chat_template_kwargs,
+                                                  dict(gen_kwargs))
+        request = self._submit(None, prepared.tokens, sink,
+                               lambda r: chat_result(prepared, r), kwargs)
         return request  # type: ignore[return-value]
 
     def submit_embed(self, texts: str | Sequence[str], *, normalize: bool = True
@@ -437,7 +442,9 @@ class Engine:
                                assembler=TextAssembler(payload["stops"]),
                                limit=payload["limit"], seed=payload["seed"],
                                started=time.perf_counter(), owner=request, fed=common,
-                               cached=common, kv=prompt[:common])
+                               cached=common, kv=prompt[:common],
+                               stop_tokens=payload["stop_tokens"],
+                               preserved_tokens=payload["preserved_tokens"])
         request.slot = batch_slot
         with self._cond:
             self._counts["prompt_tokens_total"] += len(prompt)

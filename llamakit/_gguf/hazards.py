@@ -11,6 +11,8 @@ makes llama.cpp fail cleanly before the assert).
 - ``llama_model_base::load_hparams``: ``block_count`` in ``1..LLAMA_MAX_LAYERS``,
   ``nextn_predict_layers <= block_count``, the expert counts, and a known
   ``rope.scaling.type``.
+- ``ggml_mul_mat`` (first graph build): ``GGML_ASSERT(ggml_can_mul_mat(k, q))`` -- a
+  ``head_count`` that ``head_count_kv`` does not divide.
 - ``llama_model_loader``: ``split.no`` of every further shard read with
   ``gguf_get_val_u16``, which asserts the type.
 """
@@ -129,6 +131,35 @@ def _check_experts(cur: Cursor, parsed: Parsed, prefix: str, n_layer: int) -> No
         _fail(cur, blame, problem)
 
 
+def _per_layer(cur: Cursor, kv: KeyValue, n_layer: int) -> list[int] | None:
+    """A u32 scalar or per-layer u32/i32 array as one value per layer; None where
+    llama.cpp fails cleanly reading it (wrong type or length)."""
+    if kv.type == _U32:
+        assert isinstance(kv.value, int)
+        return [kv.value] * n_layer
+    if kv.type != ARRAY or kv.item_type not in (_U32, _I32) or kv.count != n_layer:
+        return None
+    at = cur.window(kv.offset, 4 * kv.count, kv.field)
+    return list(struct.unpack(f"<{kv.count}I", cur.win[at:at + 4 * kv.count]))
+
+
+def _check_heads(cur: Cursor, parsed: Parsed, prefix: str, n_layer: int) -> None:
+    # Tensor shapes follow head_count_kv, so a count that does not divide head_count
+    # loads fine and then fails GGML_ASSERT(ggml_can_mul_mat(k, q)) (ggml.c) while the
+    # first context builds its graph. A layer without attention has 0 KV heads.
+    head = parsed.kvs.get(f"{prefix}attention.head_count".encode())
+    head_kv = parsed.kvs.get(f"{prefix}attention.head_count_kv".encode())
+    if head is None or head_kv is None:
+        return
+    heads, heads_kv = _per_layer(cur, head, n_layer), _per_layer(cur, head_kv, n_layer)
+    if heads is None or heads_kv is None:
+        return
+    for layer, (n_head, n_kv) in enumerate(zip(heads, heads_kv, strict=True)):
+        if n_kv and n_head % n_kv:
+            _fail(cur, head_kv, f"layer {layer} has {n_head} attention heads, not a multiple "
+                                f"of its {n_kv} key/value heads")
+
+
 def _check_hparams(cur: Cursor, parsed: Parsed, arch: str) -> None:
     prefix = f"{arch}."
     block_count = parsed.kvs.get(f"{prefix}block_count".encode())
@@ -145,6 +176,8 @@ def _check_hparams(cur: Cursor, parsed: Parsed, arch: str) -> None:
                                   f"{n_layer}")
         if arch not in _EXPERT_RESET_ARCHS:
             _check_experts(cur, parsed, prefix, n_layer)
+        if 1 <= n_layer <= LLAMA_MAX_LAYERS:
+            _check_heads(cur, parsed, prefix, n_layer)
     rope = parsed.kvs.get(f"{prefix}rope.scaling.type".encode())
     if rope is not None and rope.type == STRING:
         name = rope.value.decode("utf-8", "replace") if isinstance(rope.value, bytes) else None

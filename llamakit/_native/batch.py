@@ -7,7 +7,7 @@ from typing import Any
 
 from .._errors import ContextError
 from .context import ContextHandle
-from .handle import Handle
+from .handle import Handle, pinned
 from .lib import NativeLib
 
 __all__ = ["BatchHandle"]
@@ -39,6 +39,7 @@ class BatchHandle(Handle):
     def clear(self) -> None:
         self.n_tokens = 0
 
+    @pinned
     def add(self, token: int, pos: int, seq_id: int, output: bool) -> int:
         """Append one token; returns its index in the batch (where its logits will be)."""
         if self.n_tokens >= self.capacity:
@@ -52,6 +53,7 @@ class BatchHandle(Handle):
         self.n_tokens = i + 1
         return i
 
+    @pinned
     def decode(self, context: ContextHandle, *, encode: bool = False) -> None:
         """Evaluate the batch through the context's one checked path (sizes, Ctrl-C)."""
         batch = self.ptr

@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._errors import ContextError, InvalidBatchError
-from .handle import Handle
+from .handle import Handle, pinned
 from .model import ModelHandle
 
 if TYPE_CHECKING:
@@ -29,10 +30,29 @@ def _ctrl_c_stops_decode() -> bool:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
+def _check_model_for_context(lib: Any, model_ptr: Any) -> None:
+    """Refuse the models whose first graph build would abort instead of failing."""
+    n_layer = int(lib.llama_model_n_layer(model_ptr))
+    if n_layer == 0:
+        # a vocabulary-only load has no weights and no backends: the scheduler asserts
+        # GGML_ASSERT(n_backends > 0) (ggml-backend.cpp)
+        raise ContextError("this model was loaded with vocab_only=True (or has no layers): "
+                           "it can tokenize but not evaluate; load it without vocab_only "
+                           "to make a context")
+    n_head, n_head_kv = int(lib.llama_model_n_head(model_ptr)), \
+        int(lib.llama_model_n_head_kv(model_ptr))
+    if n_head_kv and n_head % n_head_kv:
+        # GGML_ASSERT(ggml_can_mul_mat(k, q)) (ggml.c) when the graph is built; the GGUF
+        # validator refuses such files at load, this covers validate=False
+        raise ContextError(f"the model's {n_head} attention heads are not a multiple of its "
+                           f"{n_head_kv} key/value heads; llama.cpp cannot evaluate it")
+
+
 class ContextHandle(Handle):
     """A ``llama_context`` over a model, with its abort flag."""
 
     kind = "context"
+    exclusive = True
 
     def __init__(self, model: ModelHandle, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int, embeddings: bool,
@@ -52,7 +72,9 @@ class ContextHandle(Handle):
         self._abort_flag = ffi.new("int *", 0)
         params.abort_callback = lib.lk_abort_callback
         params.abort_callback_data = self._abort_flag
-        ptr = lib.llama_init_from_model(model.ptr, params)
+        with model.pinned() as model_ptr:
+            _check_model_for_context(lib, model_ptr)
+            ptr = lib.llama_init_from_model(model_ptr, params)
         if model.device_check is not None:
             try:
                 model.device_check()
@@ -84,30 +106,44 @@ class ContextHandle(Handle):
         # (e.g. an adapter closing), so that the cached-prefix bookkeeping can notice.
         self.memory_epoch = 0
 
+    @pinned
     def set_loras(self, loras: dict[LoraHandle, float]) -> None:
         """Make exactly ``loras`` (adapter -> scale) the applied set."""
         adapters = list(loras)
-        pointers = self.ffi.new("struct llama_adapter_lora *[]", [a.ptr for a in adapters])
-        scales = self.ffi.new("float[]", [loras[a] for a in adapters])
-        self.lib.llama_set_adapters_lora(self.ptr, pointers if adapters else self.ffi.NULL,
-                                         len(adapters), scales if adapters else self.ffi.NULL)
-        # Keys and values cached under other weights are wrong now.
-        self.lib.llama_memory_clear(self.memory, True)
-        self.memory_epoch += 1
-        for adapter in set(self.loras) - set(loras):
-            adapter.users.discard(self)
-        for adapter in adapters:
-            adapter.users.add(self)
-        self.loras = dict(loras)
+        with ExitStack() as pins:  # no adapter is freed while C takes its pointer
+            pointers = self.ffi.new("struct llama_adapter_lora *[]",
+                                    [pins.enter_context(a.pinned()) for a in adapters])
+            scales = self.ffi.new("float[]", [loras[a] for a in adapters])
+            self.lib.llama_set_adapters_lora(self.ptr, pointers if adapters else self.ffi.NULL,
+                                             len(adapters),
+                                             scales if adapters else self.ffi.NULL)
+            # Keys and values cached under other weights are wrong now.
+            self.lib.llama_memory_clear(self.memory, True)
+            self.memory_epoch += 1
+            for adapter in set(self.loras) - set(loras):
+                adapter.users.discard(self)
+            for adapter in adapters:
+                adapter.users.add(self)
+            self.loras = dict(loras)
+        # An adapter closed by another thread while it was being applied missed this
+        # context in its list of users: take it off again before it is freed.
+        if any(a.closed for a in adapters):
+            self.set_loras({a: s for a, s in loras.items() if not a.closed})
 
     def drop_lora(self, adapter: LoraHandle) -> None:
-        """Stop applying ``adapter`` (it is about to be freed)."""
+        """Stop applying ``adapter`` (it is about to be freed). Not @pinned itself: the
+        adapter is closed by now, pinning it would refuse; set_loras pins this context."""
         if adapter in self.loras:
             self.set_loras({a: s for a, s in self.loras.items() if a is not adapter})
 
     def set_abort(self, value: bool) -> None:
+        # Not pinned: it must reach a call in flight, which holds the call lock.
         self._abort_flag[0] = 1 if value else 0
 
+    def _interrupt(self) -> None:
+        self.set_abort(True)
+
+    @pinned
     def pos_max(self, seq_id: int) -> int:
         """Last position of ``seq_id`` in the memory, -1 when it holds none."""
         return int(self.lib.llama_memory_seq_pos_max(self._memory(), seq_id))
@@ -118,6 +154,7 @@ class ContextHandle(Handle):
         if check is not None:
             check()
 
+    @pinned
     def _evaluate(self, batch: Any, *, encode: bool) -> int:
         lib = self.lib
         if not _ctrl_c_stops_decode():
@@ -134,6 +171,7 @@ class ContextHandle(Handle):
         self.check_devices()
         return status
 
+    @pinned
     def evaluate_batch(self, batch: Any, n_tokens: int, *, encode: bool = False) -> None:
         """``llama_decode`` (``llama_encode``) of a filled ``llama_batch`` of ``n_tokens``:
         the batch size checked first, Ctrl-C able to stop it, the status raised as its
@@ -143,10 +181,12 @@ class ContextHandle(Handle):
                          "llama_encode" if encode else "llama_decode")
 
     @property
+    @pinned
     def causal(self) -> bool:
         """Whether the model attends causally (False for embedding models such as BERT)."""
         return bool(self.lib.llama_get_causal_attn(self.ptr))
 
+    @pinned
     def _check_batch(self, n_tokens: int, *, encode: bool = False) -> None:
         # llama_decode asserts n_tokens <= n_batch, and n_tokens <= n_ubatch without causal
         # attention (embedding models) and in llama_encode; an empty batch is an error
@@ -160,20 +200,24 @@ class ContextHandle(Handle):
                 "a model without causal attention must evaluate at once; create the context "
                 "with n_ubatch=n_batch", status=-1)
 
+    @pinned
     def _memory(self) -> Any:
         self.check_open()
         return self.memory
 
+    @pinned
     def clear_memory(self) -> None:
         # Clearing fills the cache on a transfer queue that a GPU backend does not order
         # after a computation still running; wait for it first.
         self.lib.llama_synchronize(self.ptr)
         self.lib.llama_memory_clear(self._memory(), True)
 
+    @pinned
     def remove_from(self, seq_id: int, start: int) -> bool:
         """Drop positions ``start..`` of ``seq_id``; False if the memory cannot do that."""
         return bool(self.lib.llama_memory_seq_rm(self._memory(), seq_id, start, -1))
 
+    @pinned
     def decode(self, tokens: Sequence[int]) -> None:
         """Decode ``tokens`` (valid ids, at most n_batch) after what sequence 0 holds;
         logits are kept for the last one. Ctrl-C on the main thread stops it between two
@@ -182,6 +226,7 @@ class ContextHandle(Handle):
         array = self.ffi.new("llama_token[]", tokens)
         self.evaluate_batch(self.lib.llama_batch_get_one(array, len(tokens)), len(tokens))
 
+    @pinned
     def evaluate_sequences(self, sequences: Sequence[Sequence[int]], *, encode: bool) -> None:
         """Evaluate each token list as its own sequence (ids 0..), from position 0, with
         an output for every token. The caller checks sizes against n_batch/n_seq_max."""
@@ -213,25 +258,30 @@ class ContextHandle(Handle):
                                                         dtype=np.float32).copy()
         return values
 
+    @pinned
     def logits(self, index: int) -> npt.NDArray[np.float32]:
         ptr = self.lib.llama_get_logits_ith(self.ptr, index)
         if ptr == self.ffi.NULL:
             raise ContextError(f"no logits for output {index}")
         return self._floats(ptr, self.model.n_vocab)
 
+    @pinned
     def token_embedding(self, index: int, n_embd: int) -> npt.NDArray[np.float32]:
         ptr = self.lib.llama_get_embeddings_ith(self.ptr, index)
         if ptr == self.ffi.NULL:
             raise ContextError(f"no embedding for output {index}")
         return self._floats(ptr, n_embd)
 
+    @pinned
     def sequence_embedding(self, seq_id: int, n_embd: int) -> npt.NDArray[np.float32] | None:
         ptr = self.lib.llama_get_embeddings_seq(self.ptr, seq_id)
         return None if ptr == self.ffi.NULL else self._floats(ptr, n_embd)
 
+    @pinned
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
         self.lib.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)
 
+    @pinned
     def perf(self) -> dict[str, float]:
         data = self.lib.llama_perf_context(self.ptr)
         # llama.cpp reports counts of at least 1 (to divide by them); no time means none.
@@ -240,5 +290,6 @@ class ContextHandle(Handle):
                 "n_p_eval": data.n_p_eval if data.t_p_eval_ms > 0 else 0,
                 "n_eval": data.n_eval if data.t_eval_ms > 0 else 0, "n_reused": data.n_reused}
 
+    @pinned
     def reset_perf(self) -> None:
         self.lib.llama_perf_context_reset(self.ptr)

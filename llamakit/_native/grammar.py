@@ -82,7 +82,8 @@ def _locate(message: str, text: str) -> str:
 
 
 def grammar_stage(native: NativeLib, vocab: Any, text: str, root: str, *, lazy: bool,
-                  trigger_patterns: Sequence[str], trigger_tokens: Sequence[int]) -> Any:
+                  trigger_patterns: Sequence[str], trigger_tokens: Sequence[int],
+                  prefill: Sequence[int] = ()) -> Any:
     """A guarded grammar ``llama_sampler`` (see native/lk_sampling.h); ``GrammarError``
     with the parser's message when the grammar is invalid. Tokens must be valid ids."""
     if "\0" in text or "\0" in root or any("\0" in p for p in trigger_patterns):
@@ -106,6 +107,13 @@ def grammar_stage(native: NativeLib, vocab: Any, text: str, root: str, *, lazy: 
                                           pattern_array, len(patterns), token_array,
                                           len(trigger_tokens))
     if ptr != ffi.NULL:
+        if prefill:
+            status = lib.lk_sampler_grammar_prefill(ptr, ffi.new("llama_token[]", list(prefill)),
+                                                    len(prefill))
+            if status != 0:
+                reason = ffi.string(lib.lk_last_error()).decode("utf-8", "replace")
+                lib.llama_sampler_free(ptr)
+                raise GrammarError(f"the grammar refuses its prefill: {reason}")
         return ptr
     reason = ffi.string(lib.lk_last_error()).decode("utf-8", "replace")
     if reason:

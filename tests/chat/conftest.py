@@ -169,3 +169,9 @@ def plugin_host() -> Iterator[PluginHost]:
     finally:
         reset_plugin_host(old)
 
+
+
+@pytest.fixture(scope="session")
+def scripter() -> tuple[dict[str, object], Callable[[Path, list[int]], None]]:
+    """``(QWEN2_SHAPE, script)`` for tests that script a model of their own."""
+    return QWEN2_SHAPE, _script

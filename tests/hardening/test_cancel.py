@@ -21,7 +21,8 @@ PROMPT = [1] + [(i * 7919) % 31000 + 100 for i in range(1000)]
 @pytest.fixture
 def long_ctx(model: llamakit.Model) -> Iterator[llamakit.Context]:
     """A context whose prompt decode is one llama_decode call of many micro-batches."""
-    with model.new_context(n_ctx=1024, n_batch=1024, n_ubatch=N_UBATCH, n_threads=1) as ctx:
+    with model.new_context(n_ctx=1024, n_batch=1024, n_ubatch=N_UBATCH, n_threads=1,
+                           deterministic=False) as ctx:
         yield ctx
 
 
@@ -60,7 +61,8 @@ def _assert_consistent_and_usable(ctx: llamakit.Context, model: llamakit.Model) 
     assert ctx._past == PROMPT[:held]
     again = ctx.generate(PROMPT, max_new_tokens=4, temperature=0)
     assert again.timings.prompt_tokens_cached == min(held, len(PROMPT) - 1)
-    with model.new_context(n_ctx=1024, n_batch=1024, n_ubatch=N_UBATCH, n_threads=1) as fresh:
+    with model.new_context(n_ctx=1024, n_batch=1024, n_ubatch=N_UBATCH, n_threads=1,
+                           deterministic=False) as fresh:
         assert fresh.generate(PROMPT, max_new_tokens=4, temperature=0).tokens == again.tokens
 
 
@@ -128,7 +130,8 @@ def test_cancel_between_prompt_batches_keeps_the_finished_ones(
             self.set_abort(True)
         return evaluate(self, batch, encode=encode)
 
-    with model.new_context(n_ctx=1024, n_batch=64, n_ubatch=N_UBATCH, n_threads=1) as ctx:
+    with model.new_context(n_ctx=1024, n_batch=64, n_ubatch=N_UBATCH, n_threads=1,
+                           deterministic=False) as ctx:
         monkeypatch.setattr(ContextHandle, "_evaluate", counting)
         with pytest.raises(llamakit.AbortedError):
             ctx.generate(PROMPT, max_new_tokens=1, temperature=0)
@@ -215,7 +218,8 @@ def test_decode_statuses_map_to_distinct_errors() -> None:
 
 def test_failed_decodes_leave_the_cache_as_remembered(model: llamakit.Model) -> None:
     """A full KV cache or an invalid batch leaves the cache as the context remembers it."""
-    with model.new_context(n_ctx=256, n_batch=256, n_ubatch=N_UBATCH, n_threads=1) as ctx:
+    with model.new_context(n_ctx=256, n_batch=256, n_ubatch=N_UBATCH, n_threads=1,
+                           deterministic=False) as ctx:
         ctx.generate(PROMPT[:200], max_new_tokens=1, temperature=0)
         handle = ctx._handle
         with pytest.raises(llamakit.KVCacheFullError):
