@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,13 +71,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_command(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "llamakit", "serve", "--demo", "--n-threads", "2", *flags]
+def serve_command(*flags: str, model: Path | None = None) -> list[str]:
+    served = ["-m", str(model)] if model is not None else ["--demo"]
+    return [sys.executable, "-m", "llamakit", "serve", *served, "--n-threads", "2", *flags]
 
 
-def start(*flags: str, key: str | None = KEY) -> Served:
+def start(*flags: str, key: str | None = KEY, model: Path | None = None) -> Served:
     port = free_port()
-    args = serve_command("--port", str(port), *flags)
+    args = serve_command("--port", str(port), *flags, model=model)
     if key:
         args += ["--api-key", key]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMAKIT_")}

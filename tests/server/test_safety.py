@@ -47,8 +47,8 @@ BAD = {
     "logit_bias bad key": (chat(logit_bias={"abc": 1}), 400),
     "logit_bias token out of range": (chat(logit_bias={"99999999": 1}), 400),
     "too many stops": (chat(stop=[str(i) for i in range(17)]), 400),
-    "tools (not in this build)": (chat(tools=[{"type": "function", "function": {
-        "name": "f", "parameters": {}}}]), 400),
+    "tools not a list": (chat(tools={"type": "function"}), 400),
+    "tool_choice required without tools": (chat(tool_choice="required"), 400),
     "prompt too long": (chat(messages=[{"role": "user", "content": "1 + 1 " * 600}]), 400),
     "completion: no prompt": (json.dumps({"max_tokens": 3}).encode(), 400),
     "completion: two prompts": (json.dumps({"prompt": ["a", "b"]}).encode(), 400),

@@ -125,7 +125,8 @@ class _Service:
         stream = self.engine.chat_stream(messages, **kwargs)
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
-            return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True)
+            return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True,
+                                   whole="tools" in kwargs)
         try:
             result = await _collect(request, stream)
             content, reason = result.content, str(result.finish_reason)
@@ -137,10 +138,10 @@ class _Service:
             content, reason = partial.text, "length"
             n_prompt, n_reply = len(partial.prompt_tokens), len(partial.tokens)
         message: dict[str, Any] = {"role": "assistant", "content": content}
-        tool_calls = getattr(result, "tool_calls", None) if reason != "length" else None
-        if tool_calls:
-            message["tool_calls"] = tool_calls
-            reason = "tool_calls"
+        if reason != "length":
+            message.update(_extras(result))
+            if "tool_calls" in message:
+                reason = "tool_calls"
         return JSONResponse({**head, "object": "chat.completion", "choices": [{
             "index": 0, "message": message, "logprobs": None,
             "finish_reason": _finish(reason) if reason != "tool_calls" else reason}],
@@ -203,7 +204,9 @@ class _Service:
 
     # -- streaming ---------------------------------------------------------------------
     async def _sse(self, stream: Any, head: dict[str, Any], kind: str, include_usage: bool,
-                   *, chat: bool, echo: str = "") -> Response:
+                   *, chat: bool, echo: str = "", whole: bool = False) -> Response:
+        """``whole``: hold the text back and send the parsed reply (content, tool calls) in
+        one delta at the end, since the raw pieces hold the tool-call markup."""
         try:
             first: str | None = await stream.__anext__()
         except StopAsyncIteration:
@@ -233,10 +236,12 @@ class _Service:
                 elif echo:
                     yield chunk(echo, None)
                 if first is not None:
-                    yield chunk(first, None)
+                    if not whole:
+                        yield chunk(first, None)
                     try:
                         async for piece in stream:
-                            yield chunk(piece, None)
+                            if not whole:
+                                yield chunk(piece, None)
                     except ContextOverflowError as exc:
                         if getattr(exc, "result", None) is None:
                             raise
@@ -246,6 +251,16 @@ class _Service:
                     generation = getattr(result, "generation", result)
                     reason = _finish(generation.finish_reason) if reason != "length" \
                         else reason
+                    if whole:
+                        delta: dict[str, Any] = {"content": result.content or None}
+                        delta.update(_extras(result))
+                        if "tool_calls" in delta:
+                            reason = "tool_calls"
+                            delta["tool_calls"] = [{"index": i, **call} for i, call
+                                                   in enumerate(delta["tool_calls"])]
+                        yield _event({**head, "object": kind, "choices": [{
+                            "index": 0, "delta": delta, "logprobs": None,
+                            "finish_reason": None}]})
                 yield chunk(None, reason)
                 if include_usage:
                     generation = getattr(result, "generation", result)
@@ -286,6 +301,19 @@ async def _collect(request: Request, stream: Any) -> Any:
     if work.cancelled():
         raise ApiError(499, "the client closed the connection", code="client_closed")
     return work.result()
+
+
+def _extras(result: Any) -> dict[str, Any]:
+    """The tool calls and reasoning of a ``ChatResult``, in OpenAI's (and llama-server's)
+    message fields, when it has any."""
+    found: dict[str, Any] = {}
+    calls = getattr(result, "tool_calls", None)
+    if calls:
+        found["tool_calls"] = [dict(call) for call in calls]
+    reasoning = getattr(result, "reasoning_content", None)
+    if reasoning:
+        found["reasoning_content"] = reasoning
+    return found
 
 
 def _usage(n_prompt: int, n_reply: int) -> dict[str, int]:

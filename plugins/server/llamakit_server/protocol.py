@@ -157,6 +157,15 @@ def _accepts(name: str) -> bool:
     return name in getattr(SamplingKwargs, "__annotations__", {})
 
 
+def _chat_option(name: str) -> bool:
+    """Whether this build's chat layer takes option ``name`` (tool_choice, ...)."""
+    try:
+        from llamakit._chat.prepare import CHAT_OPTIONS
+    except ImportError:
+        return _accepts(name)
+    return name in CHAT_OPTIONS
+
+
 def _unsupported(field: str, what: str) -> ApiError:
     return ApiError(400, f"{what} is not supported by this build of llamakit-server",
                     param=field, code="not_supported")
@@ -242,12 +251,14 @@ def chat_kwargs(body: ChatRequest, config: ServerConfig, default_max: int
     kwargs = _common(body, config, default_max, body.max_completion_tokens
                      if body.max_completion_tokens is not None else body.max_tokens)
     if body.tools or body.tool_choice not in (None, "none"):
-        if not (_accepts("tool_choice") and hasattr(ChatResult, "tool_calls")):
+        if not (_chat_option("tool_choice") and hasattr(ChatResult, "tool_calls")):
             raise _unsupported("tools", "tool calling (tools/tool_choice)")
         if body.tools:
             kwargs["tools"] = body.tools
         if body.tool_choice is not None:
             kwargs["tool_choice"] = body.tool_choice
+        if body.parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = body.parallel_tool_calls
     if body.logprobs:
         if not _accepts("logprobs"):
             raise _unsupported("logprobs", "logprobs")
