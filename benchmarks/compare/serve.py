@@ -14,8 +14,7 @@ order alternates by round (interleaved), so a change in machine load hits both. 
 speak plain HTTP/1.1 SSE (the same client code for both servers); TTFT is from sending the
 request to the first chunk carrying text. llama-server is built from the pinned tree with
 ``llamakit.testing.build_tool("llama-server")`` (minutes the first time), or given with
-``--llama-server PATH``. (At the time of writing build_tool cannot make it: the tools build
-inherits the variant's ``LLAMA_BUILD_SERVER=OFF``; see docs/server.md.)
+``--llama-server PATH``.
 """
 
 from __future__ import annotations
