@@ -43,6 +43,7 @@ STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
     E.ContextError: (500, "server_error", "context_error"),
     E.ContextOverflowError: (400, "invalid_request_error", "context_length_exceeded"),
     E.EmptyPromptError: (400, "invalid_request_error", "empty_prompt"),
+    E.ContextBusyError: (503, "server_error", "busy"),
     E.DecodeError: (500, "server_error", "decode_error"),
     E.KVCacheFullError: (503, "server_error", "kv_cache_full"),
     E.AbortedError: (503, "server_error", "aborted"),
