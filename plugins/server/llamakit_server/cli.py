@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(engine, config, model_id)
         uv = uvicorn.Config(app, host=config.server.host, port=config.server.port,
                             log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=int(config.server.drain_seconds) or None,
+                            timeout_graceful_shutdown=math.ceil(config.server.drain_seconds),
                             lifespan="off")
         server = _server(uv)
         print(f"llamakit serve: {model_id} on http://{config.server.host}:"
