@@ -47,7 +47,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan -e plugins/cuda -e plugins/rpc
+    .venv/bin/python -m pip install -q -e ".[dev]" -e plugins/cpu -e plugins/vulkan -e plugins/cuda -e plugins/rpc -e plugins/server
     # The example third-party plugin (examples/): installed like a user would, so CI tests it.
     .venv/bin/python -m pip install -q -e examples/llamakit-example-plugin
     echo "$want" > "$stamp"

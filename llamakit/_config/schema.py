@@ -533,6 +533,61 @@ class EngineConfig(BaseModel):
     )
 
 
+class ServerConfig(BaseModel):
+    """The OpenAI-compatible server (``llamakit serve``, plugin llamakit-server): where it
+    listens, who may call it and how big a request may be."""
+
+    model_config = _STRICT
+
+    host: str = Field(
+        default="127.0.0.1", min_length=1,
+        description="Address to listen on. Loopback by default; any other address needs an "
+        "api_key (or allow_insecure).",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
+    api_key: list[_Text] = Field(
+        default_factory=list,
+        description="Keys a client must send as 'Authorization: Bearer KEY' (any one of "
+        "them); none: no authentication.",
+    )
+    allow_insecure: bool = Field(
+        default=False,
+        description="Listen on a non-loopback address without an api_key.",
+    )
+    alias: str | None = Field(
+        default=None, min_length=1,
+        description="The model id clients name (default: the model file's name without "
+        ".gguf).",
+    )
+    embeddings: bool = Field(
+        default=False,
+        description="Serve /v1/embeddings only (the engine computes embeddings, not text), "
+        "as llama-server --embeddings.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, le=1 << 30,
+        description="Largest request body accepted, in bytes (larger: 413).",
+    )
+    max_tokens: int = Field(
+        default=4096, gt=0, le=1 << 20,
+        description="Largest max_tokens a request may ask for; also the limit of a request "
+        "that sets none.",
+    )
+    max_messages: int = Field(
+        default=512, gt=0, le=1 << 16,
+        description="Most messages one chat request may carry.",
+    )
+    max_prompt_chars: int = Field(
+        default=1_000_000, gt=0, le=1 << 30,
+        description="Most characters of prompt text (all messages, or all embedding inputs) "
+        "in one request.",
+    )
+    drain_seconds: float = Field(
+        default=30.0, ge=0, le=3600, allow_inf_nan=False,
+        description="On SIGTERM, how long in-flight requests may run before they are cut.",
+    )
+
+
 class UIConfig(BaseModel):
     """How llamakit reports long operations on the terminal."""
 
@@ -572,6 +627,9 @@ class Config(BaseModel):
     engine: EngineConfig = Field(
         default_factory=EngineConfig, description=EngineConfig.__doc__ or ""
     )
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description=ServerConfig.__doc__ or ""
+    )
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of individual backends, one table per backend name "
@@ -604,6 +662,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "grammar": GrammarConfig,
     "ui": UIConfig,
     "engine": EngineConfig,
+    "server": ServerConfig,
 }
 # The free-form table of tables.
 _FREE_SECTION = "backends"

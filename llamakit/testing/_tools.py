@@ -24,6 +24,10 @@ from .._errors import BuildError
 __all__ = ["build_tool", "cpu_variant_flags"]
 
 TOOL_FLAGS = {"LLAMA_BUILD_TOOLS": "ON", "LLAMA_BUILD_COMMON": "ON"}
+#: Targets behind a CMake option the variant turns off: the shared folder is reconfigured
+#: once with the option on (that adds the target's directory; the other targets' objects
+#: and the folder's key stay as they are).
+TARGET_FLAGS = {"llama-server": {"LLAMA_BUILD_SERVER": "ON"}}
 
 
 def cpu_variant_flags() -> tuple[str, dict[str, str]]:
@@ -57,10 +61,11 @@ def build_tool(target: str, *, log_to_stderr: bool = False) -> Path:
             print(f"building {target} (once; a few minutes; log: {log})", flush=True)
         try:
             with open(log, "wb") as sink:
-                if not (build_dir / "build.ninja").is_file():
+                extra = TARGET_FLAGS.get(target, {})
+                if not (build_dir / "build.ninja").is_file() or extra:
                     subprocess.run([cmake, "-S", str(source_tree().path), "-B", str(build_dir),
                                     "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
-                                    *(f"-D{k}={v}" for k, v in flags.items())],
+                                    *(f"-D{k}={v}" for k, v in {**flags, **extra}.items())],
                                    stdout=sink, stderr=subprocess.STDOUT, check=True)
                 subprocess.run([ninja, "-C", str(build_dir), "-j", str(os.cpu_count() or 2),
                                 target], stdout=sink, stderr=subprocess.STDOUT, check=True)
