@@ -19,6 +19,7 @@ from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
+from ._native.step import TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
@@ -121,8 +122,14 @@ class Generation(ContextCore):
                 overflowed = False
                 recorder = None if logprobs is None else LogprobRecorder(
                     handle, model_handle, logprobs, post_sampling_probs)
-                while len(generated) < max_new_tokens:
-                    token, eog, piece = sampler.sample_piece(handle)  # one native call
+                paused = turn.paused()
+                # One TokenStep call a token: it pins the context and the chain once for
+                # the decode of the last token and the sample of the next (one native call
+                # for the token, its end-of-generation flag and its piece).
+                step = TokenStep(handle, sampler)
+                token, eog, piece = step.sample() if max_new_tokens > 0 else (0, True, b"")
+                held = len(cache)  # tokens in sequence 0: advance adds one, shift drops some
+                while max_new_tokens > 0:
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
                     # does not flag as end-of-generation (they end the reply all the same).
                     if eog or token in stop_tokens:
@@ -137,19 +144,21 @@ class Generation(ContextCore):
                         piece = model_handle.piece(token, True)
                     ready = assembler.feed(piece)
                     if ready:
-                        with turn.paused():
+                        with paused:
                             yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
                         finish = "stop"
                         break
                     if len(generated) >= max_new_tokens:
                         break
-                    if len(cache) >= n_ctx:
+                    if held >= n_ctx:
                         if on_overflow != "shift":
                             overflowed = on_overflow == "error"
                             break
                         cache.shift(n_keep)
-                    cache.decode([token])
+                        held = len(cache)
+                    token, eog, piece = cache.advance(step, token)
+                    held += 1
                 rest = assembler.finish()
                 if rest:
                     with turn.paused():

@@ -64,12 +64,6 @@ class _Resource:
             due = self._due()
         _run(due)
 
-    def end_call(self) -> None:
-        with _TREE:
-            self.calls -= 1
-            due = self._due()
-        _run(due)
-
     def _due(self) -> list[tuple[Callable[[Any], None], Any]]:
         """Under _TREE: the frees that are now due, this one first, then its parents'."""
         due: list[tuple[Callable[[Any], None], Any]] = []
@@ -152,21 +146,29 @@ class Handle:
         return _Pin(self)
 
     def _begin_call(self) -> Any:
-        if self.exclusive:
+        # The hot path of every native call (a generated token makes two): kept to one
+        # frame, with _TREE held for two assignments (see "Batch inference and threads").
+        exclusive = self.exclusive
+        if exclusive:
             self._call_lock.acquire()
         with _TREE:
             ptr = self._ptr
             if ptr is not None:
                 self._resource.calls += 1
         if ptr is None:
-            if self.exclusive:
+            if exclusive:
                 self._call_lock.release()
             raise ClosedError(f"this {self.kind} is closed")
         return ptr
 
     def _end_call(self) -> None:
+        resource = self._resource
         try:
-            self._resource.end_call()
+            with _TREE:
+                resource.calls -= 1
+                due = resource._due() if resource.handle_gone else None
+            if due:
+                _run(due)
         finally:
             if self.exclusive:
                 self._call_lock.release()
