@@ -80,8 +80,8 @@ class Generation(ContextCore):
              sampler: SamplerChain | None = None, where: str = "generate()",
              on_overflow: OverflowPolicy = "error", n_keep: int = 0,
              stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
-             logprobs: int | None = None, post_sampling_probs: bool = False
-             ) -> Iterator[str | GenerationResult]:
+             logprobs: int | None = None, post_sampling_probs: bool = False,
+             pieces: bool = True) -> Iterator[str | GenerationResult]:
         logprobs = check_logprobs(logprobs, post_sampling_probs)
         tokens, limit, stops, params, seed, on_overflow, n_keep, exact = self._prepare(
             prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
@@ -89,14 +89,18 @@ class Generation(ContextCore):
         return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
                           on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
                           frozenset(int(t) for t in preserved_tokens), logprobs,
-                          post_sampling_probs)
+                          post_sampling_probs, pieces)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
               n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
               preserved_tokens: frozenset[int] = frozenset(), logprobs: int | None = None,
-              post_sampling_probs: bool = False) -> Iterator[str | GenerationResult]:
+              post_sampling_probs: bool = False, pieces: bool = True
+              ) -> Iterator[str | GenerationResult]:
+        """Yields the text pieces (unless ``pieces`` is False: ``generate`` reads only the
+        result, and keeps the context's gate for the whole call instead of handing it
+        back between tokens), then the ``GenerationResult``."""
         handle = self._handle
         with self._lock.stream() as turn:
             handle.set_abort(False)
@@ -143,7 +147,7 @@ class Generation(ContextCore):
                     if token in preserved_tokens:
                         piece = model_handle.piece(token, True)
                     ready = assembler.feed(piece)
-                    if ready:
+                    if ready and pieces:
                         with paused:
                             yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
@@ -160,7 +164,7 @@ class Generation(ContextCore):
                     token, eog, piece = cache.advance(step, token)
                     held += 1
                 rest = assembler.finish()
-                if rest:
+                if rest and pieces:
                     with turn.paused():
                         yield rest if recorder is None else recorder.piece(rest)
                 finished = time.perf_counter()
@@ -219,7 +223,7 @@ class Generation(ContextCore):
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
                               "generate()", on_overflow, n_keep, stop_tokens,
-                              preserved_tokens, logprobs, post_sampling_probs):
+                              preserved_tokens, logprobs, post_sampling_probs, pieces=False):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None
