@@ -146,32 +146,43 @@ class Handle:
         return _Pin(self)
 
     def _begin_call(self) -> Any:
-        # The hot path of every native call (a generated token makes two): kept to one
-        # frame, with _TREE held for two assignments (see "Batch inference and threads").
-        exclusive = self.exclusive
-        if exclusive:
+        # The hot path of every native call (a generated token pins twice): one frame.
+        if self.exclusive:
+            # The call lock orders this call after or before every other call and close()
+            # (which marks the handle under it): the count needs no _TREE here (see "Batch
+            # inference and threads" in docs/architecture.md).
             self._call_lock.acquire()
+            ptr = self._ptr
+            if ptr is None:
+                self._call_lock.release()
+                raise ClosedError(f"this {self.kind} is closed")
+            self._resource.calls += 1
+            return ptr
         with _TREE:
             ptr = self._ptr
             if ptr is not None:
                 self._resource.calls += 1
         if ptr is None:
-            if exclusive:
-                self._call_lock.release()
             raise ClosedError(f"this {self.kind} is closed")
         return ptr
 
     def _end_call(self) -> None:
         resource = self._resource
-        try:
-            with _TREE:
+        if self.exclusive:
+            try:
                 resource.calls -= 1
-                due = resource._due() if resource.handle_gone else None
-            if due:
-                _run(due)
-        finally:
-            if self.exclusive:
+                if resource.handle_gone:  # closed by this thread during the call
+                    with _TREE:
+                        due = resource._due()
+                    _run(due)
+            finally:
                 self._call_lock.release()
+            return
+        with _TREE:
+            resource.calls -= 1
+            due = resource._due() if resource.handle_gone else None
+        if due:
+            _run(due)
 
     def add_dependent(self, handle: Handle) -> None:
         with self.pinned():  # a parent closing meanwhile closes this one too
