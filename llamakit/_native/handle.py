@@ -173,8 +173,8 @@ class Handle:
                 resource.calls -= 1
                 if resource.handle_gone:  # closed by this thread during the call
                     with _TREE:
-                        due = resource._due()
-                    _run(due)
+                        gone = resource._due()
+                    _run(gone)
             finally:
                 self._call_lock.release()
             return
