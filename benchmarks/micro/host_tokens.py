@@ -15,6 +15,9 @@ do. Three measures, rounds interleaved:
   over ``N - 1``;
 * ``real``: the same with the real decode (one thread, so it runs on the calling thread
   and thread time holds it too), and the tokens/s of wall time;
+* ``native``: one ``lk_sampler_sample_piece`` call of the same chain (logit_bias ban,
+  greedy) made straight through cffi in a loop: the sampler's C work and the cffi call,
+  which ``stubbed`` holds too; ``stubbed - native`` is llamakit's Python per token;
 * counts (deterministic, printed once): handle pins (``Handle._begin_call``) and Python
   function calls (``sys.setprofile`` "call" events) per generated token.
 
@@ -100,6 +103,23 @@ def _counts(ctx: Any, n: int, bias: dict[int, float]) -> tuple[float, float]:
     return (pins_n - pins_1) / (n - 1), (calls_n - calls_1) / (n - 1)
 
 
+def _native_sample(ctx: Any, bias: dict[int, float], n: int = 500) -> float:
+    """Thread time of one raw ``lk_sampler_sample_piece`` call (greedy after the ban)."""
+    chain = llamakit.SamplerChain(ctx.model).add_logit_bias(bias).add_greedy()
+    handle = chain._handle
+    lib, ffi = handle.lib, handle.ffi
+    eog, piece, n_piece = ffi.new("bool[1]"), ffi.new("char[]", 256), ffi.new("int32_t[1]")
+    top_k = handle.first_top_k
+    with ctx._handle.pinned() as ctx_ptr, handle.pinned() as chain_ptr:
+        start = time.thread_time()
+        for _ in range(n):
+            lib.lk_sampler_sample_piece(chain_ptr, ctx_ptr, -1, top_k, False, eog, piece, 256,
+                                        n_piece)
+        spent = time.thread_time() - start
+    chain.close()
+    return spent / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -121,7 +141,9 @@ def main() -> None:
         stubbed: list[float] = []
         real: list[float] = []
         rates: list[float] = []
+        native: list[float] = []
         for _ in range(args.rounds):
+            native.append(_native_sample(stub, bias) * 1e6)
             stubbed.append(_per_token(stub, args.tokens, bias) * 1e6)
             real.append(_per_token(ctx, args.tokens, bias) * 1e6)
             wall = time.perf_counter()
@@ -131,6 +153,7 @@ def main() -> None:
         "llamakit": str(Path(llamakit.__file__).parent),
         "pins_per_token": pins, "python_calls_per_token": calls,
         "stubbed_us": {"min": min(stubbed), "median": statistics.median(stubbed)},
+        "native_us": {"min": min(native), "median": statistics.median(native)},
         "real_us": {"min": min(real), "median": statistics.median(real)},
         "tokens_per_s": {"max": max(rates), "median": statistics.median(rates)},
     }
