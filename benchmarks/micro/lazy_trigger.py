@@ -7,7 +7,9 @@ A tiny synthetic model (llama-bpe vocabulary, 128,256 tokens; no decode is run) 
 ``--tokens`` tokens with ``SamplerHandle.sample_logits`` from logits that make a fixed
 English text the greedy choice, through a chain of a lazy grammar and greedy. The trigger
 never appears in that text. Printed: the mean time of one sample (grammar accept included)
-over the ``--window`` tokens around each output length, for
+over the ``--window`` tokens around each output length, and (in parentheses) the bytes the
+shim gave std::regex per token (``lk_sampler_grammar_scanned``; 0 where the module has no
+such counter, i.e. before llamakit owned the wait), for
 
 * ``pattern``: a user trigger pattern (``grammar_trigger_patterns=["<tool>"]``);
 * ``full``: a full-match pattern of the chat layer's shape (``^[\\s\\S]*?(<tool>)[\\s\\S]*$``);
@@ -82,14 +84,22 @@ def measure(model: Any, case: str, lengths: list[int], window: int) -> dict[int,
     tokens = model.tokenize(TEXT * 2, add_special=False)
     logits = np.full(model.n_vocab, -10.0, dtype=np.float32)
     times = np.zeros(max(lengths) + window, dtype=np.float64)
+    scanned = np.zeros(times.size, dtype=np.int64)
+    lib = handle.lib
+    stage = lib.llama_sampler_chain_get(handle.ptr, 0)
+    counter = getattr(lib, "lk_sampler_grammar_scanned", lambda _: 0)
     for i in range(times.size):
         token = tokens[i % len(tokens)]
         logits[token] = 10.0
         start = time.perf_counter()
         handle.sample_logits(logits)
         times[i] = time.perf_counter() - start
+        scanned[i] = counter(stage)
         logits[token] = -10.0
-    return {n: float(times[max(0, n - window // 2):n + window // 2].mean()) for n in lengths}
+    per_token = np.diff(scanned, prepend=0)
+    return {n: (float(times[max(0, n - window // 2):n + window // 2].mean()),
+                float(per_token[max(0, n - window // 2):n + window // 2].mean()))
+            for n in lengths}
 
 
 def crash(n: int) -> None:
@@ -138,8 +148,9 @@ def main() -> None:
             print("| --- |" + " --- |" * len(lengths))
             for case in args.cases.split(","):
                 result = measure(model, case, lengths, args.window)
-                print(f"| {case} | " + " | ".join(f"{result[n] * 1e6:.0f} µs"
-                                                  for n in lengths) + " |", flush=True)
+                print(f"| {case} | " + " | ".join(
+                    f"{result[n][0] * 1e6:.0f} µs ({result[n][1]:.0f} B)" for n in lengths)
+                    + " |", flush=True)
 
 
 if __name__ == "__main__":

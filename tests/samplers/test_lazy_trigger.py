@@ -76,31 +76,34 @@ def _llama_cpp(model: llamakit.Model, text: str, patterns: Sequence[str],
 
 GRAMMAR = 'root ::= [a-z<>0-9 ]* "(" [0-9]+ ")" [ .]*'
 
-#: (id, grammar, trigger patterns, scripted text before the random part, trigger token
-#: text). The scripted text ends with the trigger; the match's start often falls inside a
-#: token, whose piece the grammar then gets cut.
+#: (id, trigger patterns, scripted text before the random part, what llama.cpp gives the
+#: grammar at the trigger, trigger token text). The script ends with the trigger; the
+#: match's start often falls inside a token, whose piece the grammar then gets cut. The
+#: grammar starts with exactly that text, so a replay that differs breaks it.
 CASES = [
-    ("word", GRAMMAR, ["<tool>"], FILLER * 2 + "okay <tool>", None),
-    ("full-match", GRAMMAR, [r"^[\s\S]*?(<tool>)[\s\S]*$"], FILLER * 3 + "ab<tool>", None),
-    ("group-mid-token", GRAMMAR, ["call(ing)"], FILLER + " calling", None),
-    ("lazy-prefix-unanchored", GRAMMAR, [r"[\s\S]*?(tool)"], FILLER + " a toolbox", None),
-    ("bounded-class", GRAMMAR, ["x[0-9]{2,4}y"], FILLER + " x1234y", None),
-    ("lookahead-boundary", GRAMMAR, [r"\bfoo(?=bar)"], FILLER + " foobar", None),
-    ("second-pattern", GRAMMAR, ["never", "said (quo)tes"], FILLER * 2 + " he said quotes",
+    ("word", ["<tool>"], FILLER * 2 + "okay <tool>", "<tool>", None),
+    ("full-match", [r"^[\s\S]*?(<tool>)[\s\S]*$"], FILLER * 3 + "ab<tool>", "<tool>", None),
+    ("group-mid-token", ["call(ing)"], FILLER + " calling", "ing", None),
+    ("lazy-prefix-unanchored", [r"[\s\S]*?(tool)"], FILLER + " a toolbox", "toolbox", None),
+    ("bounded-class", ["x[0-9]{2,4}y"], FILLER + " x1234y", "x1234y", None),
+    ("lookahead-boundary", [r"\bfoo(?=bar)"], FILLER + " foobar", "foobar", None),
+    ("second-pattern", ["never", "said (quo)tes"], FILLER * 2 + " he said quotes", "quotes",
      None),
-    ("anchored-start", GRAMMAR, [r"^\s?so"], "some", None),
-    ("long-wait", GRAMMAR, ["<tool>"], FILLER * 60 + "<tool>", None),
-    ("token", GRAMMAR, [], FILLER + " the end", " end"),
+    ("anchored-start", [r"^\s?so"], "some", " some", None),
+    ("backreference", [r"(o)\1k"], FILLER + " look", "ook", None),
+    ("long-wait", ["<tool>"], FILLER * 60 + "<tool>", "<tool>", None),
+    ("token", [], FILLER + " the end", " end", " end"),
 ]
 
 
-@pytest.mark.parametrize(("grammar", "patterns", "script", "token_text"),
+@pytest.mark.parametrize(("patterns", "script", "expected", "token_text"),
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_same_constraint_as_llama_cpp(model: llamakit.Model, grammar: str,
-                                      patterns: list[str], script: str,
+def test_same_constraint_as_llama_cpp(model: llamakit.Model, patterns: list[str],
+                                      script: str, expected: str,
                                       token_text: str | None) -> None:
     """Token by token, the shim's lazy grammar allows exactly what llama.cpp's does, before
     and after the trigger (seeded random logits pick each token after the script)."""
+    grammar = f'root ::= "{expected}" [a-z ]{{0,20}} "(" [0-9]{{1,3}} ")" [ .]*'
     script_tokens = model.tokenize(script, add_special=False)
     tokens = [model.tokenize(token_text, add_special=False)[-1]] if token_text else []
     ours, theirs = _ours(model, grammar, patterns, tokens), _llama_cpp(model, grammar,
@@ -170,7 +173,9 @@ def test_work_per_token_does_not_grow_with_the_output(model: llamakit.Model,
 def test_unbounded_patterns_are_refused(model: llamakit.Model) -> None:
     """A trigger pattern that can match without bound is refused at creation, naming the
     [grammar] limit; the any-text prefix and suffix of full patterns are fine."""
-    for pattern in ["<tool>.*", r"^[\s\S]*(<tool>)", "a+b", r"(a)\2"]:
+    # Without a first group that always matches, llama.cpp's start is the output's start.
+    for pattern in ["<tool>.*", r"^[\s\S]*(<tool>)", "a+b", r"(a)\2", r"[\s\S]*?<tool>",
+                    r"[\s\S]*?(a?)<tool>"]:
         with pytest.raises(GrammarError, match="max_trigger_match_bytes"):
             Grammar(GRAMMAR).lazy_on(patterns=[pattern])
     Grammar(GRAMMAR).lazy_on(patterns=[r"^[\s\S]*?(<tool>)[\s\S]*$", r"[\s\S]*?(a|b)"])
