@@ -504,8 +504,8 @@ class GrammarConfig(BaseModel):
         "llamakit looks for a trigger only that far back from each new token (llama.cpp "
         "searched the whole output every token, and overflowed the C stack on long ones). "
         "Patterns that can match more (unbounded '*' or '+', except a leading '[\\s\\S]*?' "
-        "and a trailing '[\\s\\S]*') are refused. At most 16,384 (std::regex recurses "
-        "per byte).",
+        "before a capturing group and a trailing '[\\s\\S]*') are refused. At most 16,384 "
+        "(std::regex recurses per byte).",
     )
 
 
