@@ -128,7 +128,8 @@ bool check_grammar(const llama_vocab * vocab, const char * text, const char * ro
 // with the cut first piece: internal API, the one way to replay part of a token).
 struct grammar_stage {
     const llama_vocab * vocab;
-    llama_grammar * initial;  // as parsed: reset clones it
+    std::string text;  // parsed again on reset, as llama.cpp's grammar sampler does
+    std::string root;
     llama_grammar * grammar;
     bool bypass;  // set by lk_sampler_sample for its first, unconstrained pass
     bool lazy;
@@ -140,7 +141,6 @@ struct grammar_stage {
 
     ~grammar_stage() {
         llama_grammar_free_impl(grammar);
-        llama_grammar_free_impl(initial);
     }
 };
 
@@ -205,7 +205,11 @@ void grammar_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
 
 void grammar_reset(llama_sampler * smpl) {
     auto * g = (grammar_stage *) smpl->ctx;
-    llama_grammar * fresh = llama_grammar_clone_impl(*g->initial);
+    llama_grammar * fresh = llama_grammar_init_impl(g->vocab, g->text.c_str(), g->root.c_str(),
+                                                    false, nullptr, 0, nullptr, 0);
+    if (fresh == nullptr) {
+        throw grammar_error("llama.cpp could not parse the grammar again");
+    }
     llama_grammar_free_impl(g->grammar);
     g->grammar = fresh;
     g->awaiting = g->lazy;
@@ -234,20 +238,19 @@ llama_sampler_i grammar_iface = {
     /* .copy_state        = */ nullptr,
 };
 
-grammar_stage * new_grammar_stage(const llama_vocab * vocab, llama_grammar * initial,
+grammar_stage * new_grammar_stage(const llama_vocab * vocab, std::string text, std::string root,
                                   llama_grammar * grammar, bool lazy, bool awaiting,
                                   lk_trigger::waiter waiter, std::vector<llama_token> prefill) {
-    return new grammar_stage{vocab, initial, grammar, false, lazy, awaiting,
-                             std::move(waiter), std::move(prefill)};
+    return new grammar_stage{vocab, std::move(text), std::move(root), grammar, false, lazy,
+                             awaiting, std::move(waiter), std::move(prefill)};
 }
 
 llama_sampler * grammar_clone(const llama_sampler * smpl) {
     const auto * g = (const grammar_stage *) smpl->ctx;
-    llama_grammar * initial = llama_grammar_clone_impl(*g->initial);
     llama_grammar * grammar = llama_grammar_clone_impl(*g->grammar);
     return llama_sampler_init(&grammar_iface,
-                              new_grammar_stage(g->vocab, initial, grammar, g->lazy, g->awaiting,
-                                                g->waiter, g->prefill));
+                              new_grammar_stage(g->vocab, g->text, g->root, grammar, g->lazy,
+                                                g->awaiting, g->waiter, g->prefill));
 }
 
 // -- the Python stage ---------------------------------------------------------------------
@@ -432,14 +435,13 @@ struct llama_sampler * lk_sampler_init_grammar(
                                              n_trigger_patterns, trigger_tokens,
                                              n_trigger_tokens);
         }
-        llama_grammar * initial =
+        llama_grammar * parsed =
             llama_grammar_init_impl(vocab, grammar, root, false, nullptr, 0, nullptr, 0);
-        if (initial == nullptr) {
+        if (parsed == nullptr) {
             return nullptr;  // llama.cpp logged why (left recursion)
         }
-        llama_grammar * current = llama_grammar_clone_impl(*initial);
         return llama_sampler_init(&grammar_iface,
-                                  new_grammar_stage(vocab, initial, current, lazy, lazy,
+                                  new_grammar_stage(vocab, grammar, root, parsed, lazy, lazy,
                                                     std::move(waiter), {}));
     } catch (const std::exception & err) {
         last_error = err.what();

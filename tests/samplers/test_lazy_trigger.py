@@ -91,6 +91,7 @@ CASES = [
      None),
     ("anchored-start", [r"^\s?so"], "some", " some", None),
     ("backreference", [r"(o)\1k"], FILLER + " look", "ook", None),
+    ("anchor-mid-output", [r"^\s?(tool)", "<t>"], FILLER + " tool <t>", "<t>", None),
     ("long-wait", ["<tool>"], FILLER * 60 + "<tool>", "<tool>", None),
     ("token", [], FILLER + " the end", " end", " end"),
 ]
