@@ -204,3 +204,46 @@ def test_the_reach_limit_comes_from_the_grammar_config(small_reach: None,
         ctx.generate("x", max_new_tokens=1, grammar=GRAMMAR,
                      grammar_trigger_patterns=["[a-z]{1,20}"])
     Grammar(GRAMMAR).lazy_on(words=["<t>"])
+
+
+def test_chat_tool_call_grammar_same_as_llama_cpp(synthetic_model: Any,
+                                                  llama_cpp_dir: Any) -> None:
+    """The Hermes 2 Pro template's lazy tool-call grammar and trigger, as Context.chat builds
+    them, constrain exactly as llama.cpp's own lazy grammar after text and the trigger."""
+    from llamakit._chat.tools import plan_native
+
+    source = (llama_cpp_dir / "models/templates/"
+              "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja").read_text()
+    path = synthetic_model(vocab="llama-bpe", n_embd=32, n_layer=1, n_head=4, n_head_kv=2,
+                           chat_template=source)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}]
+    with llamakit.load_model(path, backend="cpu") as model:
+        plan = plan_native(model, source, [{"role": "user", "content": "Weather?"}],
+                           tools=tools, tool_choice="auto", parallel_tool_calls=None,
+                           reasoning_format=None, reasoning_budget=None,
+                           continue_final_message=False, chat_template_kwargs=None,
+                           json_schema=None)
+        grammar = plan.grammar
+        assert grammar is not None and grammar.lazy and grammar.trigger_patterns
+        args = (model, grammar.text, list(grammar.trigger_patterns),
+                list(grammar.trigger_tokens))
+        ours, theirs = _ours(*args), _llama_cpp(*args)
+        script = model.tokenize(FILLER + "Let me check.<tool_call>\n", add_special=False)
+        rng = np.random.default_rng(3)
+        constrained = 0
+        try:
+            for step in range(len(script) + 30):
+                logits = rng.normal(size=model.n_vocab).astype(np.float32)
+                a, b = ours.mask(logits), theirs.mask(logits)
+                np.testing.assert_array_equal(a, b)
+                constrained += bool(np.isinf(a).any())
+                token = script[step] if step < len(script) else int(np.argmax(a))
+                if model.is_eog(token):
+                    break
+                ours.accept(token)
+                theirs.accept(token)
+        finally:
+            ours.free()
+            theirs.free()
+        assert constrained >= 20
