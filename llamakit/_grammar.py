@@ -97,8 +97,11 @@ class Grammar:
     """A GBNF grammar (llama.cpp's ``grammars/README.md`` describes the format).
 
     ``lazy`` grammars constrain nothing until the output matches one of ``trigger_patterns``
-    (regular expressions, ECMAScript flavour, matched from the start of the output) or a
-    ``trigger_tokens`` id appears; the grammar then applies from there on. The text is
+    (regular expressions, ECMAScript flavour, searched in the output; a ``^...$`` pattern
+    must match the whole output, as with llama.cpp) or a ``trigger_tokens`` id appears; the
+    grammar then applies from the first capturing group's match (else the match's start)
+    on. A pattern may match at most ``[grammar] max_trigger_match_bytes`` bytes: only that
+    much of the output before each new token is searched. The text is
     checked by llama.cpp's parser when a chain is built; an error is ``GrammarError`` with
     the parser's message and position.
     """

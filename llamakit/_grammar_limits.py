@@ -18,9 +18,10 @@ from typing import Any
 
 from ._config.schema import GrammarConfig
 from ._errors import GrammarError
+from ._grammar_triggers import trigger_plan
 
 __all__ = ["check_grammar_counts", "check_schema", "check_triggers", "grammar_limits",
-           "set_grammar_limits"]
+           "set_grammar_limits", "trigger_plans"]
 
 _current: list[GrammarConfig] = []
 
@@ -64,8 +65,9 @@ _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+
 
 
 def check_triggers(patterns: Sequence[str]) -> None:
-    """Bound a lazy grammar's trigger patterns: llama.cpp runs each one over the whole
-    output generated so far, every token, with std::regex (a backtracking engine)."""
+    """Bound a lazy grammar's trigger patterns: the shim runs each one with std::regex (a
+    backtracking engine) over the last ``max_trigger_match_bytes`` of the output, every
+    token, until one matches (``_grammar_triggers``)."""
     limits = grammar_limits()
     _refuse("the number of trigger patterns", len(patterns), "max_trigger_patterns",
             limits.max_trigger_patterns)
@@ -76,6 +78,14 @@ def check_triggers(patterns: Sequence[str]) -> None:
             raise GrammarError(f"trigger pattern {pattern[:80]!r} repeats a group that holds "
                                "a repetition, e.g. (a+)+: std::regex backtracks "
                                "exponentially on it; write it without the nesting")
+        trigger_plan(pattern, limits.max_trigger_match_bytes)
+
+
+def trigger_plans(patterns: Sequence[str]) -> list[tuple[str, int]]:
+    """What the shim searches for each (checked) trigger pattern, and how far back."""
+    check_triggers(patterns)
+    limit = grammar_limits().max_trigger_match_bytes
+    return [trigger_plan(pattern, limit) for pattern in patterns]
 
 
 def _pointer(root: Any, ref: str) -> Any:

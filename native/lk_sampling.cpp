@@ -18,7 +18,9 @@
 // gives the exact acceptance of llama_sampler_init_grammar, and its error text, which
 // llama.cpp itself only prints to stderr.
 #include "llama-grammar.h"
+#include "llama-vocab.h"
 #include "lk_sampling_fast.h"
+#include "lk_trigger.h"
 
 namespace {
 
@@ -118,19 +120,52 @@ bool check_grammar(const llama_vocab * vocab, const char * text, const char * ro
 
 // -- the guarded grammar stage ------------------------------------------------------------
 
+// llama.cpp's grammar sampler (src/llama-sampler.cpp) over its own llama_grammar, with the
+// lazy wait owned here: llama.cpp's lazy grammar searches the whole output every token
+// (O(output) a token; its recursive std::regex overflowed the stack on long outputs), the
+// waiter only a bounded tail. The grammar itself is always llama.cpp's non-lazy one, given
+// at the trigger exactly what llama.cpp's lazy grammar gives it (llama_grammar_accept_token
+// with the cut first piece: internal API, the one way to replay part of a token).
 struct grammar_stage {
-    llama_sampler * inner;
+    const llama_vocab * vocab;
+    std::string text;  // parsed again on reset, as llama.cpp's grammar sampler does
+    std::string root;
+    llama_grammar * grammar;
     bool bypass;  // set by lk_sampler_sample for its first, unconstrained pass
+    bool lazy;
+    bool awaiting;
+    lk_trigger::waiter waiter;
     // Tokens the grammar has seen before generation starts (a chat template's generation
     // prompt, which llama.cpp's tool-call grammars begin with), accepted again on reset.
     std::vector<llama_token> prefill = {};
+
+    ~grammar_stage() {
+        llama_grammar_free_impl(grammar);
+    }
 };
 
 bool grammar_allows(grammar_stage * g, llama_token token) {
+    if (g->awaiting) {
+        return true;  // llama.cpp's apply constrains nothing before the trigger
+    }
     llama_token_data data = {token, 0.0f, 0.0f};
     llama_token_data_array one = {&data, 1, -1, false};
-    llama_sampler_apply(g->inner, &one);
+    llama_grammar_apply_impl(*g->grammar, &one);
     return data.logit != -INFINITY;
+}
+
+void grammar_accept_token(grammar_stage * g, llama_token token) {
+    if (g->awaiting) {
+        thread_local std::vector<std::pair<llama_token, std::string>> replay;
+        if (g->waiter.accept(token, g->vocab->token_to_piece(token), replay)) {
+            g->awaiting = false;
+            for (const auto & [tok, piece] : replay) {
+                llama_grammar_accept_token(*g->grammar, tok, piece);
+            }
+        }
+        return;
+    }
+    llama_grammar_accept_impl(*g->grammar, token);
 }
 
 void grammar_prefill(grammar_stage * g) {
@@ -139,7 +174,7 @@ void grammar_prefill(grammar_stage * g) {
             throw grammar_error("the grammar does not allow its prefill token " +
                                 std::to_string(token));
         }
-        llama_sampler_accept(g->inner, token);
+        grammar_accept_token(g, token);
     }
 }
 
@@ -155,7 +190,7 @@ void grammar_accept(llama_sampler * smpl, llama_token token) {
         throw grammar_error("the grammar does not allow token " + std::to_string(token));
     }
     try {
-        llama_sampler_accept(g->inner, token);
+        grammar_accept_token(g, token);
     } catch (const std::exception & err) {  // a lazy grammar's replay after its trigger
         throw grammar_error(err.what());
     }
@@ -163,23 +198,29 @@ void grammar_accept(llama_sampler * smpl, llama_token token) {
 
 void grammar_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     auto * g = (grammar_stage *) smpl->ctx;
-    if (!g->bypass) {
-        llama_sampler_apply(g->inner, cur_p);
+    if (!g->bypass && !g->awaiting) {
+        llama_grammar_apply_impl(*g->grammar, cur_p);
     }
 }
 
 void grammar_reset(llama_sampler * smpl) {
     auto * g = (grammar_stage *) smpl->ctx;
-    llama_sampler_reset(g->inner);
+    llama_grammar * fresh = llama_grammar_init_impl(g->vocab, g->text.c_str(), g->root.c_str(),
+                                                    false, nullptr, 0, nullptr, 0);
+    if (fresh == nullptr) {
+        throw grammar_error("llama.cpp could not parse the grammar again");
+    }
+    llama_grammar_free_impl(g->grammar);
+    g->grammar = fresh;
+    g->awaiting = g->lazy;
+    g->waiter.clear();
     grammar_prefill(g);
 }
 
 llama_sampler * grammar_clone(const llama_sampler * smpl);
 
 void grammar_free(llama_sampler * smpl) {
-    auto * g = (grammar_stage *) smpl->ctx;
-    llama_sampler_free(g->inner);
-    delete g;
+    delete (grammar_stage *) smpl->ctx;
 }
 
 llama_sampler_i grammar_iface = {
@@ -197,10 +238,19 @@ llama_sampler_i grammar_iface = {
     /* .copy_state        = */ nullptr,
 };
 
+grammar_stage * new_grammar_stage(const llama_vocab * vocab, std::string text, std::string root,
+                                  llama_grammar * grammar, bool lazy, bool awaiting,
+                                  lk_trigger::waiter waiter, std::vector<llama_token> prefill) {
+    return new grammar_stage{vocab, std::move(text), std::move(root), grammar, false, lazy,
+                             awaiting, std::move(waiter), std::move(prefill)};
+}
+
 llama_sampler * grammar_clone(const llama_sampler * smpl) {
     const auto * g = (const grammar_stage *) smpl->ctx;
+    llama_grammar * grammar = llama_grammar_clone_impl(*g->grammar);
     return llama_sampler_init(&grammar_iface,
-                              new grammar_stage{llama_sampler_clone(g->inner), false, g->prefill});
+                              new_grammar_stage(g->vocab, g->text, g->root, grammar, g->lazy,
+                                                g->awaiting, g->waiter, g->prefill));
 }
 
 // -- the Python stage ---------------------------------------------------------------------
@@ -371,26 +421,39 @@ const char * lk_last_error(void) {
 
 struct llama_sampler * lk_sampler_init_grammar(
         const struct llama_vocab * vocab, const char * grammar, const char * root, bool lazy,
-        const char ** trigger_patterns, size_t n_trigger_patterns,
+        const char ** trigger_patterns, const char ** trigger_searches,
+        const int32_t * trigger_reaches, size_t n_trigger_patterns,
         const llama_token * trigger_tokens, size_t n_trigger_tokens) {
     last_error.clear();
     try {
         if (!check_grammar(vocab, grammar, root, last_error)) {
             return nullptr;
         }
-        llama_sampler * inner = lazy
-            ? llama_sampler_init_grammar_lazy_patterns(vocab, grammar, root, trigger_patterns,
-                                                       n_trigger_patterns, trigger_tokens,
-                                                       n_trigger_tokens)
-            : llama_sampler_init_grammar(vocab, grammar, root);
-        if (inner == nullptr) {
+        lk_trigger::waiter waiter;
+        if (lazy) {  // std::regex_error from a trigger pattern
+            waiter = lk_trigger::make_waiter(trigger_patterns, trigger_searches, trigger_reaches,
+                                             n_trigger_patterns, trigger_tokens,
+                                             n_trigger_tokens);
+        }
+        llama_grammar * parsed =
+            llama_grammar_init_impl(vocab, grammar, root, false, nullptr, 0, nullptr, 0);
+        if (parsed == nullptr) {
             return nullptr;  // llama.cpp logged why (left recursion)
         }
-        return llama_sampler_init(&grammar_iface, new grammar_stage{inner, false});
-    } catch (const std::exception & err) {  // std::regex_error from a trigger pattern
+        return llama_sampler_init(&grammar_iface,
+                                  new_grammar_stage(vocab, grammar, root, parsed, lazy, lazy,
+                                                    std::move(waiter), {}));
+    } catch (const std::exception & err) {
         last_error = err.what();
         return nullptr;
     }
+}
+
+uint64_t lk_sampler_grammar_scanned(const struct llama_sampler * smpl) {
+    if (smpl == nullptr || smpl->iface != &grammar_iface) {
+        return 0;
+    }
+    return ((const grammar_stage *) smpl->ctx)->waiter.scanned;
 }
 
 bool lk_sampler_is_grammar(const struct llama_sampler * smpl) {
@@ -407,8 +470,7 @@ int32_t lk_sampler_grammar_prefill(struct llama_sampler * smpl, const llama_toke
     auto * g = (grammar_stage *) smpl->ctx;
     try {
         g->prefill.assign(tokens, tokens + n_tokens);
-        llama_sampler_reset(g->inner);
-        grammar_prefill(g);
+        grammar_reset(smpl);
         return 0;
     } catch (const std::exception & err) {
         last_error = err.what();

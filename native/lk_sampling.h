@@ -36,12 +36,21 @@ const char * lk_last_error(void);
 /* A grammar stage (plain or lazy) that never aborts: the grammar text is parsed first with
  * llama.cpp's own parser so a syntax error is reported here (not printed to stderr), regex
  * errors in trigger patterns are caught, and accepting a token the grammar forbids is an
- * error instead of an abort. Returns NULL on failure; lk_last_error says why, or is empty
- * when llama.cpp logged the reason itself (left recursion). */
+ * error instead of an abort. A lazy stage waits for its trigger itself (lk_trigger.h):
+ * trigger_patterns[i] is searched as trigger_searches[i] (the same, or without a leading
+ * "^[\s\S]*?" / trailing "[\s\S]*") over the last trigger_reaches[i] bytes before each
+ * new piece and the piece, never the whole output; at the trigger, llama.cpp's non-lazy
+ * grammar gets what its lazy grammar would. Returns NULL on failure; lk_last_error says
+ * why, or is empty when llama.cpp logged the reason itself (left recursion). */
 struct llama_sampler * lk_sampler_init_grammar(
         const struct llama_vocab * vocab, const char * grammar, const char * root, bool lazy,
-        const char ** trigger_patterns, size_t n_trigger_patterns,
+        const char ** trigger_patterns, const char ** trigger_searches,
+        const int32_t * trigger_reaches, size_t n_trigger_patterns,
         const llama_token * trigger_tokens, size_t n_trigger_tokens);
+
+/* Bytes a grammar stage has given std::regex while waiting for its trigger, since it was
+ * made (0 for other stages): tests check that it grows with the pieces, not the output. */
+uint64_t lk_sampler_grammar_scanned(const struct llama_sampler * smpl);
 
 /* Whether `smpl` is a stage made by lk_sampler_init_grammar. */
 bool lk_sampler_is_grammar(const struct llama_sampler * smpl);

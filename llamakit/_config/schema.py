@@ -498,6 +498,15 @@ class GrammarConfig(BaseModel):
         default=1_000, gt=0,
         description="Longest trigger pattern of a lazy grammar, in characters.",
     )
+    max_trigger_match_bytes: int = Field(
+        default=1_024, gt=0, le=16_384,
+        description="Longest text a trigger pattern of a lazy grammar may match, in bytes: "
+        "llamakit looks for a trigger only that far back from each new token (llama.cpp "
+        "searched the whole output every token, and overflowed the C stack on long ones). "
+        "Patterns that can match more (unbounded '*' or '+', except a leading '[\\s\\S]*?' "
+        "before a capturing group and a trailing '[\\s\\S]*') are refused. At most 16,384 "
+        "(std::regex recurses per byte).",
+    )
 
 
 class EngineConfig(BaseModel):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import GrammarError
-from .._grammar_limits import check_grammar_counts, check_triggers
+from .._grammar_limits import check_grammar_counts, trigger_plans
 from .lib import NativeLib
 
 __all__ = ["MAX_NESTING", "check_nesting", "grammar_stage", "json_schema_to_gbnf"]
@@ -100,11 +100,13 @@ def grammar_stage(native: NativeLib, vocab: Any, text: str, root: str, *, lazy: 
     if not text.strip():
         raise GrammarError("the grammar is empty")
     check_nesting(text)
-    if lazy:
-        check_triggers(trigger_patterns)
+    plans = trigger_plans(trigger_patterns) if lazy else []
     lib, ffi = native.lib, native.ffi
     patterns = [ffi.new("char[]", p.encode()) for p in trigger_patterns]
+    searches = [ffi.new("char[]", search.encode()) for search, _ in plans]
     pattern_array = ffi.new("const char *[]", patterns) if patterns else ffi.NULL
+    search_array = ffi.new("const char *[]", searches) if searches else ffi.NULL
+    reach_array = ffi.new("int32_t[]", [r for _, r in plans]) if plans else ffi.NULL
     token_array = ffi.new("llama_token[]", list(trigger_tokens)) if trigger_tokens else ffi.NULL
     me = threading.get_ident()
     logged: list[str] = []
@@ -115,8 +117,8 @@ def grammar_stage(native: NativeLib, vocab: Any, text: str, root: str, *, lazy: 
 
     with native.log_listener(listen):
         ptr = lib.lk_sampler_init_grammar(vocab, text.encode(), root.encode(), lazy,
-                                          pattern_array, len(patterns), token_array,
-                                          len(trigger_tokens))
+                                          pattern_array, search_array, reach_array,
+                                          len(searches), token_array, len(trigger_tokens))
     if ptr != ffi.NULL:
         if prefill:
             status = lib.lk_sampler_grammar_prefill(ptr, ffi.new("llama_token[]", list(prefill)),

@@ -39,6 +39,16 @@ ATTACKS = [
            "grammar_trigger_patterns=['(a+)+b'])", _GRAMMAR),
     Attack("trigger-too-long", _CTX + _GEN + "grammar='root ::= \"a\"', "
            "grammar_trigger_patterns=['a' * 5000])", _GRAMMAR),
+    # llama.cpp's lazy grammar ran std::regex_match over the whole output every token; its
+    # recursive executor died of SIGSEGV at about 45 KB with this pattern (8 MB stack).
+    Attack("full-trigger-pattern-over-6-MB", "m = model()\n"
+           "pieces = {t: m.token_to_bytes(t, special=True) for t in range(m.n_vocab)}\n"
+           "t = max(pieces, key=lambda t: len(pieces[t]) if b'<' not in pieces[t] else 0)\n"
+           "g = llamakit.Grammar('root ::= \"x\"').lazy_on("
+           "patterns=[r'^[\\s\\S]*?(<tool_call>)[\\s\\S]*$'])\n"
+           "chain = llamakit.SamplerChain(m).add_grammar(g)\n"
+           "for _ in range(50000):\n    chain.accept(t)\n"
+           "result = 50000 * len(pieces[t])", ("ok",), timeout=120),
     Attack("recursive-schema-through-properties", _CTX + _GEN + "json_schema={'$defs': {'n': "
            "{'type': 'object', 'properties': {'next': {'$ref': '#/$defs/n'}}}}, "
            "'$ref': '#/$defs/n'})", ("ok",)),
@@ -51,6 +61,7 @@ def test_grammar_attacks(tiny_model_path: Path, tmp_path: Path) -> None:
     assert failures(ATTACKS, results) == {}
     assert "max_rules" in results["chain-of-30k-short-rules"]["message"]
     assert "max_alternatives" in results["alternatives-50k"]["message"]
+    assert int(results["full-trigger-pattern-over-6-MB"]["result"]) > 10**6
 
 
 @pytest.fixture
