@@ -15,6 +15,7 @@ do. Three measures, rounds interleaved:
   over ``N - 1``;
 * ``real``: the same with the real decode (one thread, so it runs on the calling thread
   and thread time holds it too), and the tokens/s of wall time;
+* ``stream_stubbed``: ``stubbed`` for ``Context.stream`` read to its end;
 * ``native``: one ``lk_sampler_sample_piece`` call of the same chain (logit_bias ban,
   greedy) made straight through cffi in a loop: the sampler's C work and the cffi call,
   which ``stubbed`` holds too; ``stubbed - native`` is llamakit's Python per token;
@@ -61,14 +62,18 @@ class _StubLib:
         return value
 
 
-def _generate(ctx: Any, n: int, bias: dict[int, float]) -> float:
+def _generate(ctx: Any, n: int, bias: dict[int, float], stream: bool = False) -> float:
     start = time.thread_time()
-    ctx.generate(PROMPT, max_new_tokens=n, temperature=0, logit_bias=bias)
+    if stream:
+        for _ in ctx.stream(PROMPT, max_new_tokens=n, temperature=0, logit_bias=bias):
+            pass
+    else:
+        ctx.generate(PROMPT, max_new_tokens=n, temperature=0, logit_bias=bias)
     return time.thread_time() - start
 
 
-def _per_token(ctx: Any, n: int, bias: dict[int, float]) -> float:
-    return (_generate(ctx, n, bias) - _generate(ctx, 1, bias)) / (n - 1)
+def _per_token(ctx: Any, n: int, bias: dict[int, float], stream: bool = False) -> float:
+    return (_generate(ctx, n, bias, stream) - _generate(ctx, 1, bias, stream)) / (n - 1)
 
 
 def _counts(ctx: Any, n: int, bias: dict[int, float]) -> tuple[float, float]:
@@ -142,7 +147,9 @@ def main() -> None:
         real: list[float] = []
         rates: list[float] = []
         native: list[float] = []
+        streamed: list[float] = []
         for _ in range(args.rounds):
+            streamed.append(_per_token(stub, args.tokens, bias, stream=True) * 1e6)
             native.append(_native_sample(stub, bias) * 1e6)
             stubbed.append(_per_token(stub, args.tokens, bias) * 1e6)
             real.append(_per_token(ctx, args.tokens, bias) * 1e6)
@@ -153,6 +160,7 @@ def main() -> None:
         "llamakit": str(Path(llamakit.__file__).parent),
         "pins_per_token": pins, "python_calls_per_token": calls,
         "stubbed_us": {"min": min(stubbed), "median": statistics.median(stubbed)},
+        "stream_stubbed_us": {"min": min(streamed), "median": statistics.median(streamed)},
         "native_us": {"min": min(native), "median": statistics.median(native)},
         "real_us": {"min": min(real), "median": statistics.median(real)},
         "tokens_per_s": {"max": max(rates), "median": statistics.median(rates)},
