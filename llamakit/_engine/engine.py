@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .._batch import BatchSlot, BatchStepper
+from .._batch import BatchSlot, BatchStepper, new_recorder
 from .._chat.prepare import chat_result
 from .._chat.results import ChatResult
 from .._config.fields import check_field, check_fields, field_default
@@ -40,6 +40,7 @@ from .._errors import (
     EngineClosedError,
     QueueFullError,
 )
+from .._logprobs import check_logprobs
 from .._native import memory
 from .._results import GenerationResult
 from .._sampler_chain import SamplerChain
@@ -170,7 +171,8 @@ class Engine:
                **gen_kwargs: Any) -> Request[GenerationResult]:
         """Queue a completion of ``prompt`` (text) or ``tokens``; takes the keywords of
         ``Context.generate`` (except ``sampler=``; ``on_overflow`` is ``"error"`` or
-        ``"truncate"``). Returns the ``Request`` at once."""
+        ``"truncate"``), ``logprobs``/``post_sampling_probs`` included. Returns the
+        ``Request`` at once."""
         return self._submit(prompt, tokens, None, None, gen_kwargs)
 
     def _submit(self, prompt: Prompt | None, tokens: Sequence[int] | None,
@@ -196,6 +198,8 @@ class Engine:
         n_keep = gen_kwargs.pop("n_keep", 0)
         stop_tokens = frozenset(int(t) for t in gen_kwargs.pop("stop_tokens", ()) or ())
         preserved = frozenset(int(t) for t in gen_kwargs.pop("preserved_tokens", ()) or ())
+        post_sampling = gen_kwargs.pop("post_sampling_probs", False)
+        top_logprobs = check_logprobs(gen_kwargs.pop("logprobs", None), post_sampling)
         try:
             tokens_in, limit, stops, params, seed, on_overflow, _, _ = ctx._prepare(
                 prompt if prompt is not None else list(tokens or ()), max_new_tokens, stop,
@@ -213,7 +217,8 @@ class Engine:
             request.tokens = tokens_in
             request.payload = {"chain": chain, "stops": stops, "limit": limit, "seed": seed,
                                "show_seed": not params.greedy, "on_overflow": on_overflow,
-                               "stop_tokens": stop_tokens, "preserved_tokens": preserved}
+                               "stop_tokens": stop_tokens, "preserved_tokens": preserved,
+                               "logprobs": (top_logprobs, post_sampling)}
             self._enqueue(request)
         except BaseException:
             chain.close()
@@ -444,7 +449,9 @@ class Engine:
                                started=time.perf_counter(), owner=request, fed=common,
                                cached=common, kv=prompt[:common],
                                stop_tokens=payload["stop_tokens"],
-                               preserved_tokens=payload["preserved_tokens"])
+                               preserved_tokens=payload["preserved_tokens"],
+                               recorder=new_recorder(handle, self.model._handle,
+                                                     *payload["logprobs"]))
         request.slot = batch_slot
         with self._cond:
             self._counts["prompt_tokens_total"] += len(prompt)
@@ -482,7 +489,7 @@ class Engine:
 
     def _finish(self, slot: BatchSlot) -> None:
         request = slot.owner
-        rest = slot.assembler.finish()
+        rest = slot.rest()
         if rest:
             request._emit(rest)
         result = slot.result(show_seed=request.payload["show_seed"])
