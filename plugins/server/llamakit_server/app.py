@@ -29,6 +29,7 @@ from llamakit._errors import ContextOverflowError
 
 from . import protocol
 from .errors import ApiError, error_body, from_exception
+from .logprobs import TextOffsets, chat_logprobs, completion_logprobs, piece_entries
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -126,24 +127,26 @@ class _Service:
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True,
-                                   whole="tools" in kwargs)
+                                   whole="tools" in kwargs, logprobs="logprobs" in kwargs)
         try:
             result = await _collect(request, stream)
             content, reason = result.content, str(result.finish_reason)
             n_prompt, n_reply = result.usage.prompt_tokens, result.usage.completion_tokens
+            entries = result.generation.logprobs
         except ContextOverflowError as exc:  # the slot filled up while generating
             partial = getattr(exc, "result", None)
             if partial is None:
                 raise
             content, reason = partial.text, "length"
             n_prompt, n_reply = len(partial.prompt_tokens), len(partial.tokens)
+            entries = partial.logprobs
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reason != "length":
             message.update(_extras(result))
             if "tool_calls" in message:
                 reason = "tool_calls"
         return JSONResponse({**head, "object": "chat.completion", "choices": [{
-            "index": 0, "message": message, "logprobs": None,
+            "index": 0, "message": message, "logprobs": chat_logprobs(entries),
             "finish_reason": _finish(reason) if reason != "tool_calls" else reason}],
             "usage": _usage(n_prompt, n_reply)})
 
@@ -162,7 +165,7 @@ class _Service:
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "text_completion", usage, chat=False,
-                                   echo=echo)
+                                   echo=echo, logprobs="logprobs" in kwargs)
         try:
             result = await _collect(request, stream)
             reason: str = result.finish_reason
@@ -172,7 +175,8 @@ class _Service:
                 raise
             result, reason = partial, "length"
         return JSONResponse({**head, "object": "text_completion", "choices": [{
-            "index": 0, "text": echo + result.text, "logprobs": None,
+            "index": 0, "text": echo + result.text,
+            "logprobs": completion_logprobs(result.logprobs, TextOffsets(len(echo))),
             "finish_reason": _finish(reason)}],
             "usage": _usage(len(result.prompt_tokens), len(result.tokens))})
 
@@ -204,9 +208,12 @@ class _Service:
 
     # -- streaming ---------------------------------------------------------------------
     async def _sse(self, stream: Any, head: dict[str, Any], kind: str, include_usage: bool,
-                   *, chat: bool, echo: str = "", whole: bool = False) -> Response:
+                   *, chat: bool, echo: str = "", whole: bool = False,
+                   logprobs: bool = False) -> Response:
         """``whole``: hold the text back and send the parsed reply (content, tool calls) in
-        one delta at the end, since the raw pieces hold the tool-call markup."""
+        one delta at the end, since the raw pieces hold the tool-call markup (with all the
+        log-probabilities). ``logprobs``: each chunk carries those of the tokens of its
+        text."""
         try:
             first: str | None = await stream.__anext__()
         except StopAsyncIteration:
@@ -216,15 +223,22 @@ class _Service:
                 raise
             first = None
 
-        def chunk(text: str | None, reason: str | None, role: bool = False) -> str:
+        offsets = TextOffsets(len(echo))
+
+        def chunk(text: str | None, reason: str | None, role: bool = False,
+                  tokens: bool = False) -> str:
+            """``tokens``: ``text`` is a generated piece, with its log-probabilities."""
+            entries = piece_entries(text or "") if logprobs and tokens else None
             if chat:
                 delta: dict[str, Any] = {"role": "assistant"} if role else {}
                 if text is not None:
                     delta["content"] = text
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
+                choice: dict[str, Any] = {"index": 0, "delta": delta,
+                                          "logprobs": chat_logprobs(entries),
                                           "finish_reason": reason}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None,
+                choice = {"index": 0, "text": text or "",
+                          "logprobs": completion_logprobs(entries, offsets),
                           "finish_reason": reason}
             return _event({**head, "object": kind, "choices": [choice]})
 
@@ -237,11 +251,11 @@ class _Service:
                     yield chunk(echo, None)
                 if first is not None:
                     if not whole:
-                        yield chunk(first, None)
+                        yield chunk(first, None, tokens=True)
                     try:
                         async for piece in stream:
                             if not whole:
-                                yield chunk(piece, None)
+                                yield chunk(piece, None, tokens=True)
                     except ContextOverflowError as exc:
                         if getattr(exc, "result", None) is None:
                             raise
@@ -259,7 +273,8 @@ class _Service:
                             delta["tool_calls"] = [{"index": i, **call} for i, call
                                                    in enumerate(delta["tool_calls"])]
                         yield _event({**head, "object": kind, "choices": [{
-                            "index": 0, "delta": delta, "logprobs": None,
+                            "index": 0, "delta": delta,
+                            "logprobs": chat_logprobs(generation.logprobs),
                             "finish_reason": None}]})
                 yield chunk(None, reason)
                 if include_usage:

@@ -72,6 +72,8 @@ class _Sampling(_Body):
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # llama-server's: report the distribution the sampler drew from (see logprobs.py)
+    post_sampling_probs: bool | None = None
 
 
 _EXTRAS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p",
@@ -260,10 +262,18 @@ def chat_kwargs(body: ChatRequest, config: ServerConfig, default_max: int
         if body.parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = body.parallel_tool_calls
     if body.logprobs:
-        if not _accepts("logprobs"):
-            raise _unsupported("logprobs", "logprobs")
-        kwargs["logprobs"] = body.top_logprobs or True
+        _logprobs(kwargs, body.top_logprobs or 0, body)
+    elif body.top_logprobs is not None:
+        raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs",
+                       code="invalid_value")
     return messages, kwargs
+
+
+def _logprobs(kwargs: dict[str, Any], top: int, body: _Sampling) -> None:
+    """Ask the engine for ``top`` alternatives per token (the range is checked already)."""
+    kwargs["logprobs"] = top
+    if body.post_sampling_probs:
+        kwargs["post_sampling_probs"] = True
 
 
 def completion_kwargs(body: CompletionRequest, config: ServerConfig, default_max: int
@@ -286,9 +296,7 @@ def completion_kwargs(body: CompletionRequest, config: ServerConfig, default_max
                        code="context_length_exceeded")
     if body.suffix:
         raise _unsupported("suffix", "suffix (fill-in-the-middle)")
-    if body.logprobs and not _accepts("logprobs"):
-        raise _unsupported("logprobs", "logprobs")
     kwargs = _common(body, config, default_max, body.max_tokens)
-    if body.logprobs:
-        kwargs["logprobs"] = body.logprobs
+    if body.logprobs is not None:
+        _logprobs(kwargs, body.logprobs, body)
     return prompt, kwargs
