@@ -156,12 +156,12 @@ class BatchStepper:
                 slot.finish = "eog"
             else:
                 slot.generated.append(token)
+                piece = slot.assembler.feed(vocab.piece(token, token in slot.preserved_tokens))
                 if slot.recorder is not None:
                     # before the next slot samples: post-sampling figures are the
                     # candidates of this thread's last sample
                     slot.recorder.record(token, slot.output)
-                piece = slot.piece(slot.assembler.feed(
-                    vocab.piece(token, token in slot.preserved_tokens)))
+                    piece = slot.piece(piece)
                 if slot.assembler.stopped:
                     slot.finish = "stop"
                 elif len(slot.generated) >= slot.limit or \
