@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .._context import Context
     from .._context_core import Prompt
     from .._model import Model
+    from .._rerank import RerankResult
 
 __all__ = ["Engine", "EngineStats"]
 
@@ -60,6 +61,8 @@ _TTFT_KEPT = 1000
 #: decode runs while the model and context are being freed.
 _OPEN: weakref.WeakSet[Engine] = weakref.WeakSet()
 R = TypeVar("R")
+#: Request kinds that use the whole context (not a slot): run between decode steps.
+_WHOLE = ("embed", "rerank")
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,24 @@ class Engine:
         self._enqueue(request)
         return request
 
+    def submit_rerank(self, query: str, documents: Sequence[str], *,
+                      top_n: int | None = None) -> Request[RerankResult]:
+        """Queue a ``Context.rerank`` of ``documents`` against ``query`` (an
+        ``embeddings=True`` engine over a reranking model); the result is a
+        ``RerankResult``. Its arguments are checked when it runs."""
+        return self._submit_rerank(query, documents, top_n, None)
+
+    def _submit_rerank(self, query: str, documents: Sequence[str], top_n: int | None,
+                       sink: Callable[[Any], None] | None) -> Request[RerankResult]:
+        if not self.embeddings:
+            raise ContextError("rerank needs an Engine(model, embeddings=True) over a "
+                               "reranking model")
+        self._check_open()
+        request: Request[RerankResult] = Request(self._wake, kind="rerank", sink=sink)
+        request.payload = {"query": query, "documents": documents, "top_n": top_n}
+        self._enqueue(request)
+        return request
+
     def _check_open(self) -> None:
         if self._closing:
             raise EngineClosedError("the engine is closed")
@@ -327,6 +348,14 @@ class Engine:
         stream: AsyncStream[npt.NDArray[np.float32]] = AsyncStream(
             lambda sink: self._submit_async(
                 lambda: self._submit_embed(texts, normalize, sink)))
+        return await stream.collect()
+
+    async def rerank(self, query: str, documents: Sequence[str], *,
+                     top_n: int | None = None) -> RerankResult:
+        """``submit_rerank``, awaited without blocking the loop."""
+        stream: AsyncStream[RerankResult] = AsyncStream(
+            lambda sink: self._submit_async(
+                lambda: self._submit_rerank(query, documents, top_n, sink)))
         return await stream.collect()
 
     async def _submit_async(self, run: Callable[[], Request[R]]) -> Request[R]:
@@ -395,7 +424,9 @@ class Engine:
                     if embeds:
                         self._embed_all(embeds)
                     for request, engine_slot in admitted:
-                        if request.kind != "embed":
+                        if request.kind == "rerank":
+                            self._rerank(request)
+                        elif request.kind != "embed":
                             self._admit(request, engine_slot, stepper)
                     if stepper.active:
                         self._step(stepper)
@@ -415,13 +446,14 @@ class Engine:
             self._counts["requests_cancelled"] += 1
             self._close_chain(request)
             request._complete(error=request._cancelled_error())
-        if self._queue and self._queue[0].kind == "embed":
-            # Embeddings use the whole context: pack every queued embed request at once.
-            while self._queue and self._queue[0].kind == "embed":
+        if self._queue and self._queue[0].kind in _WHOLE:
+            # Embeddings use the whole context: pack every queued embed request at once
+            # (a rerank request runs on its own, packing its pairs itself).
+            while self._queue and self._queue[0].kind in _WHOLE:
                 picked.append((self._queue.popleft(), None))
             return picked
         idle = [slot for slot in self._slots if slot.request is None]
-        while self._queue and idle and self._queue[0].kind != "embed":
+        while self._queue and idle and self._queue[0].kind not in _WHOLE:
             request = self._queue.popleft()
             slot = choose_slot(idle, request.tokens, self.config.slot_prompt_similarity,
                                self.cache_prompt)
@@ -555,6 +587,18 @@ class Engine:
                 request._complete(error=error)
                 continue
             self._embedded(request, vectors)
+
+    def _rerank(self, request: Request[Any]) -> None:
+        payload = request.payload
+        try:
+            result = self._ctx.rerank(payload["query"], payload["documents"],
+                                      top_n=payload["top_n"])
+        except Exception as error:
+            with self._cond:
+                self._counts["requests_failed"] += 1
+            request._complete(error=error)
+            return
+        request._complete(result)
 
     def _embedded(self, request: Request[Any], vectors: npt.NDArray[np.float32]) -> None:
         if request.payload["normalize"]:

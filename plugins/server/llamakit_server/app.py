@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llamakit._errors import ContextOverflowError
+from llamakit._rerank import pair_tokens
 
 from . import protocol
 from .errors import ApiError, error_body, from_exception
@@ -90,6 +91,9 @@ class _Service:
                            f"{self.model_id!r}", param="model", code="model_not_found")
 
     def check_mode(self, embeddings: bool) -> None:
+        if self.server.reranking:
+            raise ApiError(400, "this server was started with --reranking and serves "
+                           "/v1/rerank only", code="not_supported")
         if embeddings and not self.engine.embeddings:
             raise ApiError(400, "this server does not serve embeddings: start it with "
                            "--embeddings", code="not_supported")
@@ -204,6 +208,30 @@ class _Service:
                           if body.encoding_format == "base64" else row.tolist())
             data.append({"object": "embedding", "index": index, "embedding": value})
         return JSONResponse({"object": "list", "data": data, "model": self.model_id,
+                             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
+
+    async def rerank(self, request: Request) -> Response:
+        body = protocol.parse_body(await self.body(request), protocol.RerankRequest)
+        self.check_model(body.model)
+        if not self.server.reranking:
+            raise ApiError(400, "this server does not rerank: start it with --reranking and a "
+                           "reranking model", code="not_supported")
+        documents = body.documents
+        if len(body.query) + sum(len(d) for d in documents) > self.server.max_prompt_chars:
+            raise ApiError(400, "the query and documents are longer than this server takes "
+                           f"({self.server.max_prompt_chars} characters)", param="documents",
+                           code="context_length_exceeded")
+        result = await self.engine.rerank(body.query, documents, top_n=body.top_n)
+        model = self.engine.model
+        n_tokens = await asyncio.to_thread(
+            lambda: sum(len(pair_tokens(model, body.query, d)) for d in documents))
+        results = []
+        for index in result.ranking:
+            item: dict[str, Any] = {"index": index, "relevance_score": result.scores[index]}
+            if body.return_documents:
+                item["document"] = {"text": documents[index]}
+            results.append(item)
+        return JSONResponse({"model": self.model_id, "object": "list", "results": results,
                              "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
     # -- streaming ---------------------------------------------------------------------
@@ -376,6 +404,9 @@ def create_app(engine: Engine, config: Config, model_id: str) -> Starlette:
         Route("/v1/completions", endpoint("completions", service.completions),
               methods=["POST"]),
         Route("/v1/embeddings", endpoint("embeddings", service.embeddings), methods=["POST"]),
+        # llama-server's four spellings
+        *(Route(path, endpoint("rerank", service.rerank), methods=["POST"])
+          for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking")),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.service = service

@@ -19,7 +19,8 @@ from llamakit._config.schema import ServerConfig
 
 from .errors import ApiError
 
-__all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "chat_kwargs",
+__all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "RerankRequest",
+           "chat_kwargs",
            "completion_kwargs", "parse_body"]
 
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -120,6 +121,16 @@ class EmbeddingRequest(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+
+
+class RerankRequest(_Body):
+    """llama-server's ``/v1/rerank`` (Jina's and Cohere's shape)."""
+
+    query: str
+    documents: list[str] = Field(min_length=1)
+    model: str | None = None
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = False
 
 
 def _no_constant(name: str) -> Any:
