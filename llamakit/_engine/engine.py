@@ -292,7 +292,9 @@ class Engine:
                                "reranking model")
         self._check_open()
         request: Request[RerankResult] = Request(self._wake, kind="rerank", sink=sink)
-        request.payload = {"query": query, "documents": documents, "top_n": top_n}
+        # a copy: the caller may change its list before the scheduler gets to it
+        kept = list(documents) if isinstance(documents, (list, tuple)) else documents
+        request.payload = {"query": query, "documents": kept, "top_n": top_n}
         self._enqueue(request)
         return request
 
