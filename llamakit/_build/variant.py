@@ -258,6 +258,8 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
             "llama_cpp": str(source.path),
             "build_seconds": round(time.monotonic() - started, 1),
         }
+        if spec.describe_build is not None:
+            info["build_report"] = dict(spec.describe_build(build_dir))
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
     logger.warning("built llama.cpp variant '%s' in %.0f s", spec.name,
                    time.monotonic() - started)
