@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._backend_spec import BackendSpec, DeviceInfo, ModelDevices
-from ._build.variant import BuiltVariant, build_variant, find_variant
+from ._build.variant import BuiltVariant, build_report, build_variant, find_variant
 from ._errors import BackendUnavailableError, BuildError
 from ._native.lib import NativeLib, import_native, loaded_natives
 from ._plugins.manager import get_plugin_host
@@ -86,7 +86,7 @@ def _status(spec: BackendSpec, settings: Settings) -> BackendStatus:
     variant = find_variant(spec)
     common = {"name": spec.name, "priority": spec.priority, "plugin": spec.plugin,
               "description": spec.description, "built": variant is not None,
-              "build_report": dict(variant.info.get("build_report", {})) if variant else {}}
+              "build_report": build_report(spec, variant) if variant else {}}
     unusable = spec.check_usable(settings.get(spec.name) or {})
     if unusable is not None:
         return BackendStatus(**common, available=False,  # type: ignore[arg-type]

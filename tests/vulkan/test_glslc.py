@@ -281,3 +281,40 @@ def test_modern_glslc_takes_the_matrix_core_extensions() -> None:
     found = probe_glslc(MODERN)
     assert found["coopmat"] and found["coopmat2"] and found["integer_dot"], found
     assert found["bfloat16"], found
+
+
+def test_a_variant_without_a_kept_report_is_described_from_its_cmake_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llamakit._build.variant import BuiltVariant, build_report
+
+    monkeypatch.setenv("LLAMAKIT_CACHE_DIR", str(tmp_path))
+    spec = llamakit_vulkan.vulkan_backend()
+    old = BuiltVariant(backend="vulkan", module_path=tmp_path / "m.so", lib_dir=tmp_path,
+                       info={"key": "0123456789abcdef0123"})
+    assert build_report(spec, old) == {}  # no CMake folder either
+    folder = tmp_path / "cmake" / "vulkan-0123456789abcdef"
+    folder.mkdir(parents=True)
+    (folder / "build.ninja").write_text("DEFINES = -DGGML_VULKAN_COOPMAT_GLSLC_SUPPORT\n")
+    assert build_report(spec, old)["shader features"].split(", ")[0] == "coopmat"
+    kept = BuiltVariant(backend="vulkan", module_path=tmp_path / "m.so", lib_dir=tmp_path,
+                        info={"key": "0123456789abcdef0123",
+                              "build_report": {"shader features": "integer_dot"}})
+    assert build_report(spec, kept) == {"shader features": "integer_dot"}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/glslc").exists() and MODERN is None,
+                    reason="no glslc to ask")
+def test_command_status_asks_the_selected_compiler(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from llamakit._cli import main
+
+    if MODERN is not None:
+        monkeypatch.setenv(GLSLC_ENV, "modern")
+    assert main(["vulkan-glslc", "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["selected"] == ("modern" if MODERN is not None else "system")
+    assert {"coopmat", "integer_dot"} <= set(report["extensions"])
+    if MODERN is not None:
+        assert report["extensions"]["coopmat"] and report["version"].startswith("shaderc")
