@@ -78,6 +78,7 @@ def probe_glslc(glslc: Path) -> dict[str, bool]:
     for check in _source_checks():
         done = subprocess.run([str(glslc), "-o", "-", "-fshader-stage=compute",
                                "--target-env=vulkan1.3", str(folder / check.test_shader)],
-                              capture_output=True, text=True)
-        result[check.name] = f"extension not supported: {check.extension}" not in done.stderr
+                              capture_output=True)  # stdout is SPIR-V: bytes
+        errors = done.stderr.decode(errors="replace")
+        result[check.name] = f"extension not supported: {check.extension}" not in errors
     return result
