@@ -1,7 +1,7 @@
 """The modern shader compiler of the Vulkan backend: source verification, cache keys, the
 ``glslc`` setting, the shader-feature report, and (when one is cached) the compiler itself.
 
-Building the compiler takes about half an hour on 2 cores, so no test builds it; the last
+Building the compiler takes about 12 minutes on 2 cores, so no test builds it; the last
 tests run only when ``llamakit vulkan-glslc build`` has already been run on this machine.
 """
 
@@ -29,7 +29,7 @@ from llamakit_vulkan._settings import GLSLC_ENV, vulkan_settings  # noqa: E402
 
 MODERN = _glslc_build.cached_glslc()
 needs_modern = pytest.mark.skipif(MODERN is None, reason="no modern glslc cached (run "
-                                  "`llamakit vulkan-glslc build`, about 30 min on 2 cores)")
+                                  "`llamakit vulkan-glslc build`, about 12 min on 2 cores)")
 
 
 @pytest.fixture(autouse=True)

@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The shader compiler of the Vulkan variant. 'build' builds shaderc 2025.2's glslc "
-        "once from Debian trixie's source packages (sha256-pinned; about half an hour on 2 "
+        "once from Debian trixie's source packages (sha256-pinned; about 12 minutes on 2 "
         "cores) into the cache; 'path' prints it; 'status' (the default) says which glslc "
         "the variant is built with and which of ggml-vulkan's shader extensions it takes; "
         "'inputs' prints what keys the build. Select it with [backends.vulkan] glslc = "
