@@ -317,3 +317,31 @@ def test_command_status_asks_the_selected_compiler(
     assert {"coopmat", "integer_dot"} <= set(report["extensions"])
     if MODERN is not None:
         assert report["extensions"]["coopmat"] and report["version"].startswith("shaderc")
+
+
+def test_modern_is_built_before_the_variant_only_when_chosen_and_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMAKIT_CACHE_DIR", str(tmp_path))  # nothing cached there
+    calls: list[str] = []
+    monkeypatch.setattr(_glslc, "build_glslc", lambda: calls.append("build") or tmp_path)
+    _glslc.prepare_glslc()
+    assert calls == []  # system: nothing to build
+    monkeypatch.setenv(GLSLC_ENV, "modern")
+    clear_ambient_config()
+    _glslc.prepare_glslc()
+    assert calls == ["build"]
+    binary = _glslc_build.glslc_dir() / "bin" / "glslc"
+    binary.parent.mkdir(parents=True)
+    _executable(binary, b"#!/bin/sh\n")
+    _glslc.prepare_glslc()
+    assert calls == ["build"]  # cached now
+
+
+def test_modern_without_a_way_to_fetch_is_a_missing_prerequisite(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMAKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(GLSLC_ENV, "modern")
+    clear_ambient_config()
+    monkeypatch.setattr(_glslc.shutil, "which", lambda name: None)
+    problems = _glslc.glslc_prerequisites()
+    assert len(problems) == 1 and "'modern' is not built" in problems[0].problem
