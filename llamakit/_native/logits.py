@@ -41,21 +41,18 @@ class LogprobReader:
         """(log p(token), [(id, log p), ...] best first) for the last sampled output."""
         context, lib = self.context, self.context.lib
         with context.pinned():
-            return self._read(context, lib, token)
-
-    def _read(self, context: ContextHandle, lib: Any, token: int
-              ) -> tuple[float, list[tuple[int, float]]]:
-        row = lib.llama_get_logits_ith(context.ptr, -1)
-        if row == context.ffi.NULL:
-            raise ContextError("the context holds no logits to read log-probabilities from")
-        if self.post_sampling:
-            value = float(lib.lk_logprobs_sampled(row, self._n_vocab, token, self.top_k,
-                                                  self._ids, self._values, self._n_top))
-            n_top = int(self._n_top[0])
-        else:
-            value = float(lib.lk_logprobs(row, self._n_vocab, token, self.top_k, self._ids,
-                                          self._values))
-            n_top = min(self.top_k, self._n_vocab)
+            row = lib.llama_get_logits_ith(context.ptr, -1)
+            if row == context.ffi.NULL:
+                raise ContextError("the context holds no logits to read log-probabilities "
+                                   "from")
+            if self.post_sampling:
+                value = float(lib.lk_logprobs_sampled(row, self._n_vocab, token, self.top_k,
+                                                      self._ids, self._values, self._n_top))
+                n_top = int(self._n_top[0])
+            else:
+                value = float(lib.lk_logprobs(row, self._n_vocab, token, self.top_k,
+                                              self._ids, self._values))
+                n_top = min(self.top_k, self._n_vocab)
         ids, values = self._ids, self._values
         return value, [(int(ids[i]), float(values[i])) for i in range(n_top)]
 

@@ -300,6 +300,7 @@ class ModelHandle(Handle):
         self.check_open()  # before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_bos(self.vocab))
 
+    @pinned
     def add_eos(self) -> bool:
         self.check_open()  # before C reads the freed vocabulary
         return bool(self.lib.llama_vocab_get_add_eos(self.vocab))

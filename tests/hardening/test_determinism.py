@@ -28,9 +28,9 @@ def _recording(ctx: llamakit.Context) -> list[tuple[int, int]]:
     handle = ctx._handle
     decode = handle.decode
 
-    def record(tokens: list[int]) -> None:
+    def record(tokens: list[int], *args: bool) -> None:
         calls.append((handle.pos_max(0) + 1, len(tokens)))
-        decode(tokens)
+        decode(tokens, *args)
 
     handle.decode = record  # type: ignore[method-assign]
     return calls

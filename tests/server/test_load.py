@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,20 +84,18 @@ def test_a_client_leaving_a_plain_request_frees_its_slot(server: Served) -> None
 def test_sigterm_drains_in_flight_requests_then_exits() -> None:
     served = start("-np", "2", "-c", "1024", key=None)
     try:
-        outcome: dict[str, object] = {}
-
-        def ask() -> None:
-            outcome["answer"] = served.raw("POST", "/v1/completions", json.dumps({
-                "prompt": "1", "max_tokens": 48, "logit_bias": no_eog()}).encode())
-
-        worker = threading.Thread(target=ask)
-        worker.start()
-        wait_for(lambda: served.metric("llamakit_slots_busy") == 1, "the request to run")
+        # A streamed request is known to be running once its first piece arrived (polling
+        # the slot gauge could miss a short request that started and finished in between).
+        stream = served.client().completions.create(
+            model="demo-model", prompt="1", max_tokens=48, stream=True,
+            stream_options={"include_usage": True}, logit_bias=no_eog())
+        chunks = iter(stream)
+        next(chunks)
         served.process.send_signal(signal.SIGTERM)
-        worker.join(120)
-        status, _, body = outcome["answer"]  # type: ignore[misc]
-        assert status == 200, body
-        assert body["usage"]["completion_tokens"] == 48
+        rest = list(chunks)  # the drain lets it finish
+        usage = rest[-1].usage
+        assert usage is not None and usage.completion_tokens == 48
+        assert [c.choices[0].finish_reason for c in rest if c.choices][-1] == "length"
         assert served.process.wait(60) == 0
     finally:
         stop(served)
