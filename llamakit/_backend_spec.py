@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -144,6 +145,10 @@ class BackendSpec:
     of building it, a request by name raises ``BackendUnavailableError`` with it, and
     ``backends()`` lists it as unavailable; ``llamakit build`` still builds (a build machine
     need not have the device). May raise ``ConfigError`` for bad settings."""
+    describe_build: Callable[[Path], Mapping[str, str]] | None = None
+    """Called with the CMake build folder once a variant is built; the facts it returns
+    (short names to text, e.g. the shader features a Vulkan variant has) are kept with the
+    variant and shown by ``llamakit backends``. Must not change what is built."""
     auto: bool = True
     """Whether ``auto`` may choose the backend. False for one that is only useful with
     settings of its own (the rpc backend needs its workers' addresses)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._backend_spec import BackendSpec, DeviceInfo, ModelDevices
-from ._build.variant import BuiltVariant, build_variant, find_variant
+from ._build.variant import BuiltVariant, build_report, build_variant, find_variant
 from ._errors import BackendUnavailableError, BuildError
 from ._native.lib import NativeLib, import_native, loaded_natives
 from ._plugins.manager import get_plugin_host
@@ -36,6 +36,9 @@ class BackendStatus:
     reason: str
     devices: tuple[DeviceInfo, ...] = ()
     score: float | None = None
+    build_report: dict[str, str] = field(default_factory=dict)
+    """What the backend's ``describe_build`` said about the built variant (empty when not
+    built, or built before it was recorded)."""
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -82,7 +85,8 @@ def _status(spec: BackendSpec, settings: Settings) -> BackendStatus:
     missing = list(spec.check_prerequisites())
     variant = find_variant(spec)
     common = {"name": spec.name, "priority": spec.priority, "plugin": spec.plugin,
-              "description": spec.description, "built": variant is not None}
+              "description": spec.description, "built": variant is not None,
+              "build_report": build_report(spec, variant) if variant else {}}
     unusable = spec.check_usable(settings.get(spec.name) or {})
     if unusable is not None:
         return BackendStatus(**common, available=False,  # type: ignore[arg-type]

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._errors import ConfigError, ContextOverflowError, EmptyPromptError
+from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
+from ._native.logits import LogprobRecorder
 from ._results import FinishReason, GenerationResult, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from ._native.context import ContextHandle
     from ._sampling import SamplingParams
 
-__all__ = ["BatchMixin", "BatchSlot", "BatchStepper", "BatchStream", "StepEvent"]
+__all__ = ["BatchMixin", "BatchSlot", "BatchStepper", "BatchStream", "StepEvent", "new_recorder"]
 
 
 @dataclass(eq=False)
@@ -59,6 +61,18 @@ class BatchSlot:
     #: end-of-turn tokens), and control tokens whose text is kept (tool-call markers).
     stop_tokens: frozenset[int] = frozenset()
     preserved_tokens: frozenset[int] = frozenset()
+    #: Set when the request asked for ``logprobs``: an entry per generated token, read
+    #: from this slot's own output row right after its sample.
+    recorder: LogprobRecorder | None = None
+
+    def piece(self, text: str) -> str:
+        """``text`` as the slot's caller gets it: a ``StreamPiece`` carrying the entries
+        of the tokens it completes when log-probabilities are recorded."""
+        return text if self.recorder is None or not text else self.recorder.piece(text)
+
+    def rest(self) -> str:
+        """The held-back text once the slot has finished (``assembler.finish``)."""
+        return self.piece(self.assembler.finish())
 
     def result(self, show_seed: bool) -> GenerationResult:
         """The ``GenerationResult`` of a finished slot (call after ``assembler.finish``)."""
@@ -72,7 +86,8 @@ class BatchSlot:
                             generated_tokens=len(self.generated),
                             generated_ms=(now - prompt_done) * 1000,
                             total_ms=(now - self.started) * 1000),
-            prompt_tokens=self.prompt, seed=self.seed if show_seed else None)
+            prompt_tokens=self.prompt, seed=self.seed if show_seed else None,
+            logprobs=None if self.recorder is None else self.recorder.entries)
 
 
 #: ``(slot, piece)``: a text piece of a slot (``""`` when only its state changed); a
@@ -142,6 +157,11 @@ class BatchStepper:
             else:
                 slot.generated.append(token)
                 piece = slot.assembler.feed(vocab.piece(token, token in slot.preserved_tokens))
+                if slot.recorder is not None:
+                    # before the next slot samples: post-sampling figures are the
+                    # candidates of this thread's last sample
+                    slot.recorder.record(token, slot.output)
+                    piece = slot.piece(piece)
                 if slot.assembler.stopped:
                     slot.finish = "stop"
                 elif len(slot.generated) >= slot.limit or \
@@ -187,8 +207,11 @@ class BatchMixin(ContextCore):
 
     def stream_batch(self, prompts: Sequence[Prompt], *, max_new_tokens: int | None = None,
                      stop: str | Sequence[str] | None = None, parse_special: bool = True,
+                     logprobs: int | None = None, post_sampling_probs: bool = False,
                      **sampling: Any) -> BatchStream:
-        """Like ``generate_batch`` but yields ``(index, piece)`` as pieces are ready."""
+        """Like ``generate_batch`` but yields ``(index, piece)`` as pieces are ready (with
+        ``logprobs``, each piece is a ``StreamPiece``)."""
+        top = check_logprobs(logprobs, post_sampling_probs)
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
             raise ConfigError("prompts must be a list of prompts", key="prompts")
         if not prompts:
@@ -209,11 +232,13 @@ class BatchMixin(ContextCore):
                 raise ContextOverflowError(len(tokens), handle.n_ctx_seq,
                                            what="prompt (per sequence)")
         results: list[GenerationResult | None] = [None] * len(token_lists)
-        events = self._batch_loop(token_lists, limit, stops, params, results)
+        events = self._batch_loop(token_lists, limit, stops, params, results,
+                                  (top, post_sampling_probs))
         return BatchStream(events, results)
 
     def generate_batch(self, prompts: Sequence[Prompt], *, max_new_tokens: int | None = None,
                        stop: str | Sequence[str] | None = None, parse_special: bool = True,
+                       logprobs: int | None = None, post_sampling_probs: bool = False,
                        **sampling: Any) -> list[GenerationResult]:
         """Generate a completion of each prompt, decoding the sequences together.
 
@@ -221,15 +246,18 @@ class BatchMixin(ContextCore):
         sequence. With a fixed ``seed`` sequence ``i`` samples with ``seed + i``. The
         context needs ``n_seq_max`` slots (``model.new_context(n_seq_max=8)``); more
         prompts than slots are queued. Results come back in the order of ``prompts``.
+        ``logprobs``/``post_sampling_probs`` as in ``generate``: each result's ``logprobs``.
         """
         stream = self.stream_batch(prompts, max_new_tokens=max_new_tokens, stop=stop,
-                                   parse_special=parse_special, **sampling)
+                                   parse_special=parse_special, logprobs=logprobs,
+                                   post_sampling_probs=post_sampling_probs, **sampling)
         for _ in stream:
             pass
         return stream.results
 
     def _batch_loop(self, token_lists: list[list[int]], limit: int, stops: list[str],
-                    params: SamplingParams, results: list[GenerationResult | None]
+                    params: SamplingParams, results: list[GenerationResult | None],
+                    logprobs: tuple[int | None, bool] = (None, False)
                     ) -> Iterator[tuple[int, str]]:
         handle, model = self._handle, self.model
         base_seed = params.values.get("seed")
@@ -249,7 +277,9 @@ class BatchMixin(ContextCore):
                         chain._start(tokens)
                         slot = BatchSlot(seq_id=free.pop(0), prompt=tokens, chain=chain,
                                          assembler=TextAssembler(stops), limit=limit,
-                                         seed=seed, started=time.perf_counter(), owner=index)
+                                         seed=seed, started=time.perf_counter(), owner=index,
+                                         recorder=new_recorder(handle, model._handle,
+                                                               *logprobs))
                         if limit == 0:
                             slot.finish = "length"
                             yield from turn.relay(self._finish(slot, results, free, params))
@@ -274,10 +304,16 @@ class BatchMixin(ContextCore):
 
     def _finish(self, slot: BatchSlot, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:
-        rest = slot.assembler.finish()
+        rest = slot.rest()
         if rest:
             yield slot.owner, rest
         memory.kv_remove(self._handle, slot.seq_id, -1, -1)
         free.append(slot.seq_id)
         slot.chain.close()
         results[slot.owner] = slot.result(show_seed=not params.greedy)
+
+
+def new_recorder(handle: ContextHandle, model: Any, top: int | None, post_sampling: bool
+                 ) -> LogprobRecorder | None:
+    """A slot's recorder when ``logprobs`` (``top``, already checked) was asked for."""
+    return None if top is None else LogprobRecorder(handle, model, top, post_sampling)

@@ -17,6 +17,7 @@ PACKAGE = Path(llamakit.__file__).parent
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["_errors", "_results", "_logging", "_config", "_version", "_context_text",
               "_owned", "_limits", "_files", "_fingerprint", "_grammar_limits",
+              "_grammar_triggers",
               "_logprobs"]),
     ("contracts", ["_backend_spec", "_sampler_protocol", "_chat.template", "_command_spec",
                    "_quantize.plan", "_quantize.recipes", "_plugins", "_plugins.hookspecs",

@@ -15,7 +15,9 @@
 #                      models/ggml-vocab-llama-spm.gguf (write_llama_model's tokenizer)
 #   vulkan-sdk.tar.gz  a VULKAN_SDK-like folder: bin/glslc (bookworm's, with libshaderc),
 #                      include/ (Vulkan 1.4.309 headers from Debian trixie, SPIR-V headers),
-#                      share/cmake/SPIRV-Headers; lib/libvulkan.so is linked on the device
+#                      share/cmake/SPIRV-Headers; lib/libvulkan.so is linked on the device;
+#                      bin/glslc-modern when a modern glslc is cached here (llamakit
+#                      vulkan-glslc build)
 #   debs/              Debian's Vulkan loader and GL vendor-neutral libraries (../shared/
 #                      FACTS.md: the NVIDIA ICD needs libGLX/libEGL beside libvulkan1)
 #   wheels/            cp312 manylinux wheels of what the image lacks: llamakit's and its
@@ -67,6 +69,11 @@ cp -r "$HEADERS/vulkan" "$SDK/include/"
 if [ -d "$HEADERS/vk_video" ]; then cp -r "$HEADERS/vk_video" "$SDK/include/"; fi
 cp -r /usr/include/spirv "$SDK/include/"
 cp -r /usr/share/cmake/SPIRV-Headers "$SDK/share/cmake/"
+# The modern glslc (shaderc 2025.2; matrix-core shaders), when `llamakit vulkan-glslc build`
+# has made one here: vulkan.sh builds the variant with it (GLSLC=system does not).
+if MODERN=$("$PY" -m llamakit vulkan-glslc path 2>/dev/null); then
+    strip -o "$SDK/bin/glslc-modern" "$MODERN"
+fi
 tar -C "$STAGE" -czf "$DEST/vulkan-sdk.tar.gz" vulkan-sdk
 
 # --- Vulkan loader and libglvnd (bookworm's run on Ubuntu 24.04), with a private apt state

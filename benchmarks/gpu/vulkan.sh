@@ -23,7 +23,8 @@
 # Environment: BUNDLE (default .device), WORK (default /tmp/lk-gpu-vulkan), QUANT (Q4_0),
 # SHAPES ("1b 8b"), RUNS (5), BANDWIDTH_TBS (from the device; none: no bandwidth column),
 # CPU_BENCH_SHAPES (shapes whose F16 and $QUANT models are also measured on the cpu
-# backend; default none).
+# backend; default none), GLSLC (modern: the bundle's bin/glslc-modern, the default when the
+# bundle has one; system: bookworm's glslc, no matrix-core shaders).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,6 +42,11 @@ mkdir -p "$RESULTS" "$WORK/models"
 
 source benchmarks/gpu/_phases.sh  # environment, stamp, detect_device, unpack_bundle, run_phases
 detect_device
+# The variant, llama-bench and llama-quantize take the shader compiler from this setting.
+if [ "${GLSLC:-modern}" = modern ] && tar -tzf "$BUNDLE/vulkan-sdk.tar.gz" \
+        vulkan-sdk/bin/glslc-modern > /dev/null 2>&1; then
+    export LLAMAKIT_BACKENDS__VULKAN__GLSLC=$VULKAN_SDK/bin/glslc-modern
+fi
 
 phase_setup() {
     stamp setup

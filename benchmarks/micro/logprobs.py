@@ -2,7 +2,8 @@
 
     python benchmarks/micro/logprobs.py [--shape small] [--ftype f16] [--threads 1]
                                         [--tokens 64] [--rounds 7] [--calls 2000]
-                                        [--modes none,0,5,20,post5] [--json OUT]
+                                        [--modes none,0,5,20,post5] [--batch N]
+                                        [--json OUT]
 
 Part 1 (``--calls``): the native read alone. After one decode, ``LogprobReader.read`` is
 called ``--calls`` times on the same logits row (no decode in between): the log-softmax
@@ -19,6 +20,12 @@ processes on a busy machine disturb far less than wall time. With ``--threads 1`
 computes on the calling thread, so that figure covers decode, sampling and logprobs. With ``--modes none`` the script runs on a llamakit that
 predates ``logprobs`` too (point ``PYTHONPATH`` at its checkout) for a before/after
 comparison of plain generation; run the two alternately, several times, on a busy machine.
+
+With ``--batch N`` (N > 1) part 2 runs ``Context.generate_batch`` on N copies of the prompt
+(N sequences decoded together, the stepping code the ``Engine`` uses) and reports time per
+generated token over the whole call, prompt included (the same in every mode); part 1 is
+skipped. ``--modes none`` runs on a llamakit whose ``generate_batch`` predates
+``logprobs`` too.
 
 Models are the synthetic shapes of ``benchmarks/benchlib/models.py`` (llama-bpe vocabulary,
 128 256 tokens: the log-softmax reads 500 KB of logits per token).
@@ -79,17 +86,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--modes", default="none,0,5,20,post5")
+    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     path = args.model or model_path(args.shape, args.ftype, verbose=False)
     report: dict[str, Any] = {"shape": args.shape, "ftype": args.ftype,
                               "threads": args.threads, "tokens": args.tokens,
-                              "llamakit": llamakit.__file__}
+                              "batch": args.batch, "llamakit": llamakit.__file__}
     with llamakit.load_model(path, backend="cpu") as model, \
-            model.new_context(n_ctx=512, n_threads=args.threads) as ctx:
+            model.new_context(n_ctx=512 * args.batch, n_threads=args.threads,
+                              n_seq_max=args.batch) as ctx:
         report["n_vocab"] = model.n_vocab
-        if modes != ["none"] and args.calls > 0:
+        if modes != ["none"] and args.calls > 0 and args.batch == 1:
             for top_k in (0, 5, 20):
                 cost = read_cost(ctx, args.calls, args.rounds, top_k)
                 report[f"read_us_top{top_k}"] = cost
@@ -102,6 +111,17 @@ def main() -> int:
                 # The prompt stays cached from the previous call (only its last token is
                 # evaluated again), so the thread's CPU time is almost all generation.
                 cpu = time.thread_time()
+                if args.batch > 1:
+                    wall = time.perf_counter()
+                    results = ctx.generate_batch([PROMPT] * args.batch,
+                                                 max_new_tokens=args.tokens, temperature=0,
+                                                 stop=[], **_mode_kwargs(mode))
+                    wall = time.perf_counter() - wall
+                    cpu = time.thread_time() - cpu
+                    n = max(sum(r.timings.generated_tokens for r in results), 1)
+                    per_mode[mode].append(wall * 1000 / n)
+                    cpu_mode[mode].append(cpu * 1000 / n)
+                    continue
                 result = ctx.generate(PROMPT, max_new_tokens=args.tokens, temperature=0,
                                       stop=[], **_mode_kwargs(mode))
                 cpu = time.thread_time() - cpu

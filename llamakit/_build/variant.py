@@ -38,7 +38,8 @@ from .._errors import BuildError
 from .cache import atomic_directory, cache_dir, file_lock, hash_files, hash_json
 from .source import data_path, source_identity, source_tree
 
-__all__ = ["BuiltVariant", "ProgressCallback", "build_variant", "find_variant", "tool_path"]
+__all__ = ["BuiltVariant", "ProgressCallback", "build_report", "build_variant", "find_variant",
+           "tool_path"]
 
 logger = logging.getLogger("llamakit.build")
 
@@ -183,6 +184,21 @@ def find_variant(spec: BackendSpec) -> BuiltVariant | None:
     return _load_variant(spec, lib_dir, mod_dir)
 
 
+def build_report(spec: BackendSpec, variant: BuiltVariant) -> dict[str, str]:
+    """What ``spec.describe_build`` said about ``variant``; for a variant built before
+    reports were kept, asked now of its CMake folder when that is still in the cache."""
+    report = variant.info.get("build_report")
+    if isinstance(report, dict):
+        return {str(k): str(v) for k, v in report.items()}
+    build_dir = cache_dir() / "cmake" / f"{spec.name}-{str(variant.info.get('key'))[:16]}"
+    if spec.describe_build is None or not (build_dir / "build.ninja").is_file():
+        return {}
+    try:
+        return dict(spec.describe_build(build_dir))
+    except (OSError, ValueError):  # a half-deleted folder: no report rather than no listing
+        return {}
+
+
 def _run_logged(command: list[str], *, cwd: Path | None, env: Mapping[str, str], log: Path,
                 stage: str, backend: str, progress: ProgressCallback | None) -> None:
     with open(log, "ab") as sink:
@@ -258,6 +274,8 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
             "llama_cpp": str(source.path),
             "build_seconds": round(time.monotonic() - started, 1),
         }
+        if spec.describe_build is not None:
+            info["build_report"] = dict(spec.describe_build(build_dir))
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
     logger.warning("built llama.cpp variant '%s' in %.0f s", spec.name,
                    time.monotonic() - started)

@@ -26,6 +26,8 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         mark = "yes" if status.available else "no "
         print(f"{status.name:10} available={mark} priority={status.priority:<3} "
               f"plugin={status.plugin}  {status.reason}")
+        for fact, text in status.build_report.items():
+            print(f"    {fact}: {text}")
         for device in status.devices:
             print(f"    [{device.index}] {device.name} ({device.type}): {device.description}, "
                   f"{device.memory_total / 2**30:.1f} GiB")

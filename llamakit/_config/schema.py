@@ -573,6 +573,11 @@ class ServerConfig(BaseModel):
         description="Serve /v1/embeddings only (the engine computes embeddings, not text), "
         "as llama-server --embeddings.",
     )
+    reranking: bool = Field(
+        default=False,
+        description="Serve /v1/rerank only, with a reranking model (pooling_type rank), as "
+        "llama-server --reranking.",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, gt=0, le=1 << 30,
         description="Largest request body accepted, in bytes (larger: 413).",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .._batch import BatchSlot, BatchStepper
+from .._batch import BatchSlot, BatchStepper, new_recorder
 from .._chat.prepare import chat_result
 from .._chat.results import ChatResult
 from .._config.fields import check_field, check_fields, field_default
@@ -40,6 +40,7 @@ from .._errors import (
     EngineClosedError,
     QueueFullError,
 )
+from .._logprobs import check_logprobs
 from .._native import memory
 from .._results import GenerationResult
 from .._sampler_chain import SamplerChain
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .._context import Context
     from .._context_core import Prompt
     from .._model import Model
+    from .._rerank import RerankResult
 
 __all__ = ["Engine", "EngineStats"]
 
@@ -59,6 +61,8 @@ _TTFT_KEPT = 1000
 #: decode runs while the model and context are being freed.
 _OPEN: weakref.WeakSet[Engine] = weakref.WeakSet()
 R = TypeVar("R")
+#: Request kinds that use the whole context (not a slot): run between decode steps.
+_WHOLE = ("embed", "rerank")
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,8 @@ class Engine:
                **gen_kwargs: Any) -> Request[GenerationResult]:
         """Queue a completion of ``prompt`` (text) or ``tokens``; takes the keywords of
         ``Context.generate`` (except ``sampler=``; ``on_overflow`` is ``"error"`` or
-        ``"truncate"``). Returns the ``Request`` at once."""
+        ``"truncate"``), ``logprobs``/``post_sampling_probs`` included. Returns the
+        ``Request`` at once."""
         return self._submit(prompt, tokens, None, None, gen_kwargs)
 
     def _submit(self, prompt: Prompt | None, tokens: Sequence[int] | None,
@@ -196,6 +201,8 @@ class Engine:
         n_keep = gen_kwargs.pop("n_keep", 0)
         stop_tokens = frozenset(int(t) for t in gen_kwargs.pop("stop_tokens", ()) or ())
         preserved = frozenset(int(t) for t in gen_kwargs.pop("preserved_tokens", ()) or ())
+        post_sampling = gen_kwargs.pop("post_sampling_probs", False)
+        top_logprobs = check_logprobs(gen_kwargs.pop("logprobs", None), post_sampling)
         try:
             tokens_in, limit, stops, params, seed, on_overflow, _, _ = ctx._prepare(
                 prompt if prompt is not None else list(tokens or ()), max_new_tokens, stop,
@@ -213,7 +220,8 @@ class Engine:
             request.tokens = tokens_in
             request.payload = {"chain": chain, "stops": stops, "limit": limit, "seed": seed,
                                "show_seed": not params.greedy, "on_overflow": on_overflow,
-                               "stop_tokens": stop_tokens, "preserved_tokens": preserved}
+                               "stop_tokens": stop_tokens, "preserved_tokens": preserved,
+                               "logprobs": (top_logprobs, post_sampling)}
             self._enqueue(request)
         except BaseException:
             chain.close()
@@ -270,6 +278,26 @@ class Engine:
         self._enqueue(request)
         return request
 
+    def submit_rerank(self, query: str, documents: Sequence[str], *,
+                      top_n: int | None = None) -> Request[RerankResult]:
+        """Queue a ``Context.rerank`` of ``documents`` against ``query`` (an
+        ``embeddings=True`` engine over a reranking model); the result is a
+        ``RerankResult``. Its arguments are checked when it runs."""
+        return self._submit_rerank(query, documents, top_n, None)
+
+    def _submit_rerank(self, query: str, documents: Sequence[str], top_n: int | None,
+                       sink: Callable[[Any], None] | None) -> Request[RerankResult]:
+        if not self.embeddings:
+            raise ContextError("rerank needs an Engine(model, embeddings=True) over a "
+                               "reranking model")
+        self._check_open()
+        request: Request[RerankResult] = Request(self._wake, kind="rerank", sink=sink)
+        # a copy: the caller may change its list before the scheduler gets to it
+        kept = list(documents) if isinstance(documents, (list, tuple)) else documents
+        request.payload = {"query": query, "documents": kept, "top_n": top_n}
+        self._enqueue(request)
+        return request
+
     def _check_open(self) -> None:
         if self._closing:
             raise EngineClosedError("the engine is closed")
@@ -322,6 +350,14 @@ class Engine:
         stream: AsyncStream[npt.NDArray[np.float32]] = AsyncStream(
             lambda sink: self._submit_async(
                 lambda: self._submit_embed(texts, normalize, sink)))
+        return await stream.collect()
+
+    async def rerank(self, query: str, documents: Sequence[str], *,
+                     top_n: int | None = None) -> RerankResult:
+        """``submit_rerank``, awaited without blocking the loop."""
+        stream: AsyncStream[RerankResult] = AsyncStream(
+            lambda sink: self._submit_async(
+                lambda: self._submit_rerank(query, documents, top_n, sink)))
         return await stream.collect()
 
     async def _submit_async(self, run: Callable[[], Request[R]]) -> Request[R]:
@@ -390,7 +426,9 @@ class Engine:
                     if embeds:
                         self._embed_all(embeds)
                     for request, engine_slot in admitted:
-                        if request.kind != "embed":
+                        if request.kind == "rerank":
+                            self._rerank(request)
+                        elif request.kind != "embed":
                             self._admit(request, engine_slot, stepper)
                     if stepper.active:
                         self._step(stepper)
@@ -410,13 +448,14 @@ class Engine:
             self._counts["requests_cancelled"] += 1
             self._close_chain(request)
             request._complete(error=request._cancelled_error())
-        if self._queue and self._queue[0].kind == "embed":
-            # Embeddings use the whole context: pack every queued embed request at once.
-            while self._queue and self._queue[0].kind == "embed":
+        if self._queue and self._queue[0].kind in _WHOLE:
+            # Embeddings use the whole context: pack every queued embed request at once
+            # (a rerank request runs on its own, packing its pairs itself).
+            while self._queue and self._queue[0].kind in _WHOLE:
                 picked.append((self._queue.popleft(), None))
             return picked
         idle = [slot for slot in self._slots if slot.request is None]
-        while self._queue and idle and self._queue[0].kind != "embed":
+        while self._queue and idle and self._queue[0].kind not in _WHOLE:
             request = self._queue.popleft()
             slot = choose_slot(idle, request.tokens, self.config.slot_prompt_similarity,
                                self.cache_prompt)
@@ -444,7 +483,9 @@ class Engine:
                                started=time.perf_counter(), owner=request, fed=common,
                                cached=common, kv=prompt[:common],
                                stop_tokens=payload["stop_tokens"],
-                               preserved_tokens=payload["preserved_tokens"])
+                               preserved_tokens=payload["preserved_tokens"],
+                               recorder=new_recorder(handle, self.model._handle,
+                                                     *payload["logprobs"]))
         request.slot = batch_slot
         with self._cond:
             self._counts["prompt_tokens_total"] += len(prompt)
@@ -482,7 +523,7 @@ class Engine:
 
     def _finish(self, slot: BatchSlot) -> None:
         request = slot.owner
-        rest = slot.assembler.finish()
+        rest = slot.rest()
         if rest:
             request._emit(rest)
         result = slot.result(show_seed=request.payload["show_seed"])
@@ -548,6 +589,18 @@ class Engine:
                 request._complete(error=error)
                 continue
             self._embedded(request, vectors)
+
+    def _rerank(self, request: Request[Any]) -> None:
+        payload = request.payload
+        try:
+            result = self._ctx.rerank(payload["query"], payload["documents"],
+                                      top_n=payload["top_n"])
+        except Exception as error:
+            with self._cond:
+                self._counts["requests_failed"] += 1
+            request._complete(error=error)
+            return
+        request._complete(result)
 
     def _embedded(self, request: Request[Any], vectors: npt.NDArray[np.float32]) -> None:
         if request.payload["normalize"]:

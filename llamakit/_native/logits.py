@@ -37,11 +37,14 @@ class LogprobReader:
         self._n_top = ffi.new("int32_t *")
         self._n_vocab = context.model.n_vocab
 
-    def read(self, token: int) -> tuple[float, list[tuple[int, float]]]:
-        """(log p(token), [(id, log p), ...] best first) for the last sampled output."""
+    def read(self, token: int, index: int = -1) -> tuple[float, list[tuple[int, float]]]:
+        """(log p(token), [(id, log p), ...] best first) for output ``index`` of the last
+        decode, the one ``token`` was just sampled from. A batched decode samples each
+        sequence from its own output row; post-sampling figures come from the candidates of
+        this thread's last sample, so read right after the sample, before the next one."""
         context, lib = self.context, self.context.lib
         with context.pinned():
-            row = lib.llama_get_logits_ith(context.ptr, -1)
+            row = lib.llama_get_logits_ith(context.ptr, index)
             if row == context.ffi.NULL:
                 raise ContextError("the context holds no logits to read log-probabilities "
                                    "from")
@@ -113,8 +116,9 @@ class LogprobRecorder:
             known = self._texts[token] = (raw.decode("utf-8", "replace"), raw)
         return known
 
-    def record(self, token: int) -> None:
-        value, top = self._reader.read(token)
+    def record(self, token: int, index: int = -1) -> None:
+        """Record ``token``, just sampled from output ``index`` of the last decode."""
+        value, top = self._reader.read(token, index)
         text, raw = self._text(token)
         self.entries.append(TokenLogprob(
             token, text, raw, value,

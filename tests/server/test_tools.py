@@ -60,3 +60,27 @@ def test_required_tool_call_streamed(tool_server: Served) -> None:
     assert calls and calls[0].index == 0
     check(calls[0].model_dump(exclude={"index"}))
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_call_logprobs_cover_the_raw_tokens(tool_server: Served, stream: bool) -> None:
+    """With tools, the logprobs are those of every generated token (the call's markup
+    included), sent whole: in the reply, or with the one delta of a streamed request."""
+    client = tool_server.client()
+    kwargs = {"model": client.models.list().data[0].id, "messages": ASK, "tools": TOOLS,
+              "tool_choice": "required", "max_tokens": 160, "temperature": 0.8, "seed": 1,
+              "logprobs": True, "top_logprobs": 2}
+    if stream:
+        chunks = list(client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True}))
+        content = [e for chunk in chunks if chunk.choices and chunk.choices[0].logprobs
+                   for e in chunk.choices[0].logprobs.content]
+        n_tokens = chunks[-1].usage.completion_tokens
+    else:
+        reply = client.chat.completions.create(**kwargs)
+        assert reply.choices[0].finish_reason == "tool_calls"
+        content = reply.choices[0].logprobs.content
+        n_tokens = reply.usage.completion_tokens
+    assert len(content) == n_tokens > 0
+    assert "get_weather" in "".join(e.token for e in content)
+    assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in content)

@@ -26,9 +26,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llamakit._errors import ContextOverflowError
+from llamakit._rerank import pair_tokens
 
 from . import protocol
 from .errors import ApiError, error_body, from_exception
+from .logprobs import TextOffsets, chat_logprobs, completion_logprobs, piece_entries
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -89,6 +91,9 @@ class _Service:
                            f"{self.model_id!r}", param="model", code="model_not_found")
 
     def check_mode(self, embeddings: bool) -> None:
+        if self.server.reranking:
+            raise ApiError(400, "this server was started with --reranking and serves "
+                           "/v1/rerank only", code="not_supported")
         if embeddings and not self.engine.embeddings:
             raise ApiError(400, "this server does not serve embeddings: start it with "
                            "--embeddings", code="not_supported")
@@ -126,24 +131,26 @@ class _Service:
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "chat.completion.chunk", usage, chat=True,
-                                   whole="tools" in kwargs)
+                                   whole="tools" in kwargs, logprobs="logprobs" in kwargs)
         try:
             result = await _collect(request, stream)
             content, reason = result.content, str(result.finish_reason)
             n_prompt, n_reply = result.usage.prompt_tokens, result.usage.completion_tokens
+            entries = result.generation.logprobs
         except ContextOverflowError as exc:  # the slot filled up while generating
             partial = getattr(exc, "result", None)
             if partial is None:
                 raise
             content, reason = partial.text, "length"
             n_prompt, n_reply = len(partial.prompt_tokens), len(partial.tokens)
+            entries = partial.logprobs
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reason != "length":
             message.update(_extras(result))
             if "tool_calls" in message:
                 reason = "tool_calls"
         return JSONResponse({**head, "object": "chat.completion", "choices": [{
-            "index": 0, "message": message, "logprobs": None,
+            "index": 0, "message": message, "logprobs": chat_logprobs(entries),
             "finish_reason": _finish(reason) if reason != "tool_calls" else reason}],
             "usage": _usage(n_prompt, n_reply)})
 
@@ -162,7 +169,7 @@ class _Service:
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "text_completion", usage, chat=False,
-                                   echo=echo)
+                                   echo=echo, logprobs="logprobs" in kwargs)
         try:
             result = await _collect(request, stream)
             reason: str = result.finish_reason
@@ -172,7 +179,8 @@ class _Service:
                 raise
             result, reason = partial, "length"
         return JSONResponse({**head, "object": "text_completion", "choices": [{
-            "index": 0, "text": echo + result.text, "logprobs": None,
+            "index": 0, "text": echo + result.text,
+            "logprobs": completion_logprobs(result.logprobs, TextOffsets(len(echo))),
             "finish_reason": _finish(reason)}],
             "usage": _usage(len(result.prompt_tokens), len(result.tokens))})
 
@@ -202,11 +210,38 @@ class _Service:
         return JSONResponse({"object": "list", "data": data, "model": self.model_id,
                              "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
+    async def rerank(self, request: Request) -> Response:
+        body = protocol.parse_body(await self.body(request), protocol.RerankRequest)
+        self.check_model(body.model)
+        if not self.server.reranking:
+            raise ApiError(400, "this server does not rerank: start it with --reranking and a "
+                           "reranking model", code="not_supported")
+        documents = body.documents
+        if len(body.query) + sum(len(d) for d in documents) > self.server.max_prompt_chars:
+            raise ApiError(400, "the query and documents are longer than this server takes "
+                           f"({self.server.max_prompt_chars} characters)", param="documents",
+                           code="context_length_exceeded")
+        result = await self.engine.rerank(body.query, documents, top_n=body.top_n)
+        model = self.engine.model
+        n_tokens = await asyncio.to_thread(
+            lambda: sum(len(pair_tokens(model, body.query, d)) for d in documents))
+        results = []
+        for index in result.ranking:
+            item: dict[str, Any] = {"index": index, "relevance_score": result.scores[index]}
+            if body.return_documents:
+                item["document"] = {"text": documents[index]}
+            results.append(item)
+        return JSONResponse({"model": self.model_id, "object": "list", "results": results,
+                             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
+
     # -- streaming ---------------------------------------------------------------------
     async def _sse(self, stream: Any, head: dict[str, Any], kind: str, include_usage: bool,
-                   *, chat: bool, echo: str = "", whole: bool = False) -> Response:
+                   *, chat: bool, echo: str = "", whole: bool = False,
+                   logprobs: bool = False) -> Response:
         """``whole``: hold the text back and send the parsed reply (content, tool calls) in
-        one delta at the end, since the raw pieces hold the tool-call markup."""
+        one delta at the end, since the raw pieces hold the tool-call markup (with all the
+        log-probabilities). ``logprobs``: each chunk carries those of the tokens of its
+        text."""
         try:
             first: str | None = await stream.__anext__()
         except StopAsyncIteration:
@@ -216,15 +251,22 @@ class _Service:
                 raise
             first = None
 
-        def chunk(text: str | None, reason: str | None, role: bool = False) -> str:
+        offsets = TextOffsets(len(echo))
+
+        def chunk(text: str | None, reason: str | None, role: bool = False,
+                  tokens: bool = False) -> str:
+            """``tokens``: ``text`` is a generated piece, with its log-probabilities."""
+            entries = piece_entries(text or "") if logprobs and tokens else None
             if chat:
                 delta: dict[str, Any] = {"role": "assistant"} if role else {}
                 if text is not None:
                     delta["content"] = text
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
+                choice: dict[str, Any] = {"index": 0, "delta": delta,
+                                          "logprobs": chat_logprobs(entries),
                                           "finish_reason": reason}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None,
+                choice = {"index": 0, "text": text or "",
+                          "logprobs": completion_logprobs(entries, offsets),
                           "finish_reason": reason}
             return _event({**head, "object": kind, "choices": [choice]})
 
@@ -237,11 +279,11 @@ class _Service:
                     yield chunk(echo, None)
                 if first is not None:
                     if not whole:
-                        yield chunk(first, None)
+                        yield chunk(first, None, tokens=True)
                     try:
                         async for piece in stream:
                             if not whole:
-                                yield chunk(piece, None)
+                                yield chunk(piece, None, tokens=True)
                     except ContextOverflowError as exc:
                         if getattr(exc, "result", None) is None:
                             raise
@@ -259,7 +301,8 @@ class _Service:
                             delta["tool_calls"] = [{"index": i, **call} for i, call
                                                    in enumerate(delta["tool_calls"])]
                         yield _event({**head, "object": kind, "choices": [{
-                            "index": 0, "delta": delta, "logprobs": None,
+                            "index": 0, "delta": delta,
+                            "logprobs": chat_logprobs(generation.logprobs),
                             "finish_reason": None}]})
                 yield chunk(None, reason)
                 if include_usage:
@@ -361,6 +404,9 @@ def create_app(engine: Engine, config: Config, model_id: str) -> Starlette:
         Route("/v1/completions", endpoint("completions", service.completions),
               methods=["POST"]),
         Route("/v1/embeddings", endpoint("embeddings", service.embeddings), methods=["POST"]),
+        # llama-server's four spellings
+        *(Route(path, endpoint("rerank", service.rerank), methods=["POST"])
+          for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking")),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.service = service

@@ -109,10 +109,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_id = config.server.alias or Path(str(config.model.path)).name.removesuffix(
             ".gguf")
-        if config.server.embeddings:
+        if config.server.embeddings and config.server.reranking:
+            raise ConfigError("give --embeddings or --reranking, not both",
+                              key="server.reranking")
+        if config.server.embeddings or config.server.reranking:
             config = config.model_copy(update={"context": config.context.model_copy(
                 update={"embeddings": True})})
         engine = engine_from_config(model, config)
+        pooling = engine._ctx.pooling
+        if config.server.reranking and pooling != "rank":
+            engine.close(drain=False)
+            raise ConfigError(f"--reranking needs a reranking model (pooling_type rank, a "
+                              f"classification head); {model_id} pools with {pooling!r}",
+                              key="server.reranking")
         app = create_app(engine, config, model_id)
         uv = uvicorn.Config(app, host=config.server.host, port=config.server.port,
                             log_level="warning", access_log=False,

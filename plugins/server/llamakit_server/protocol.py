@@ -19,7 +19,8 @@ from llamakit._config.schema import ServerConfig
 
 from .errors import ApiError
 
-__all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "chat_kwargs",
+__all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "RerankRequest",
+           "chat_kwargs",
            "completion_kwargs", "parse_body"]
 
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -72,6 +73,8 @@ class _Sampling(_Body):
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # llama-server's: report the distribution the sampler drew from (see logprobs.py)
+    post_sampling_probs: bool | None = None
 
 
 _EXTRAS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p",
@@ -118,6 +121,16 @@ class EmbeddingRequest(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+
+
+class RerankRequest(_Body):
+    """llama-server's ``/v1/rerank`` (Jina's and Cohere's shape)."""
+
+    query: str
+    documents: list[str] = Field(min_length=1)
+    model: str | None = None
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = False
 
 
 def _no_constant(name: str) -> Any:
@@ -260,10 +273,18 @@ def chat_kwargs(body: ChatRequest, config: ServerConfig, default_max: int
         if body.parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = body.parallel_tool_calls
     if body.logprobs:
-        if not _accepts("logprobs"):
-            raise _unsupported("logprobs", "logprobs")
-        kwargs["logprobs"] = body.top_logprobs or True
+        _logprobs(kwargs, body.top_logprobs or 0, body)
+    elif body.top_logprobs is not None:
+        raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs",
+                       code="invalid_value")
     return messages, kwargs
+
+
+def _logprobs(kwargs: dict[str, Any], top: int, body: _Sampling) -> None:
+    """Ask the engine for ``top`` alternatives per token (the range is checked already)."""
+    kwargs["logprobs"] = top
+    if body.post_sampling_probs:
+        kwargs["post_sampling_probs"] = True
 
 
 def completion_kwargs(body: CompletionRequest, config: ServerConfig, default_max: int
@@ -286,9 +307,7 @@ def completion_kwargs(body: CompletionRequest, config: ServerConfig, default_max
                        code="context_length_exceeded")
     if body.suffix:
         raise _unsupported("suffix", "suffix (fill-in-the-middle)")
-    if body.logprobs and not _accepts("logprobs"):
-        raise _unsupported("logprobs", "logprobs")
     kwargs = _common(body, config, default_max, body.max_tokens)
-    if body.logprobs:
-        kwargs["logprobs"] = body.logprobs
+    if body.logprobs is not None:
+        _logprobs(kwargs, body.logprobs, body)
     return prompt, kwargs

@@ -5,13 +5,16 @@ Settings (``[backends.vulkan]`` in the config, or the environment):
 
 - ``allow_cpu_device`` / ``LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE=1``: admit CPU-type Vulkan
   devices such as Mesa's lavapipe (ggml-vulkan hides them otherwise). Tests and CI use it.
+- ``glslc`` / ``LLAMAKIT_VULKAN_GLSLC``: the shader compiler the variant is built with
+  (``system``, ``modern`` or a path; see ``llamakit vulkan-glslc``).
+
+Both are declared in :class:`._settings.VulkanSettings`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,18 +22,25 @@ from typing import Any
 from llamakit_cpu import LIBRARIES as CPU_LIBRARIES
 from llamakit_cpu import cpu_backend
 
-from llamakit import BackendSpec, ConfigError, DeviceInfo, Prerequisite, hookimpl
+from llamakit import BackendSpec, CommandSpec, DeviceInfo, Prerequisite, hookimpl
 
+from ._features import describe_build
+from ._glslc import (
+    glslc_cmake_flags,
+    glslc_command,
+    glslc_key_extras,
+    glslc_prerequisites,
+    prepare_glslc,
+)
 from ._headers import header_problems, headers_include_dir, prepare_headers
 from ._loader import physical_devices
+from ._settings import vulkan_settings
 
-__all__ = ["llamakit_register_backends", "vulkan_backend"]
+__all__ = ["llamakit_register_backends", "llamakit_register_commands", "vulkan_backend"]
 
 logger = logging.getLogger("llamakit.backends")
 
 LIBRARIES = (*CPU_LIBRARIES[:2], "ggml/src/ggml-vulkan/libggml-vulkan.a", *CPU_LIBRARIES[2:])
-_SETTINGS = {"allow_cpu_device"}
-_TRUE = ("1", "true", "yes", "on")
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
              "/usr/local/lib")
 
@@ -40,7 +50,7 @@ def _cmake_flags() -> dict[str, str]:
     include = headers_include_dir()
     if include is not None:
         flags["Vulkan_INCLUDE_DIR"] = str(include)
-    return flags
+    return {**flags, **glslc_cmake_flags()}
 
 
 def _sdk_lib_dir() -> Path | None:
@@ -74,8 +84,7 @@ def _spirv_headers() -> bool:
 
 def _prerequisites() -> list[Prerequisite]:
     missing = list(cpu_backend().check_prerequisites())
-    if shutil.which("glslc") is None:
-        missing.append(Prerequisite("no glslc (the GLSL shader compiler)", "apt-get install glslc"))
+    missing += glslc_prerequisites()
     if not _spirv_headers():
         missing.append(Prerequisite("no SPIR-V headers (CMake package SPIRV-Headers)",
                                     "apt-get install spirv-headers"))
@@ -86,16 +95,16 @@ def _prerequisites() -> list[Prerequisite]:
 
 
 def allow_cpu_device(settings: Mapping[str, Any]) -> bool:
-    unknown = set(settings) - _SETTINGS
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [backends.vulkan]: {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(_SETTINGS))}",
-                          key=f"backends.vulkan.{sorted(unknown)[0]}")
-    value = settings.get("allow_cpu_device", False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"backends.vulkan.allow_cpu_device must be true or false, "
-                          f"got {value!r}", key="backends.vulkan.allow_cpu_device")
-    return value or os.environ.get("LLAMAKIT_VULKAN_ALLOW_CPU_DEVICE", "").lower() in _TRUE
+    return vulkan_settings(settings).allow_cpu_device
+
+
+def _key_extras() -> dict[str, str]:
+    return {**cpu_backend().key_extras(), **glslc_key_extras()}
+
+
+def _prepare() -> None:
+    prepare_headers()
+    prepare_glslc()
 
 
 def _before_load(settings: Mapping[str, Any]) -> None:
@@ -133,7 +142,6 @@ def _score(devices: Sequence[DeviceInfo]) -> float:
 
 def vulkan_backend() -> BackendSpec:
     """The Vulkan backend's spec (priority above the CPU's)."""
-    cpu = cpu_backend()
     return BackendSpec(
         name="vulkan",
         priority=10,
@@ -142,14 +150,20 @@ def vulkan_backend() -> BackendSpec:
         cmake_flags=_cmake_flags,
         link_args=_link_args(),
         check_prerequisites=_prerequisites,
-        key_extras=cpu.key_extras,
+        key_extras=_key_extras,
         score=_score,
-        prepare=prepare_headers,
+        prepare=_prepare,
         before_load=_before_load,
         check_usable=_check_usable,
+        describe_build=describe_build,
     )
 
 
 @hookimpl
 def llamakit_register_backends() -> list[BackendSpec]:
     return [vulkan_backend()]
+
+
+@hookimpl
+def llamakit_register_commands() -> list[CommandSpec]:
+    return [glslc_command()]
