@@ -19,6 +19,7 @@ from ._determinism import wants_exact
 from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
+from ._native.step import TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
@@ -79,8 +80,8 @@ class Generation(ContextCore):
              sampler: SamplerChain | None = None, where: str = "generate()",
              on_overflow: OverflowPolicy = "error", n_keep: int = 0,
              stop_tokens: Sequence[int] = (), preserved_tokens: Sequence[int] = (),
-             logprobs: int | None = None, post_sampling_probs: bool = False
-             ) -> Iterator[str | GenerationResult]:
+             logprobs: int | None = None, post_sampling_probs: bool = False,
+             pieces: bool = True) -> Iterator[str | GenerationResult]:
         logprobs = check_logprobs(logprobs, post_sampling_probs)
         tokens, limit, stops, params, seed, on_overflow, n_keep, exact = self._prepare(
             prompt, max_new_tokens, stop, parse_special, sampling, sampler, where,
@@ -88,14 +89,18 @@ class Generation(ContextCore):
         return self._loop(tokens, limit, stops, params, seed, self.model._handle, sampler,
                           on_overflow, n_keep, exact, frozenset(int(t) for t in stop_tokens),
                           frozenset(int(t) for t in preserved_tokens), logprobs,
-                          post_sampling_probs)
+                          post_sampling_probs, pieces)
 
     def _loop(self, prompt: list[int], max_new_tokens: int, stops: list[str],
               params: SamplingParams, seed: int | None, model_handle: Any,
               chain: SamplerChain | None = None, on_overflow: OverflowPolicy = "error",
               n_keep: int = 0, exact: bool = False, stop_tokens: frozenset[int] = frozenset(),
               preserved_tokens: frozenset[int] = frozenset(), logprobs: int | None = None,
-              post_sampling_probs: bool = False) -> Iterator[str | GenerationResult]:
+              post_sampling_probs: bool = False, pieces: bool = True
+              ) -> Iterator[str | GenerationResult]:
+        """Yields the text pieces (unless ``pieces`` is False: ``generate`` reads only the
+        result, and keeps the context's gate for the whole call instead of handing it
+        back between tokens), then the ``GenerationResult``."""
         handle = self._handle
         with self._lock.stream() as turn:
             handle.set_abort(False)
@@ -121,8 +126,14 @@ class Generation(ContextCore):
                 overflowed = False
                 recorder = None if logprobs is None else LogprobRecorder(
                     handle, model_handle, logprobs, post_sampling_probs)
-                while len(generated) < max_new_tokens:
-                    token, eog, piece = sampler.sample_piece(handle)  # one native call
+                paused = turn.paused()
+                # One TokenStep call a token: it pins the context and the chain once for
+                # the decode of the last token and the sample of the next (one native call
+                # for the token, its end-of-generation flag and its piece).
+                step = TokenStep(handle, sampler)
+                token, eog, piece = step.sample() if max_new_tokens > 0 else (0, True, b"")
+                held = len(cache)  # tokens in sequence 0: advance adds one, shift drops some
+                while max_new_tokens > 0:
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
                     # does not flag as end-of-generation (they end the reply all the same).
                     if eog or token in stop_tokens:
@@ -136,22 +147,24 @@ class Generation(ContextCore):
                     if token in preserved_tokens:
                         piece = model_handle.piece(token, True)
                     ready = assembler.feed(piece)
-                    if ready:
-                        with turn.paused():
+                    if ready and pieces:
+                        with paused:
                             yield ready if recorder is None else recorder.piece(ready)
                     if assembler.stopped:
                         finish = "stop"
                         break
                     if len(generated) >= max_new_tokens:
                         break
-                    if len(cache) >= n_ctx:
+                    if held >= n_ctx:
                         if on_overflow != "shift":
                             overflowed = on_overflow == "error"
                             break
                         cache.shift(n_keep)
-                    cache.decode([token])
+                        held = len(cache)
+                    token, eog, piece = cache.advance(step, token)
+                    held += 1
                 rest = assembler.finish()
-                if rest:
+                if rest and pieces:
                     with turn.paused():
                         yield rest if recorder is None else recorder.piece(rest)
                 finished = time.perf_counter()
@@ -210,7 +223,7 @@ class Generation(ContextCore):
         result: GenerationResult | None = None
         for item in self._run(prompt, max_new_tokens, stop, parse_special, sampling, sampler,
                               "generate()", on_overflow, n_keep, stop_tokens,
-                              preserved_tokens, logprobs, post_sampling_probs):
+                              preserved_tokens, logprobs, post_sampling_probs, pieces=False):
             if isinstance(item, GenerationResult):
                 result = item
         assert result is not None

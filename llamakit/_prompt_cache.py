@@ -21,6 +21,7 @@ from ._overflow import shift_plan
 
 if TYPE_CHECKING:
     from ._native.context import ContextHandle
+    from ._native.step import TokenStep
 
 __all__ = ["PromptCache"]
 
@@ -112,6 +113,17 @@ class PromptCache:
             self._sync(tokens)
             raise
         self._tokens.extend(tokens)
+
+    def advance(self, step: TokenStep, token: int) -> tuple[int, bool, bytes]:
+        """Decode the generated ``token`` after the held ones and sample the next one:
+        ``step.advance``, which pins the context once for both native calls."""
+        try:
+            result = step.advance(token)
+        except BaseException:
+            self._sync((token,))  # the decode may have failed, or the sample after it
+            raise
+        self._tokens.append(token)
+        return result
 
     def _sync(self, pending: Sequence[int]) -> None:
         # After a failed or interrupted decode llama.cpp keeps the micro-batches it finished

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # C module behind signal
+import os
 import signal
 import threading
 from collections.abc import Mapping, Sequence
@@ -24,12 +26,39 @@ from .status import raise_for_decode
 __all__ = ["ContextHandle"]
 
 
-def _ctrl_c_stops_decode() -> bool:
-    """Whether a decode should run under lk_interrupt's SIGINT handler: on the main thread
-    (where Python raises KeyboardInterrupt) and while Python's default handler is in
-    place (an application's own SIGINT handler keeps full control of what Ctrl-C does)."""
-    return (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+# The main thread's id (a forked child's main thread is the one that forked: threading's
+# own after-fork hook, registered before this one, has updated main_thread() by then).
+# Read per decode, so kept out of threading.main_thread()'s two Python calls; likewise
+# _signal.getsignal, which signal.getsignal wraps in an enum conversion.
+_main_thread = [threading.main_thread().ident]
+os.register_at_fork(after_in_child=lambda: _main_thread.__setitem__(
+    0, threading.main_thread().ident))
+
+
+def _evaluate(handle: ContextHandle, ptr: Any, batch: Any, encode: bool) -> int:
+    """``llama_decode`` (``llama_encode``) of ``batch`` on ``handle``, whose pointer ``ptr``
+    the caller holds pinned: Ctrl-C able to stop it, a lost device raised; returns the
+    status. The one place that runs a context's evaluation (``TokenStep`` calls it too);
+    tests find a decode in flight by this frame's name."""
+    lib = handle.lib
+    if not (threading.get_ident() == _main_thread[0]
+            and _signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        # Ctrl-C is Python's only on the main thread, and an application's own SIGINT
+        # handler keeps full control of what it does: no lk_interrupt handler then.
+        status = int((lib.llama_encode if encode else lib.llama_decode)(ptr, batch))
+    else:
+        flag = handle._abort_flag
+        call = lib.lk_encode_interruptible if encode else lib.lk_decode_interruptible
+        status = int(call(ptr, batch, flag))
+        if flag[0] == lib.LK_ABORT_SIGINT:
+            # lk_interrupt took the Ctrl-C in Python's stead (see lk_interrupt.h); raise
+            # what Python's handler would have, also when the batch finished regardless.
+            flag[0] = 0
+            raise KeyboardInterrupt
+    check = handle.model.device_check
+    if check is not None:
+        check()  # the backend's error if a device it supplied was lost (ModelDevices)
+    return status
 
 
 def _check_model_for_context(lib: Any, model_ptr: Any) -> None:
@@ -171,20 +200,7 @@ class ContextHandle(Handle):
 
     @pinned
     def _evaluate(self, batch: Any, *, encode: bool) -> int:
-        lib = self.lib
-        if not _ctrl_c_stops_decode():
-            status = int((lib.llama_encode if encode else lib.llama_decode)(self.ptr, batch))
-            self.check_devices()
-            return status
-        call = lib.lk_encode_interruptible if encode else lib.lk_decode_interruptible
-        status = int(call(self.ptr, batch, self._abort_flag))
-        if self._abort_flag[0] == lib.LK_ABORT_SIGINT:
-            # lk_interrupt took the Ctrl-C in Python's stead (see lk_interrupt.h); raise
-            # what Python's handler would have, also when the batch finished regardless.
-            self._abort_flag[0] = 0
-            raise KeyboardInterrupt
-        self.check_devices()
-        return status
+        return _evaluate(self, self.ptr, batch, encode)
 
     @pinned
     def evaluate_batch(self, batch: Any, n_tokens: int, *, encode: bool = False) -> None:

@@ -64,12 +64,6 @@ class _Resource:
             due = self._due()
         _run(due)
 
-    def end_call(self) -> None:
-        with _TREE:
-            self.calls -= 1
-            due = self._due()
-        _run(due)
-
     def _due(self) -> list[tuple[Callable[[Any], None], Any]]:
         """Under _TREE: the frees that are now due, this one first, then its parents'."""
         due: list[tuple[Callable[[Any], None], Any]] = []
@@ -152,24 +146,43 @@ class Handle:
         return _Pin(self)
 
     def _begin_call(self) -> Any:
+        # The hot path of every native call (a generated token pins twice): one frame.
         if self.exclusive:
+            # The call lock orders this call after or before every other call and close()
+            # (which marks the handle under it): the count needs no _TREE here (see "Batch
+            # inference and threads" in docs/architecture.md).
             self._call_lock.acquire()
+            ptr = self._ptr
+            if ptr is None:
+                self._call_lock.release()
+                raise ClosedError(f"this {self.kind} is closed")
+            self._resource.calls += 1
+            return ptr
         with _TREE:
             ptr = self._ptr
             if ptr is not None:
                 self._resource.calls += 1
         if ptr is None:
-            if self.exclusive:
-                self._call_lock.release()
             raise ClosedError(f"this {self.kind} is closed")
         return ptr
 
     def _end_call(self) -> None:
-        try:
-            self._resource.end_call()
-        finally:
-            if self.exclusive:
+        resource = self._resource
+        if self.exclusive:
+            try:
+                resource.calls -= 1
+                if resource.handle_gone:  # closed by this thread during the call
+                    with _TREE:
+                        gone = resource._due()
+                    _run(gone)
+            finally:
                 self._call_lock.release()
+            return
+        with _TREE:
+            resource.calls -= 1
+            due = resource._due() if resource.handle_gone else None
+        if due:
+            _run(due)
 
     def add_dependent(self, handle: Handle) -> None:
         with self.pinned():  # a parent closing meanwhile closes this one too

@@ -28,7 +28,8 @@ from .model import ModelHandle
 from .pysampler import new_python_stage, take_error
 from .status import raise_for_sample
 
-__all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle", "sample_many"]
+__all__ = ["MAX_LAST_N", "NATIVE_STAGES", "SELECTING_STAGES", "SamplerHandle", "sample_many",
+           "sample_piece_at"]
 
 # The stage parameters of SamplerChain.add and plugin stages reach llama.cpp without the
 # [sampling] schema, so this layer keeps the bounds that protect llama.cpp's fixed-width
@@ -301,6 +302,21 @@ def _scratch(ffi: Any) -> _Scratch:
     return found
 
 
+def sample_piece_at(sampler: SamplerHandle, chain: Any, ctx: Any, index: int, top_k: int,
+                    special: bool, out: _Scratch) -> tuple[int, bool, bytes]:
+    """``SamplerHandle.sample_piece`` on pointers the caller holds pinned (``chain`` of
+    ``sampler``, ``ctx``), with out-parameters ``out`` and the fast-path promise
+    ``top_k`` (``sampler._promise``)."""
+    token = int(sampler.lib.lk_sampler_sample_piece(chain, ctx, index, top_k, special,
+                                                    out.is_eog, out.piece, _PIECE_CAP,
+                                                    out.n_piece))
+    if token < 0:
+        sampler._raise(token)
+    n = out.n_piece[0]
+    piece = sampler.ffi.unpack(out.piece, n) if n >= 0 else sampler.model.piece(token, special)
+    return token, bool(out.is_eog[0]), piece
+
+
 class SamplerHandle(Handle):
     """A ``llama_sampler`` chain over a model's vocabulary."""
 
@@ -380,16 +396,8 @@ class SamplerHandle(Handle):
                      special: bool = False) -> tuple[int, bool, bytes]:
         """``sample``, plus the token's end-of-generation flag and its text piece
         (``token_to_piece`` with ``special``), in one native call."""
-        ffi = self.ffi
-        out = _scratch(ffi)
-        token = int(self.lib.lk_sampler_sample_piece(self.ptr, context.ptr, index,
-                                                     self._promise, special, out.is_eog,
-                                                     out.piece, _PIECE_CAP, out.n_piece))
-        if token < 0:
-            self._raise(token)
-        n = int(out.n_piece[0])
-        piece = bytes(ffi.buffer(out.piece, n)) if n >= 0 else self.model.piece(token, special)
-        return token, bool(out.is_eog[0]), piece
+        return sample_piece_at(self, self.ptr, context.ptr, index, self._promise, special,
+                               _scratch(self.ffi))
 
     @pinned
     def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
