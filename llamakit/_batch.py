@@ -24,6 +24,7 @@ from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
 from ._native.logits import LogprobRecorder
+from ._native.sampler import sample_many
 from ._results import FinishReason, GenerationResult, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
@@ -95,6 +96,10 @@ class BatchSlot:
 StepEvent = tuple[BatchSlot, str]
 
 
+def _seq_id(slot: BatchSlot) -> int:
+    return slot.seq_id
+
+
 class BatchStepper:
     """The active slots of one context and one decode step over all of them.
 
@@ -123,14 +128,18 @@ class BatchStepper:
         handle, batch, vocab = self._handle, self._batch, self._vocab
         batch.clear()
         room = batch.capacity
-        for slot in self.active:
+        # In sequence order, as llama-server fills its batch: with one KV stream per
+        # sequence llama.cpp splits a batch into ubatches of consecutive sequences
+        # (split_equal, sequential), so 2, 3, ..., 15, 0, 1 costs two graph computes.
+        ordered = sorted(self.active, key=_seq_id)
+        for slot in ordered:
             slot.output = None
             if slot.pending is not None:
                 position = len(slot.kv)
                 slot.output = batch.add(slot.pending, position, slot.seq_id, True)
                 slot.kv.append(slot.pending)
                 room -= 1
-        for slot in self.active:
+        for slot in ordered:
             while slot.pending is None and slot.fed < len(slot.prompt) and room:
                 last = slot.fed == len(slot.prompt) - 1
                 at = batch.add(slot.prompt[slot.fed], slot.fed, slot.seq_id, last)
@@ -140,27 +149,38 @@ class BatchStepper:
                 if last:
                     slot.output = at
         batch.decode(handle)
+        ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
+        # Every slot's token, end-of-generation flag and piece in one native call, except a
+        # slot recording post-sampling logprobs: those read the candidates of this thread's
+        # last sample, so such a slot samples alone, right before its figures are read.
+        together = [(slot, output) for slot, output in ready
+                    if slot.recorder is None or not slot.recorder.post_sampling]
+        sampled = {id(slot): found for (slot, _), found in zip(together, sample_many(
+            handle, [(slot.chain._handle, output) for slot, output in together]), strict=True)}
         events: list[StepEvent] = []
         n_ctx_seq = handle.n_ctx_seq
-        for slot in list(self.active):
-            if slot.output is None:
-                continue
-            now = time.perf_counter()
+        now = time.perf_counter()
+        for slot, output in ready:
             if slot.pending is None:
                 slot.prompt_done = now
-            token = slot.chain._handle.sample(handle, slot.output)
+            found = sampled.get(id(slot))
+            if found is None:
+                token = slot.chain._handle.sample(handle, output)
+                eog, raw = vocab.is_eog(token), None
+            else:
+                token, eog, raw = found
             if not slot.first_token:
                 slot.first_token = now
             piece = ""
-            if vocab.is_eog(token) or token in slot.stop_tokens:
+            if eog or token in slot.stop_tokens:
                 slot.finish = "eog"
             else:
                 slot.generated.append(token)
-                piece = slot.assembler.feed(vocab.piece(token, token in slot.preserved_tokens))
+                if raw is None or token in slot.preserved_tokens:
+                    raw = vocab.piece(token, token in slot.preserved_tokens)
+                piece = slot.assembler.feed(raw)
                 if slot.recorder is not None:
-                    # before the next slot samples: post-sampling figures are the
-                    # candidates of this thread's last sample
-                    slot.recorder.record(token, slot.output)
+                    slot.recorder.record(token, output)
                     piece = slot.piece(piece)
                 if slot.assembler.stopped:
                     slot.finish = "stop"

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 import llamakit
+from llamakit import SamplerChain
+from llamakit._batch import BatchSlot, BatchStepper
+from llamakit._context_text import TextAssembler
 
 PROMPTS = ["Hello world", "The quick brown fox", "Once upon a time", "In the beginning",
            "A B C", "What is the capital of France?", "1 2 3 4", "Good morning"]
@@ -39,6 +42,45 @@ def test_more_prompts_than_slots_are_queued(model: llamakit.Model,
     results = bctx.generate_batch(PROMPTS, max_new_tokens=6, temperature=0)
     assert len(results) == 8
     assert [r.tokens for r in results] == _one_by_one(model, PROMPTS, 6)
+
+
+def test_batches_are_filled_in_sequence_order(model: llamakit.Model,
+                                              bctx: llamakit.Context,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every decode lists its sequences in ascending id order, also once slots were
+    reused out of order (with a KV stream per sequence llama.cpp splits a batch into
+    ubatches of consecutive sequences: 2, 3, 0, 1 would cost two graph computes)."""
+    from llamakit._native.batch import BatchHandle
+    added: list[list[int]] = []
+    original_add, original_clear = BatchHandle.add, BatchHandle.clear
+
+    def clear(self: BatchHandle) -> None:
+        added.append([])
+        original_clear(self)
+
+    def add(self: BatchHandle, token: int, pos: int, seq_id: int, output: bool) -> int:
+        added[-1].append(seq_id)
+        return original_add(self, token, pos, seq_id, output)
+
+    monkeypatch.setattr(BatchHandle, "clear", clear)
+    monkeypatch.setattr(BatchHandle, "add", add)
+    handle = bctx._handle
+    stepper = BatchStepper(handle, model._handle)
+    try:
+        for seq_id in (2, 3, 0, 1):  # the order an engine may hand slots out
+            prompt = model.tokenize(PROMPTS[seq_id])
+            stepper.add(BatchSlot(seq_id=seq_id, prompt=prompt,
+                                  chain=SamplerChain(model).add_greedy(),
+                                  assembler=TextAssembler([]), limit=3, seed=0, started=0.0))
+        while stepper.active:
+            stepper.step()
+    finally:
+        stepper.close()
+        bctx.kv.clear()
+    assert len(added) == 3  # the prompts (and first tokens), then two generated tokens
+    for ids in added:
+        assert ids == sorted(ids), ids
+    assert sorted(set(added[-1])) == [0, 1, 2, 3]
 
 
 def test_per_sequence_stop_and_length(model: llamakit.Model, bctx: llamakit.Context) -> None:

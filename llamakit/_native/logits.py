@@ -109,6 +109,11 @@ class LogprobRecorder:
         self.entries: list[TokenLogprob] = []
         self._pending = 0  # entries not yet attached to a streamed piece
 
+    @property
+    def post_sampling(self) -> bool:
+        """Whether the figures come from the candidates of the thread's last sample."""
+        return self._reader.post_sampling
+
     def _text(self, token: int) -> tuple[str, bytes]:
         known = self._texts.get(token)
         if known is None:

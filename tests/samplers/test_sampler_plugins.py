@@ -129,3 +129,42 @@ def test_plugin_sampler_from_config(host_with_plugin: PluginHost, tmp_path: Path
         model2, ctx2 = llamakit.from_config(config)
         with model2:
             assert first[0] not in ctx2.generate("Hello", max_new_tokens=3).tokens
+
+
+class FailAfter:
+    """Raises from its ``apply`` after ``calls`` calls (a plugin sampler with a bug)."""
+
+    def __init__(self, calls: int) -> None:
+        self.left = calls
+
+    def apply(self, candidates: Candidates) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("plugin sampler bug")
+
+
+class FailPlugin:
+    @hookimpl
+    def llamakit_register_samplers(self) -> Sequence[SamplerSpec]:
+        return [SamplerSpec("fail_after", lambda model, calls=0: FailAfter(calls))]
+
+
+def test_plugin_sampler_in_a_batch(host_with_plugin: PluginHost,
+                                   model: llamakit.Model) -> None:
+    """generate_batch samples every sequence of a step in one native call: a plugin's
+    Python sampler still runs in each sequence's chain, and a sampler that raises stops
+    the batch with its own error and leaves the context usable."""
+    host_with_plugin.register(FailPlugin(), name="fail-plugin")
+    prompts = ["Hello", "The sky", "One two", "Why"]
+    with model.new_context(n_ctx=256, n_seq_max=2, n_threads=1) as bctx:
+        plain = bctx.generate_batch(prompts, max_new_tokens=4, temperature=0)
+        banned = bctx.generate_batch(
+            prompts, max_new_tokens=4, temperature=0,
+            samplers=[("ban_token", {"token": plain[2].tokens[0]})])
+        assert plain[2].tokens[0] not in banned[2].tokens
+        assert [r.tokens for r in banned] != [r.tokens for r in plain]
+        with pytest.raises(RuntimeError, match="plugin sampler bug"):
+            bctx.generate_batch(prompts, max_new_tokens=4, temperature=0,
+                                samplers=[("fail_after", {"calls": 2})])
+        again = bctx.generate_batch(prompts, max_new_tokens=4, temperature=0)
+        assert [r.tokens for r in again] == [r.tokens for r in plain]
