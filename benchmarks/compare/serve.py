@@ -3,6 +3,10 @@ time to first token (p50/p99) at 1, 4 and 16 concurrent streaming clients.
 
     python benchmarks/compare/serve.py [--shape 1b] [--ftype Q4_0] [--concurrency 1,4,16]
         [--tokens 64] [--requests 2] [--threads N] [--rounds 1] [--json FILE]
+        [--model PATH] [--backend cuda --n-gpu-layers 99] [--markdown FILE]
+
+On a GPU machine: ``--model`` a GGUF written there, ``--backend cuda --n-gpu-layers 99``
+and ``--llama-server`` the CUDA build's binary (benchmarks/gpu/cuda.sh's ``serve`` phase).
 
 Both servers get the same model (a synthetic ``--shape`` model in ``--ftype``, see
 benchlib/models.py), ``--parallel`` = the largest concurrency, the same total context
@@ -53,20 +57,20 @@ def no_eog(path: Path) -> dict[str, float]:
         return {str(t): -100.0 for t in range(model.n_vocab) if model.is_eog(t)}
 
 
-def start(kind: str, model: Path, parallel: int, threads: int, binary: str | None
-          ) -> tuple[subprocess.Popen[bytes], int]:
+def start(kind: str, model: Path, parallel: int, threads: int, binary: str | None,
+          backend: str = "cpu", gpu_layers: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     common = ["-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np",
-              str(parallel), "-c", str(512 * parallel)]
+              str(parallel), "-c", str(512 * parallel), "-ngl", str(gpu_layers)]
     if kind == "llamakit":
         args = [sys.executable, "-m", "llamakit", "serve", *common, "--n-threads", str(threads),
-                "--n-threads-batch", str(threads), "--no-cache-prompt"]
+                "--n-threads-batch", str(threads), "--no-cache-prompt", "--backend", backend]
     else:
         if binary is None:
             from llamakit.testing import build_tool
             binary = str(build_tool("llama-server"))
         args = [binary, *common, "-t", str(threads), "-tb",
-                str(threads), "--no-cache-prompt", "--no-webui", "-ngl", "0"]
+                str(threads), "--no-cache-prompt", "--no-webui"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -165,9 +169,16 @@ def main() -> None:
                         help="a llama-server binary (default: build_tool('llama-server'))")
     parser.add_argument("--only", choices=["llamakit", "llama-server"], default=None,
                         help="run one side only")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="a GGUF file instead of the --shape/--ftype synthetic model")
+    parser.add_argument("--backend", default="cpu", help="llamakit's backend (default cpu)")
+    parser.add_argument("--n-gpu-layers", type=int, default=0,
+                        help="-ngl for both servers (default 0)")
+    parser.add_argument("--markdown", default=None, metavar="FILE",
+                        help="also write the summary table (medians over rounds) here")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
-    model = model_path(args.shape, args.ftype)
+    model = Path(args.model) if args.model else model_path(args.shape, args.ftype)
     bias = no_eog(model)
     parallel = max(levels)
     results: list[dict[str, Any]] = []
@@ -176,7 +187,8 @@ def main() -> None:
             order = ["llamakit", "llama-server"] if (rnd + level) % 2 == 0 else \
                 ["llama-server", "llamakit"]
             for kind in [k for k in order if args.only in (None, k)]:
-                process, port = start(kind, model, parallel, args.threads, args.llama_server)
+                process, port = start(kind, model, parallel, args.threads, args.llama_server,
+                                      args.backend, args.n_gpu_layers)
                 try:
                     one_request(port, "warm up", 8, bias)
                     row = measure(port, level, args.requests, args.tokens, bias,
@@ -191,9 +203,35 @@ def main() -> None:
                       flush=True)
     meta = {"model": model.name, "parallel": parallel, "ctx": 512 * parallel,
             "threads": args.threads, "tokens": args.tokens, "requests": args.requests,
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "backend": args.backend,
+            "n_gpu_layers": args.n_gpu_layers, "rounds": args.rounds}
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    table = summary(results, levels)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+
+
+def summary(results: list[dict[str, Any]], levels: list[int]) -> str:
+    """Medians over rounds per server and concurrency, with llamakit / llama-server."""
+    def median(server: str, level: int, key: str) -> float:
+        values = [r[key] for r in results if r["server"] == server and r["clients"] == level]
+        return statistics.median(values) if values else float("nan")
+
+    lines = ["| clients | llamakit tok/s | llama-server tok/s | ratio | llamakit TTFT p50 / p99 ms "
+             "| llama-server TTFT p50 / p99 ms | TTFT p50 ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for level in levels:
+        ours, theirs = median("llamakit", level, "tokens_per_s"), \
+            median("llama-server", level, "tokens_per_s")
+        t50, t99 = median("llamakit", level, "ttft_p50"), median("llamakit", level, "ttft_p99")
+        s50, s99 = median("llama-server", level, "ttft_p50"), \
+            median("llama-server", level, "ttft_p99")
+        lines.append(f"| {level} | {ours:,.1f} | {theirs:,.1f} | {ours / theirs:.2f} | "
+                     f"{t50 * 1000:,.0f} / {t99 * 1000:,.0f} | {s50 * 1000:,.0f} / "
+                     f"{s99 * 1000:,.0f} | {t50 / s50:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ phase_report() {
 
 # run_phases PHASE...: each phase in a subshell (so that `set -e` holds inside it); a
 # failing phase stops the run, except `test` (failing tests do not stop the measurements)
-# and the measurement phases named in KEEP_GOING (default: parity batched report).
+# and the measurement phases named in KEEP_GOING (default: parity batched serve bench
+# report).
 # Copies the results to $OUT when it is set; exits with the last failure's status.
 run_phases() {
     local phase code status=0
@@ -83,7 +84,7 @@ run_phases() {
         if [ "$code" != 0 ]; then
             echo "phase $phase failed ($code)"
             status=$code
-            [[ " test ${KEEP_GOING:-parity batched report} " == *" $phase "* ]] || break
+            [[ " test ${KEEP_GOING:-parity batched serve bench report} " == *" $phase "* ]] || break
         fi
     done
     if [ -n "${OUT:-}" ]; then

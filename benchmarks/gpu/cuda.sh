@@ -30,6 +30,9 @@
 #           the gap split into its parts (llama.cpp's own timings, engine-level loops), per
 #           model of $PARITY_MODELS
 #   batched gpu/batched.py: generate_batch against llama-batched-bench on $BATCHED_MODEL
+#   serve   compare/serve.py: `llamakit serve --backend cuda -ngl 99` against the same
+#           tree's llama-server (CUDA), streaming clients at $SERVE_CONCURRENCY, on
+#           $SERVE_MODEL
 #   report  one markdown table of all models (results/summary.md)
 #
 # Results and logs go to $WORK/results (and are copied to $OUT when it is set).
@@ -39,7 +42,10 @@
 # written), PARITY_ROUNDS (5), PARITY_NAME (parity: its .json and .log), BATCHED_MODEL
 # (8b-q4_0), BATCHED_NPL (1,8,32,64), ALSO_BUILD ("cpu vulkan": the variants built beside
 # cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags),
-# BATCHED_NAME (batched: its .json and .log), BATCHED_ARGS (default --profile 32).
+# BATCHED_NAME (batched: its .json and .log), BATCHED_ARGS (default --profile 32),
+# SERVE_MODEL (8b-q4_0), SERVE_CONCURRENCY (1,4,16,64), SERVE_ARGS (--tokens 64 --requests 2
+# --rounds 2), GLSLC (modern: the bundle's bin/glslc-modern for the vulkan variant when
+# the bundle has one; system: bookworm's).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -58,6 +64,8 @@ BATCHED_MODEL=${BATCHED_MODEL:-8b-${QUANT,,}}
 BATCHED_NPL=${BATCHED_NPL:-1,8,32,64}
 BATCHED_NAME=${BATCHED_NAME:-batched}
 BACKENDS=${BACKENDS:-cuda,vulkan}
+SERVE_MODEL=${SERVE_MODEL:-8b-${QUANT,,}}
+SERVE_CONCURRENCY=${SERVE_CONCURRENCY:-1,4,16,64}
 ALSO_BUILD=${ALSO_BUILD-cpu vulkan}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
@@ -66,6 +74,11 @@ source benchmarks/gpu/_phases.sh  # environment, stamp, detect_device, unpack_bu
 detect_device
 : "${CUDA_ARCHS:?no NVIDIA driver answered: set CUDA_ARCHS (e.g. 90) to build anyway}"
 export LLAMAKIT_CUDA_ARCHITECTURES=$CUDA_ARCHS
+# The vulkan variant built beside cuda takes the shader compiler from this setting.
+if [ "${GLSLC:-modern}" = modern ] && tar -tzf "$BUNDLE/vulkan-sdk.tar.gz" \
+        vulkan-sdk/bin/glslc-modern > /dev/null 2>&1; then
+    export LLAMAKIT_BACKENDS__VULKAN__GLSLC=$VULKAN_SDK/bin/glslc-modern
+fi
 
 # The toolkit's root: the folder above the real nvcc's bin/ (PATH's nvcc may be a wrapper).
 toolkit_root() {
@@ -114,7 +127,7 @@ complete_toolkit() {
 
 phase_setup() {
     stamp setup
-    unpack_bundle plugins/cpu plugins/vulkan plugins/cuda plugins/rpc
+    unpack_bundle plugins/cpu plugins/vulkan plugins/cuda plugins/rpc plugins/server
     [ -d "$WORK/llama.cpp/ggml/src/ggml-cuda" ] || {
         echo "the bundle's llama.cpp tree lacks ggml/src/ggml-cuda: rerun make_device_bundle.sh"
         return 1; }
@@ -157,9 +170,10 @@ phase_build() {
         | tee -a "$RESULTS/tool_flags.txt" || true
     started=$SECONDS
     ("$cmake" -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$dir" -DLLAMA_BUILD_TOOLS=ON \
-        -DLLAMA_BUILD_COMMON=ON && "$ninja" -C "$dir" -j "$JOBS" llama-bench llama-batched-bench llama-quantize) \
+        -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_SERVER=ON && "$ninja" -C "$dir" -j "$JOBS" \
+        llama-bench llama-batched-bench llama-quantize llama-server) \
         > "$RESULTS/tools_build.log" 2>&1 || { tail -40 "$RESULTS/tools_build.log"; return 1; }
-    echo "llama-bench, llama-batched-bench, llama-quantize in the same tree: $((SECONDS - started)) s, ninja steps:" \
+    echo "llama-bench, llama-batched-bench, llama-quantize, llama-server in the same tree: $((SECONDS - started)) s, ninja steps:" \
         "$(grep -c '^\[' "$RESULTS/tools_build.log")," \
         "of them ggml-cuda: $(grep -c 'ggml-cuda' "$RESULTS/tools_build.log" || true)" \
         | tee -a "$RESULTS/timings.txt"
@@ -249,6 +263,16 @@ phase_batched() {
         --npl "$BATCHED_NPL" ${BATCHED_ARGS---profile 32} \
         --llama-batched-bench "$WORK/tools/llama-batched-bench" \
         --json "$RESULTS/$BATCHED_NAME.json" 2>&1 | tee "$RESULTS/$BATCHED_NAME.log"
+}
+
+phase_serve() {
+    stamp serve
+    # shellcheck disable=SC2086  # SERVE_ARGS is a list of flags
+    "$PY" benchmarks/compare/serve.py --model "$WORK/models/$SERVE_MODEL.gguf" \
+        --backend cuda --n-gpu-layers 99 --concurrency "$SERVE_CONCURRENCY" \
+        ${SERVE_ARGS:---tokens 64 --requests 2 --rounds 2} \
+        --llama-server "$WORK/tools/llama-server" --json "$RESULTS/serve.json" \
+        --markdown "$RESULTS/serve.md" 2>&1 | tee "$RESULTS/serve.log"
 }
 
 run_phases ${*:-setup build test models bench report}

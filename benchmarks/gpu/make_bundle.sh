@@ -11,7 +11,8 @@
 # .device/ then holds:
 #   llama.cpp.tar.gz   the pinned llama.cpp tree, pruned to what CMake needs for the
 #                      libraries, ggml-vulkan, ggml-cuda, tools/llama-bench,
-#                      tools/batched-bench and tools/quantize, plus
+#                      tools/batched-bench, tools/quantize and tools/server (with
+#                      tools/ui, which its build needs), plus
 #                      models/ggml-vocab-llama-spm.gguf (write_llama_model's tokenizer)
 #   vulkan-sdk.tar.gz  a VULKAN_SDK-like folder: bin/glslc (bookworm's, with libshaderc),
 #                      include/ (Vulkan 1.4.309 headers from Debian trixie, SPIR-V headers),
@@ -23,7 +24,8 @@
 #   wheels/            cp312 manylinux wheels of what the image lacks: llamakit's and its
 #                      plugins' dependencies, and what the test modules import at
 #                      collection (jsonschema, hypothesis), since `pytest -m gpu tests`
-#                      imports every test module
+#                      imports every test module; the server plugin's (starlette,
+#                      uvicorn, prometheus_client) for cuda.sh's serve phase
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,7 +40,7 @@ TREE=$("$PY" -c "from llamakit._build.source import source_tree; print(source_tr
 tar -C "$TREE" -cf "$STAGE/llama.cpp.tar" \
     --exclude=./.git --exclude=./.github --exclude=./.devops --exclude=./docs \
     --exclude=./media --exclude=./tests --exclude=./examples --exclude=./benches \
-    --exclude=./gguf-py --exclude=./tools/ui --exclude=./tools/server/public \
+    --exclude=./gguf-py --exclude=./tools/server/public \
     --exclude='./models/*' --exclude='./ggml/src/ggml-sycl' \
     --exclude='./ggml/src/ggml-opencl' --exclude='./ggml/src/ggml-hexagon' \
     --exclude='./ggml/src/ggml-metal' --exclude='./ggml/src/ggml-cann' \
@@ -94,7 +96,9 @@ rm -f "$DEST/wheels/"*.whl
     hatchling==1.33.0 pathspec==1.1.1 "packaging>=24.2" trove-classifiers tomlkit \
     "jinja2>=3.1.6" markupsafe editables \
     jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
-    rpds-py==2026.9.1 attrs==26.1.0 hypothesis==6.170.17 sortedcontainers==2.4.0
+    rpds-py==2026.9.1 attrs==26.1.0 hypothesis==6.170.17 sortedcontainers==2.4.0 \
+    starlette==1.10.0 uvicorn==0.55.0 prometheus_client==0.26.0 anyio==4.16.0 \
+    h11==0.16.0 click==8.5.1 idna==3.20 sniffio==1.3.1
 
 du -sh "$DEST"/* | sed "s|$ROOT/||"
 du -sh "$DEST" | sed "s|$ROOT/||"
