@@ -80,23 +80,42 @@ int32_t sample_threaded(struct llama_sampler * const * chains, const int32_t * i
     std::atomic<int32_t> next{0};
     std::atomic<int32_t> first_failed{limit};
     std::vector<std::string> errors(limit);
-    // lk_sampler_sample_logits reports every failure as a status: nothing throws here.
+    // Nothing may throw out of a thread of the pool or of an OpenMP region.
     const std::function<void()> body = [&] {
         for (int32_t i = next++; i < limit && i < first_failed.load(); i = next++) {
-            const llama_token token =
-                lk_sampler_sample_logits(chains[i], logits[i], n_vocab, top_ks[i]);
+            llama_token token = LK_SAMPLE_FAILED;
+            try {  // only a failed allocation can throw here
+                token = lk_sampler_sample_logits(chains[i], logits[i], n_vocab, top_ks[i]);
+                if (token < 0) {
+                    errors[i] = lk_last_error();  // the thread's that sampled it
+                }
+            } catch (const std::exception &) {
+                token = LK_SAMPLE_FAILED;
+            }
             tokens[i] = token;
             if (token < 0) {
-                errors[i] = lk_last_error();  // the thread's that sampled it
                 int32_t seen = first_failed.load();
                 while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
                 }
             }
         }
     };
-    if (!lk_pool::run(std::min(workers, limit) - 1, body)) {
+    const int32_t team = std::min(workers, limit);
+#ifdef _OPENMP
+    // llama.cpp built with OpenMP: its threads spin for a while after each graph compute
+    // (libgomp's default wait policy), so threads of another pool would share their cores
+    // with them; the same team, still spinning, starts at once.
+    if (team > 1) {
+#pragma omp parallel num_threads(team)
+        body();
+    } else {
+        body();
+    }
+#else
+    if (!lk_pool::run(team - 1, body)) {
         body();  // the pool serves another caller now: this thread does it all
     }
+#endif
     // Candidates left in this thread's state belong to whichever item it sampled last.
     lk_many::forget_candidates();
     const int32_t failed = first_failed.load();

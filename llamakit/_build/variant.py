@@ -282,7 +282,7 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
 
 
 def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
-                 tmp: Path) -> list[str]:
+                 tmp: Path, openmp: bool = False) -> list[str]:
     """Compile each ``native/*.cpp`` (C++ parts of the shim, some of which build files of
     llama.cpp's ``common/`` from the tree) into an object file, cached by its inputs.
 
@@ -305,7 +305,10 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
     compiler = os.environ.get("CXX", "c++")
     flags = ["-std=c++17", "-fPIC", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
              f"-I{native}", *(f"-I{tree / d}" for d in
-                              ("common", "vendor", "include", "ggml/include", "src"))]
+                              ("common", "vendor", "include", "ggml/include", "src")),
+             # A llama.cpp built with OpenMP: the shim's threads are OpenMP's too (its
+             # threads, spinning after a graph compute, are the ones free to sample).
+             *(["-fopenmp"] if openmp else [])]
     headers = sorted(native.glob("*.h"))
     folder = cache_dir() / "objects"
     folder.mkdir(parents=True, exist_ok=True)
@@ -351,7 +354,8 @@ def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: st
             ffi.emit_c_code(str(c_file))
         module_file = spec.module_name + sysconfig.get_config_var("EXT_SUFFIX")
         libraries = [str(lib_dir / "lib" / name) for name in lib_info["libraries"]]
-        objects = _compile_cpp(spec, native, Path(lib_info["llama_cpp"]), lib_key, tmp)
+        objects = _compile_cpp(spec, native, Path(lib_info["llama_cpp"]), lib_key, tmp,
+                               "-fopenmp" in lib_info["link_args"])
         command = [
             os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
             f"-I{sysconfig.get_paths()['include']}", f"-I{lib_dir / 'include'}", f"-I{native}",
