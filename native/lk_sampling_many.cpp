@@ -18,6 +18,12 @@ namespace {
 // a sleeping thread costs.
 constexpr int32_t min_items_per_thread = 2;
 
+#ifdef _OPENMP
+std::atomic<bool> use_openmp{true};
+#else
+std::atomic<bool> use_openmp{false};
+#endif
+
 bool has_python_stage(llama_sampler * chain) {
     for (int32_t i = 0, n = llama_sampler_chain_n(chain); i < n; i++) {
         if (lk_many::is_python_stage(llama_sampler_chain_get(chain, i))) {
@@ -105,15 +111,15 @@ int32_t sample_threaded(struct llama_sampler * const * chains, const int32_t * i
     // llama.cpp built with OpenMP: its threads spin for a while after each graph compute
     // (libgomp's default wait policy), so threads of another pool would share their cores
     // with them; the same team, still spinning, starts at once.
-    if (team > 1) {
+    if (use_openmp.load()) {
 #pragma omp parallel num_threads(team)
         body();
-    } else {
-        body();
+    } else if (!lk_pool::run(team - 1, body)) {
+        body();  // the pool serves another caller now: this thread does it all
     }
 #else
     if (!lk_pool::run(team - 1, body)) {
-        body();  // the pool serves another caller now: this thread does it all
+        body();
     }
 #endif
     // Candidates left in this thread's state belong to whichever item it sampled last.
@@ -170,6 +176,15 @@ int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int3
         used += length > 0 ? length : 0;
     }
     return n;
+}
+
+bool lk_sampler_many_openmp(int32_t use) {
+#ifdef _OPENMP
+    if (use >= 0) {
+        use_openmp.store(use != 0);
+    }
+#endif
+    return use_openmp.load();
 }
 
 }  // extern "C"

@@ -9,7 +9,7 @@ failing chain must raise the error of the lowest failing item, leaving the conte
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -59,13 +59,29 @@ KINDS: dict[str, list[Build]] = {
 OUTPUTS = 4  # tokens decoded with logits each step: item i samples output i % OUTPUTS
 
 
+@pytest.fixture(params=["openmp", "pool"])
+def threads(request: pytest.FixtureRequest, model: llamakit.Model) -> Iterator[str]:
+    """Each test once on OpenMP's threads (a llama.cpp built with it) and once on the
+    shim's own pool (what a build without OpenMP uses)."""
+    lib = model._handle.lib
+    before = bool(lib.lk_sampler_many_openmp(-1))
+    if request.param == "openmp" and not before:
+        pytest.skip("llama.cpp was built without OpenMP")
+    lib.lk_sampler_many_openmp(int(request.param == "openmp"))
+    try:
+        yield request.param
+    finally:
+        lib.lk_sampler_many_openmp(int(before))
+
+
 def _chains(model: llamakit.Model, builds: list[Build], n: int) -> list[SamplerChain]:
     return [builds[i % len(builds)](model, 1000 + i) for i in range(n)]
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 8, 33])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_threads_give_the_sequential_result(model: llamakit.Model, kind: str, n: int) -> None:
+def test_threads_give_the_sequential_result(model: llamakit.Model, kind: str, n: int,
+                                            threads: str) -> None:
     """Twin chains over the same logits, one set sampled on one thread and one on two, for a
     few steps: tokens, flags and pieces (the special ones too) equal item for item."""
     with model.new_context(n_ctx=256, n_batch=64, n_threads=2) as ctx:
@@ -84,7 +100,7 @@ def test_threads_give_the_sequential_result(model: llamakit.Model, kind: str, n:
             handle.decode(fed + [fed[0]] * (OUTPUTS - len(fed)), all_outputs=True)
 
 
-def test_context_threads_are_used_by_default_none(model: llamakit.Model) -> None:
+def test_context_threads_are_used_by_default_none(model: llamakit.Model, threads: str) -> None:
     """``n_threads=None`` takes the context's thread count: same results again."""
     with model.new_context(n_ctx=256, n_batch=64, n_threads=2) as ctx:
         handle = ctx._handle
@@ -101,7 +117,7 @@ def _selects_nothing(model: llamakit.Model, seed: int) -> SamplerChain:
 
 
 @pytest.mark.parametrize("first", [0, 5, 7])
-def test_the_lowest_failing_item_raises(model: llamakit.Model, first: int) -> None:
+def test_the_lowest_failing_item_raises(model: llamakit.Model, first: int, threads: str) -> None:
     """Of two failing items (a chain that selects nothing, an output without logits) the
     lower one's error is raised; the context and the chains sample on afterwards."""
     with model.new_context(n_ctx=256, n_batch=64, n_threads=2) as ctx:
@@ -127,7 +143,7 @@ def test_the_lowest_failing_item_raises(model: llamakit.Model, first: int) -> No
         assert sample_many(handle, [(c._handle, -1) for c in two], n_threads=2) == want
 
 
-def test_a_python_stage_raises_its_own_error(model: llamakit.Model) -> None:
+def test_a_python_stage_raises_its_own_error(model: llamakit.Model, threads: str) -> None:
     """A chain with a Python stage keeps the whole call on the calling thread: its exception
     comes back unchanged, and the chains after it were not called."""
     class Boom:
@@ -151,7 +167,7 @@ def test_a_python_stage_raises_its_own_error(model: llamakit.Model) -> None:
         assert sample_many(handle, [(c._handle, -1) for c in chains], n_threads=2) == want
 
 
-def test_a_chain_twice_samples_in_order(model: llamakit.Model) -> None:
+def test_a_chain_twice_samples_in_order(model: llamakit.Model, threads: str) -> None:
     """The same chain at two items samples twice, in item order, as on one thread."""
     with model.new_context(n_ctx=256, n_batch=64, n_threads=2) as ctx:
         handle = ctx._handle
@@ -165,7 +181,7 @@ PROMPTS = ["Hello world", "The quick brown fox", "Once upon a time", "In the beg
            "A B C", "What is the capital of France?", "1 2 3 4", "Good morning"] * 2
 
 
-def test_generate_batch_on_two_threads(model: llamakit.Model) -> None:
+def test_generate_batch_on_two_threads(model: llamakit.Model, threads: str) -> None:
     """16 sequences on a context of 2 threads: greedy equals one-by-one generation, and
     seeded sampling equals the same on a context of 1 thread (and itself run again)."""
     with model.new_context(n_ctx=16 * 48, n_batch=64, n_seq_max=16, n_threads=2) as ctx:
