@@ -1,6 +1,6 @@
 """``sample_many`` on one thread against several: the host part of a batched step.
 
-    python benchmarks/micro/sample_many.py [--chains 16,64] [--threads 1,2] [--rounds 7]
+    python benchmarks/micro/sample_many.py [--chains 16,64] [--threads 1,2,2pool] [--rounds 7]
                                            [--calls 50] [--batch 16] [--tokens 64]
                                            [--model GGUF] [--json OUT]
 
@@ -9,7 +9,8 @@ output of one decode, each accepting its token) for N chains of llama.cpp's defa
 (top_k 40, top_p 0.95, min_p 0.05, temperature 0.8, dist; one seed each), one batch of
 ``--calls`` calls per thread count, the thread counts interleaved ``--rounds`` times on the
 same chains. Reported: microseconds per call and per chain, minimum and median of the
-batches.
+batches. A thread count ``Tpool`` runs on the shim's own pool instead of OpenMP's team
+(``lk_sampler_many_openmp(0)``; what a llama.cpp without OpenMP uses).
 
 Part 2 runs ``Context.generate_batch`` on ``--batch`` prompts (``--tokens`` each, seeded
 default sampling, no stop, end-of-generation tokens banned by ``logit_bias``) on a context of 2 threads, with the batch step's ``sample_many``
@@ -48,27 +49,36 @@ def _default(model: llamakit.Model, seed: int) -> SamplerChain:
             .add_dist(seed=seed))
 
 
+def _mode(lib: Any, mode: str) -> int:
+    """Set the shim's kind of threads for ``mode`` ("2", "2pool"); its thread count."""
+    pool = mode.endswith("pool")
+    lib.lk_sampler_many_openmp(0 if pool else 1)
+    return int(mode.removesuffix("pool"))
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def part_sample_many(model: llamakit.Model, counts: list[int], threads: list[int],
+def part_sample_many(model: llamakit.Model, counts: list[int], threads: list[str],
                      rounds: int, calls: int) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    with model.new_context(n_ctx=256, n_threads=max(threads)) as ctx:
+    lib = model._handle.lib
+    with model.new_context(n_ctx=256, n_threads=2) as ctx:
         handle = ctx._handle
         handle.decode(model.tokenize("Once upon a time"))
         for n in counts:
             chains = [_default(model, 1000 + i) for i in range(n)]
             items = [(c._handle, -1) for c in chains]
-            samples: dict[int, list[float]] = {t: [] for t in threads}
+            samples: dict[str, list[float]] = {t: [] for t in threads}
             for t in threads:  # warm-up: the pool's threads start, scratch buffers grow
-                sample_many(handle, items, n_threads=t)
+                sample_many(handle, items, n_threads=_mode(lib, t))
             for _ in range(rounds):
                 for t in threads:
+                    count = _mode(lib, t)
                     start = time.perf_counter()
                     for _ in range(calls):
-                        sample_many(handle, items, n_threads=t)
+                        sample_many(handle, items, n_threads=count)
                     samples[t].append((time.perf_counter() - start) * 1e6 / calls)
             for t in threads:
                 s = _summary(samples[t])
@@ -79,21 +89,23 @@ def part_sample_many(model: llamakit.Model, counts: list[int], threads: list[int
     return report
 
 
-def part_generate_batch(model: llamakit.Model, n_batch: int, threads: list[int],
+def part_generate_batch(model: llamakit.Model, n_batch: int, threads: list[str],
                         rounds: int, tokens: int) -> dict[str, Any]:
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n_batch)]
     original = batch_module.sample_many
-    tok_s: dict[int, list[float]] = {t: [] for t in threads}
+    tok_s: dict[str, list[float]] = {t: [] for t in threads}
+    lib = model._handle.lib
     # Every sequence runs the full length, as in benchmarks/gpu/batched.py.
     ban = {str(t): float("-inf") for t in model.special_tokens if model.is_eog(t)}
     with model.new_context(n_ctx=n_batch * (tokens + 32), n_batch=512, n_seq_max=n_batch,
-                           n_threads=max(threads)) as ctx:
+                           n_threads=2) as ctx:
         ctx.generate_batch(prompts, max_new_tokens=8, seed=1)  # warm-up
         try:
             for _ in range(rounds):
                 for t in threads:
                     # t threads for the step's sampling; the decode keeps the context's.
-                    batch_module.sample_many = functools.partial(original, n_threads=t)
+                    batch_module.sample_many = functools.partial(original,
+                                                                 n_threads=_mode(lib, t))
                     start = time.perf_counter()
                     results = ctx.generate_batch(prompts, max_new_tokens=tokens, seed=7,
                                                  stop=[], logit_bias=ban)
@@ -101,6 +113,7 @@ def part_generate_batch(model: llamakit.Model, n_batch: int, threads: list[int],
                     tok_s[t].append(sum(len(r.tokens) for r in results) / wall)
         finally:
             batch_module.sample_many = original
+            lib.lk_sampler_many_openmp(1)
     report: dict[str, Any] = {}
     for t in threads:
         s = _summary(tok_s[t])
@@ -114,7 +127,7 @@ def part_generate_batch(model: llamakit.Model, n_batch: int, threads: list[int],
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", default="16,64")
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1,2,2pool")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
@@ -123,7 +136,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     counts = [int(c) for c in args.chains.split(",")]
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = [t.strip() for t in args.threads.split(",") if t.strip()]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(args.model) if args.model else Path(folder) / "tiny.gguf"
         if not args.model:
