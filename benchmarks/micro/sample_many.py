@@ -25,7 +25,6 @@ another GGUF.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
@@ -54,6 +53,13 @@ def _mode(lib: Any, mode: str) -> int:
     pool = mode.endswith("pool")
     lib.lk_sampler_many_openmp(0 if pool else 1)
     return int(mode.removesuffix("pool"))
+
+
+def _forced(sample: Any, n_threads: int) -> Any:
+    """``sample_many`` with ``n_threads`` whatever the caller passes."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return sample(*args, **{**kwargs, "n_threads": n_threads})
+    return call
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -104,8 +110,7 @@ def part_generate_batch(model: llamakit.Model, n_batch: int, threads: list[str],
             for _ in range(rounds):
                 for t in threads:
                     # t threads for the step's sampling; the decode keeps the context's.
-                    batch_module.sample_many = functools.partial(original,
-                                                                 n_threads=_mode(lib, t))
+                    batch_module.sample_many = _forced(original, _mode(lib, t))
                     start = time.perf_counter()
                     results = ctx.generate_batch(prompts, max_new_tokens=tokens, seed=7,
                                                  stop=[], logit_bias=ban)
