@@ -33,7 +33,7 @@ detect_device() {
 # unpack_bundle PLUGIN_DIR...: what the bare image lacks, from the bundle (see
 # make_bundle.sh): Debian's Vulkan loader into /, the pruned llama.cpp tree and the
 # VULKAN_SDK-like folder into $WORK; then llamakit and the given plugins, editable, and the
-# packages the test modules import (jsonschema, hypothesis), from the carried wheels.
+# packages the test modules import (jsonschema, hypothesis, openai), from the carried wheels.
 unpack_bundle() {
     local deb loader plugin
     local -a editable=(-e .)
@@ -50,6 +50,9 @@ unpack_bundle() {
     "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" --no-build-isolation \
         "${editable[@]}"
     "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" jsonschema hypothesis
+    # only tests/server's GPU module needs it: a bundle without it costs that module, not the run
+    "$PY" -m pip install -q --no-index --find-links "$BUNDLE/wheels" openai \
+        || echo "openai not installed: tests/server's GPU-marked module will skip"
     if command -v nvidia-smi > /dev/null; then
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
             --format=csv | tee "$RESULTS/gpu.txt"

@@ -25,7 +25,8 @@
 #                      plugins' dependencies, and what the test modules import at
 #                      collection (jsonschema, hypothesis), since `pytest -m gpu tests`
 #                      imports every test module; the server plugin's (starlette,
-#                      uvicorn, prometheus_client) for cuda.sh's serve phase
+#                      uvicorn, prometheus_client) for cuda.sh's serve phase, and the `openai` client the
+#                      server's GPU-marked tests use
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -98,7 +99,8 @@ rm -f "$DEST/wheels/"*.whl
     jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
     rpds-py==2026.9.1 attrs==26.1.0 hypothesis==6.170.17 sortedcontainers==2.4.0 \
     starlette==1.10.0 uvicorn==0.55.0 prometheus_client==0.26.0 anyio==4.16.0 \
-    h11==0.16.0 click==8.5.1 idna==3.20 sniffio==1.3.1
+    h11==0.16.0 click==8.5.1 idna==3.20 sniffio==1.3.1 \
+    openai==3.57.0 httpx2==2.16.2 httpcore2==2.16.2 truststore==0.10.5 jiter==0.19.0
 
 du -sh "$DEST"/* | sed "s|$ROOT/||"
 du -sh "$DEST" | sed "s|$ROOT/||"
