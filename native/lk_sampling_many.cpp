@@ -1,5 +1,5 @@
 // lk_sampler_sample_many (see lk_sampling.h): the chains of one decode, sampled on the
-// calling thread or, when there are enough of them, on several (lk_pool).
+// calling thread or, when there are enough of them, on several (OpenMP's or lk_pool's).
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -13,9 +13,10 @@
 
 namespace {
 
-// Each thread of lk_sampler_sample_many samples at least this many chains: one chain's
-// sampling (a 32k vocabulary, the default chain) is tens of microseconds, about what waking
-// a sleeping thread costs.
+// Each thread of lk_sampler_sample_many samples at least this many chains. One chain of
+// the default chain over a 32k vocabulary takes 8-15 µs on the 2-core VM, 50-100 on the
+// H200's host; measured on the VM (benchmarks/micro/sample_many.py): 2 chains gain nothing on
+// 2 threads, 4 chains 1.3x, 8 chains 1.6x.
 constexpr int32_t min_items_per_thread = 2;
 
 #ifdef _OPENMP
@@ -93,7 +94,7 @@ int32_t sample_threaded(struct llama_sampler * const * chains, const int32_t * i
             try {  // only a failed allocation can throw here
                 token = lk_sampler_sample_logits(chains[i], logits[i], n_vocab, top_ks[i]);
                 if (token < 0) {
-                    errors[i] = lk_last_error();  // the thread's that sampled it
+                    errors[i] = lk_last_error();  // in the state of the thread that ran it
                 }
             } catch (const std::exception &) {
                 token = LK_SAMPLE_FAILED;
@@ -107,21 +108,19 @@ int32_t sample_threaded(struct llama_sampler * const * chains, const int32_t * i
         }
     };
     const int32_t team = std::min(workers, limit);
+    if (team <= 1) {
+        body();
+    } else if (use_openmp.load()) {
+        // llama.cpp built with OpenMP: its threads spin for a while after each graph
+        // compute (libgomp's default wait policy), so threads of another pool would share
+        // their cores with them; the same team, still spinning, starts at once.
 #ifdef _OPENMP
-    // llama.cpp built with OpenMP: its threads spin for a while after each graph compute
-    // (libgomp's default wait policy), so threads of another pool would share their cores
-    // with them; the same team, still spinning, starts at once.
-    if (use_openmp.load()) {
 #pragma omp parallel num_threads(team)
+#endif
         body();
     } else if (!lk_pool::run(team - 1, body)) {
         body();  // the pool serves another caller now: this thread does it all
     }
-#else
-    if (!lk_pool::run(team - 1, body)) {
-        body();
-    }
-#endif
     // Candidates left in this thread's state belong to whichever item it sampled last.
     lk_many::forget_candidates();
     const int32_t failed = first_failed.load();

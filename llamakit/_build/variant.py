@@ -305,24 +305,26 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
     compiler = os.environ.get("CXX", "c++")
     flags = ["-std=c++17", "-fPIC", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
              f"-I{native}", *(f"-I{tree / d}" for d in
-                              ("common", "vendor", "include", "ggml/include", "src")),
-             # A llama.cpp built with OpenMP: the shim's threads are OpenMP's too (its
-             # threads, spinning after a graph compute, are the ones free to sample).
-             *(["-fopenmp"] if openmp else [])]
+                              ("common", "vendor", "include", "ggml/include", "src"))]
+    # A llama.cpp built with OpenMP: the shim's own files use OpenMP's threads too (they
+    # spin after a graph compute, so they are the ones free to sample; lk_sampling_many).
+    own_flags = [*flags, "-fopenmp"] if openmp else flags
     headers = sorted(native.glob("*.h"))
     folder = cache_dir() / "objects"
     folder.mkdir(parents=True, exist_ok=True)
     targets = []
     for source in sources:
         key = hash_json({"source": hash_files([source, *headers]), "llama": lib_key,
-                         "compiler": _compiler_identity(), "flags": flags})
+                         "compiler": _compiler_identity(),
+                         "flags": own_flags if source.parent == native else flags})
         stem = source.stem if source.parent == native else \
             "tree-" + "-".join(source.relative_to(tree).with_suffix("").parts)
         targets.append(folder / f"{stem}-{key[:16]}.o")
 
     def compile_one(source: Path, target: Path) -> None:
         partial = tmp / (target.name + ".part")
-        _run_logged([compiler, *flags, "-c", str(source), "-o", str(partial)], cwd=tmp,
+        chosen = own_flags if source.parent == native else flags
+        _run_logged([compiler, *chosen, "-c", str(source), "-o", str(partial)], cwd=tmp,
                     env=spec.env, log=tmp / f"{source.stem}.log", stage=f"compile {source.name}",
                     backend=spec.name, progress=None)
         os.replace(partial, target)  # the cache's file system: published whole or not at all
