@@ -153,8 +153,8 @@ class BatchStepper:
         # Every slot's token, end-of-generation flag and piece in one native call, except a
         # slot recording post-sampling logprobs: those read the candidates of this thread's
         # last sample, so such a slot samples alone, right before its figures are read.
-        # The call spreads the chains over the context's n_threads (None): the threads of
-        # the decode are idle while the host samples.
+        # The call spreads the chains over the context's n_threads (None): the decode's
+        # threads have nothing else to do until the next step.
         together = [(slot, output) for slot, output in ready
                     if slot.recorder is None or not slot.recorder.post_sampling]
         sampled = {id(slot): found for (slot, _), found in zip(together, sample_many(

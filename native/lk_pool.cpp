@@ -1,12 +1,15 @@
 // The shim's worker threads (see lk_pool.h): started on first use, kept for the process,
-// asleep on a condition variable between calls (the machine may be shared: no spinning).
+// asleep on a condition variable between calls (the machine may be shared: no spinning
+// while there is no work).
 #include "lk_pool.h"
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,13 +25,16 @@ public:
         }
         {
             std::lock_guard<std::mutex> lock(mutex);
-            while ((int32_t) threads.size() < extra) {
-                // Detached and never joined: the pool lives as long as the process.
-                std::thread([this, seen = round] { loop(seen); }).detach();
-                threads.push_back(0);
+            try {
+                while ((int32_t) threads.size() < extra) {
+                    // Detached and never joined: the pool lives as long as the process.
+                    std::thread([this, seen = round] { loop(seen); }).detach();
+                    threads.push_back(0);
+                }
+            } catch (const std::exception &) {  // no more threads: work with those there are
             }
             task = &body;
-            wanted = extra;
+            wanted = std::min(extra, (int32_t) threads.size());
             round++;
         }
         wake.notify_all();
