@@ -153,10 +153,13 @@ class BatchStepper:
         # Every slot's token, end-of-generation flag and piece in one native call, except a
         # slot recording post-sampling logprobs: those read the candidates of this thread's
         # last sample, so such a slot samples alone, right before its figures are read.
+        # The call spreads the chains over the context's n_threads (None): the decode's
+        # threads have nothing else to do until the next step.
         together = [(slot, output) for slot, output in ready
                     if slot.recorder is None or not slot.recorder.post_sampling]
         sampled = {id(slot): found for (slot, _), found in zip(together, sample_many(
-            handle, [(slot.chain._handle, output) for slot, output in together]), strict=True)}
+            handle, [(slot.chain._handle, output) for slot, output in together], n_threads=None),
+            strict=True)}
         events: list[StepEvent] = []
         n_ctx_seq = handle.n_ctx_seq
         now = time.perf_counter()

@@ -19,6 +19,7 @@
 // llama.cpp itself only prints to stderr.
 #include "llama-grammar.h"
 #include "llama-vocab.h"
+#include "lk_sampling_many.h"
 #include "lk_sampling_fast.h"
 #include "lk_trigger.h"
 
@@ -411,7 +412,25 @@ struct bypass_guard {
     }
 };
 
+
 }  // namespace
+
+namespace lk_many {
+
+bool is_python_stage(const llama_sampler * smpl) {
+    return smpl != nullptr && smpl->iface == &python_iface;
+}
+
+void set_error(const std::string & message) {
+    last_error = message;
+}
+
+void forget_candidates() {
+    last_candidates = nullptr;
+    n_last_candidates = 0;
+}
+
+}  // namespace lk_many
 
 extern "C" {
 
@@ -557,25 +576,6 @@ llama_token lk_sampler_sample_piece(struct llama_sampler * chain, struct llama_c
         *n_piece = llama_token_to_piece(vocab, token, piece, piece_cap, 0, special);
         return token;
     });
-}
-
-int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int32_t * idxs,
-                               const int32_t * top_ks, int32_t n, struct llama_context * ctx,
-                               bool special, llama_token * tokens, bool * is_eog,
-                               char * pieces, int32_t pieces_cap, int32_t * n_pieces) {
-    int32_t used = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t length = 0;
-        tokens[i] = lk_sampler_sample_piece(chains[i], ctx, idxs[i], top_ks[i], special,
-                                            &is_eog[i], pieces + used, pieces_cap - used,
-                                            &length);
-        if (tokens[i] < 0) {
-            return i;
-        }
-        n_pieces[i] = length;
-        used += length > 0 ? length : 0;
-    }
-    return n;
 }
 
 int32_t lk_sampler_apply(struct llama_sampler * chain, llama_token_data_array * cur_p) {

@@ -93,12 +93,25 @@ llama_token lk_sampler_sample_piece(struct llama_sampler * chain, struct llama_c
  * output idxs[i] with promise top_ks[i]; tokens[i], is_eog[i], and the pieces one after
  * another in pieces[0..pieces_cap), n_pieces[i] each one's length (or minus the size it
  * needed, when it did not fit: nothing written for it). Returns n, or the index i of the
- * first failure with its LK_SAMPLE_ code in tokens[i] (chains before it have accepted their
- * tokens; those after it were not called). */
+ * lowest failing item with its LK_SAMPLE_ code in tokens[i] and its lk_last_error: the
+ * items before it have accepted their tokens. On one thread the items after it were not
+ * called; on several, some of them may have sampled and accepted a token (the results of
+ * a failed call are meant to be dropped whole).
+ * With n_threads > 1 (<= 0: the context's llama_n_threads) and at least two items a
+ * thread, the chains sample on up to n_threads threads (the calling one and the shim's
+ * pool) with exactly the results of one thread, unless a chain appears twice or has a
+ * Python stage (then all on the calling thread). lk_sampler_last_candidates reports none
+ * after a call on several threads. The threads are OpenMP's when llama.cpp was built with
+ * it, else the shim's own (lk_pool.h). */
 int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int32_t * idxs,
                                const int32_t * top_ks, int32_t n, struct llama_context * ctx,
                                bool special, llama_token * tokens, bool * is_eog,
-                               char * pieces, int32_t pieces_cap, int32_t * n_pieces);
+                               char * pieces, int32_t pieces_cap, int32_t * n_pieces,
+                               int32_t n_threads);
+
+/* Whether lk_sampler_sample_many takes OpenMP's threads (true only when built with it):
+ * use 0 or 1 sets it (tests run the shim's own pool with 0), -1 only asks. */
+bool lk_sampler_many_openmp(int32_t use);
 
 /* A logit-bias stage that applies exactly as llama_sampler_init_logit_bias's (it wraps
  * one), and whose biases lk_sampler_sample folds into its fast paths. */

@@ -282,7 +282,7 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
 
 
 def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
-                 tmp: Path) -> list[str]:
+                 tmp: Path, openmp: bool = False) -> list[str]:
     """Compile each ``native/*.cpp`` (C++ parts of the shim, some of which build files of
     llama.cpp's ``common/`` from the tree) into an object file, cached by its inputs.
 
@@ -306,20 +306,25 @@ def _compile_cpp(spec: BackendSpec, native: Path, tree: Path, lib_key: str,
     flags = ["-std=c++17", "-fPIC", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
              f"-I{native}", *(f"-I{tree / d}" for d in
                               ("common", "vendor", "include", "ggml/include", "src"))]
+    # A llama.cpp built with OpenMP: the shim's own files use OpenMP's threads too (they
+    # spin after a graph compute, so they are the ones free to sample; lk_sampling_many).
+    own_flags = [*flags, "-fopenmp"] if openmp else flags
     headers = sorted(native.glob("*.h"))
     folder = cache_dir() / "objects"
     folder.mkdir(parents=True, exist_ok=True)
     targets = []
     for source in sources:
         key = hash_json({"source": hash_files([source, *headers]), "llama": lib_key,
-                         "compiler": _compiler_identity(), "flags": flags})
+                         "compiler": _compiler_identity(),
+                         "flags": own_flags if source.parent == native else flags})
         stem = source.stem if source.parent == native else \
             "tree-" + "-".join(source.relative_to(tree).with_suffix("").parts)
         targets.append(folder / f"{stem}-{key[:16]}.o")
 
     def compile_one(source: Path, target: Path) -> None:
         partial = tmp / (target.name + ".part")
-        _run_logged([compiler, *flags, "-c", str(source), "-o", str(partial)], cwd=tmp,
+        chosen = own_flags if source.parent == native else flags
+        _run_logged([compiler, *chosen, "-c", str(source), "-o", str(partial)], cwd=tmp,
                     env=spec.env, log=tmp / f"{source.stem}.log", stage=f"compile {source.name}",
                     backend=spec.name, progress=None)
         os.replace(partial, target)  # the cache's file system: published whole or not at all
@@ -351,7 +356,8 @@ def _compile_module(spec: BackendSpec, lib_dir: Path, mod_dir: Path, lib_key: st
             ffi.emit_c_code(str(c_file))
         module_file = spec.module_name + sysconfig.get_config_var("EXT_SUFFIX")
         libraries = [str(lib_dir / "lib" / name) for name in lib_info["libraries"]]
-        objects = _compile_cpp(spec, native, Path(lib_info["llama_cpp"]), lib_key, tmp)
+        objects = _compile_cpp(spec, native, Path(lib_info["llama_cpp"]), lib_key, tmp,
+                               "-fopenmp" in lib_info["link_args"])
         command = [
             os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
             f"-I{sysconfig.get_paths()['include']}", f"-I{lib_dir / 'include'}", f"-I{native}",

@@ -493,11 +493,13 @@ class SamplerHandle(Handle):
 
 @pinned
 def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int]],
-                special: bool = False) -> list[tuple[int, bool, bytes]]:
+                special: bool = False, n_threads: int | None = 1) -> list[tuple[int, bool, bytes]]:
     """Sample every ``(chain, output index)`` of one decode in one native call: for each,
     the accepted token, its end-of-generation flag and its text piece (``token_to_piece``
-    with ``special``), in order. If a chain fails, its error is raised; the chains before it
-    have accepted their tokens, those after it were not called."""
+    with ``special``), in order. ``n_threads`` > 1 (``None``: the context's ``n_threads``)
+    lets the shim sample the chains on that many threads, with the same results.
+    If chains fail, the first failing one's error is raised; the chains before it have
+    accepted their tokens, and on several threads some after it may have too."""
     if not items:
         return []
     handles = [handle for handle, _ in items]
@@ -519,8 +521,9 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
         for held in unique.values():
             stack.enter_context(held.pinned())
         chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
+        threads = 0 if n_threads is None else max(1, int(n_threads))
         done = lib.lk_sampler_sample_many(chains, idxs, promises, n, context.ptr, special,
-                                          tokens, eog, pieces, capacity, lengths)
+                                          tokens, eog, pieces, capacity, lengths, threads)
         if done < n:
             handles[done]._raise(int(tokens[done]))
         buffer = ffi.buffer(pieces, capacity)
