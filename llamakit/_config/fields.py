@@ -55,7 +55,10 @@ def check_field(section: type[BaseModel], name: str, value: Any, *,
         message = f"{name}{where}={value!r}: {first['msg']}"
         if issubclass(error, ConfigError):
             raise error(message, key=name) from None
-        raise error(message) from None
+        refusal = error(message)
+        # the key travels on every refusal (the server reports it as OpenAI's "param")
+        refusal.key = name  # type: ignore[attr-defined]
+        raise refusal from None
 
 
 def check_fields(section: type[BaseModel], values: Mapping[str, Any], *,

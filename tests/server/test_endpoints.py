@@ -144,3 +144,12 @@ def test_embedding_server_refuses_chat_and_chat_server_refuses_embeddings(
     assert status == 400 and "--embeddings" in body["error"]["message"]
     status, _, body = server.raw("POST", "/v1/embeddings", json.dumps({"input": "x"}).encode())
     assert status == 400 and "--embeddings" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("value", ["", ["a", ""], [], [1, 2], [[1], [2]]])
+def test_empty_or_token_embedding_input_is_a_400(embedder: Served, value: object) -> None:
+    """OpenAI refuses an empty string; the vector of nothing (or of BOS) is no answer."""
+    status, _, body = embedder.raw("POST", "/v1/embeddings", json.dumps(
+        {"input": value}).encode())
+    assert status == 400, body
+    assert body["error"]["param"] == "input"

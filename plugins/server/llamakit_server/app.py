@@ -165,7 +165,7 @@ class _Service:
             stream = self.engine.stream(prompt, **kwargs)
         else:
             stream = self.engine.stream(tokens=prompt, **kwargs)
-        echo = prompt if body.echo and isinstance(prompt, str) else ""
+        echo = _echo(self.engine.model, prompt) if body.echo else ""
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             return await self._sse(stream, head, "text_completion", usage, chat=False,
@@ -192,6 +192,9 @@ class _Service:
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ApiError(400, "input must be a non-empty string or list of strings (token "
                            "arrays are not supported by this build)", param="input",
+                           code="invalid_value")
+        if not all(texts):  # OpenAI's rule; else the vector is that of BOS, or nothing
+            raise ApiError(400, "input must not be or hold an empty string", param="input",
                            code="invalid_value")
         if body.dimensions is not None:
             raise ApiError(400, "dimensions is not supported by this build of "
@@ -344,6 +347,17 @@ async def _collect(request: Request, stream: Any) -> Any:
     if work.cancelled():
         raise ApiError(499, "the client closed the connection", code="client_closed")
     return work.result()
+
+
+def _echo(model: Any, prompt: str | list[int]) -> str:
+    """The prompt as ``echo`` shows it: token ids as their text (control tokens too). Ids
+    outside the vocabulary are left to the engine, which refuses them with a 400, since
+    detokenizing them would read past llama.cpp's tables."""
+    if isinstance(prompt, str):
+        return prompt
+    if not all(0 <= t < model.n_vocab for t in prompt):
+        return ""
+    return str(model.detokenize(prompt, unparse_special=True))
 
 
 def _extras(result: Any) -> dict[str, Any]:

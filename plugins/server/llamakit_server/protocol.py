@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +25,7 @@ __all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "RerankReques
            "completion_kwargs", "parse_body"]
 
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
+_TOKEN_KEY = re.compile(r"-?[0-9]{1,12}")
 
 
 class _Body(BaseModel):
@@ -211,7 +213,8 @@ def _common(body: _Sampling, config: ServerConfig, default_max: int,
     if body.logit_bias:
         bias: dict[int, float] = {}
         for key, value in body.logit_bias.items():
-            if not key.lstrip("-").isdigit() or len(key) > 12:
+            # ASCII digits only: str.isdigit and int() also take '²' and '١'
+            if not _TOKEN_KEY.fullmatch(key):
                 raise ApiError(400, f"logit_bias keys are token ids, got {key!r}",
                                param="logit_bias", code="invalid_value")
             bias[int(key)] = -math.inf if value <= -100 else value
