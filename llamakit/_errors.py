@@ -94,6 +94,10 @@ __all__ = [
 class LlamakitError(Exception):
     """Root of every error llamakit raises on purpose."""
 
+    #: The parameter or config key the error is about, when one is (``"top_p"``,
+    #: ``"context.n_ctx"``): the server reports it as OpenAI's ``param``.
+    key: str | None = None
+
 
 class ConfigError(LlamakitError, ValueError):
     """A configuration value, key or file is invalid."""

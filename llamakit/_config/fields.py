@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from .._errors import ConfigError
+from .._errors import ConfigError, LlamakitError
 
 __all__ = ["check_field", "check_fields", "field_default"]
 
@@ -56,8 +56,8 @@ def check_field(section: type[BaseModel], name: str, value: Any, *,
         if issubclass(error, ConfigError):
             raise error(message, key=name) from None
         refusal = error(message)
-        # the key travels on every refusal (the server reports it as OpenAI's "param")
-        refusal.key = name  # type: ignore[attr-defined]
+        if isinstance(refusal, LlamakitError):
+            refusal.key = name
         raise refusal from None
 
 
