@@ -11,6 +11,7 @@ batching), so both share this one scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
-from ._errors import ConfigError, ContextOverflowError, EmptyPromptError
+from ._errors import ClosedError, ConfigError, ContextOverflowError, EmptyPromptError
 from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
 from ._native.logits import LogprobRecorder
-from ._native.sampler import sample_many
+from ._native.sampler import attach_backend, detach_backend, sample_many
 from ._results import FinishReason, GenerationResult, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
@@ -112,14 +113,36 @@ class BatchStepper:
         self._vocab = vocab
         self.active: list[BatchSlot] = []
         self._batch = BatchHandle(handle.native, handle.n_batch)
+        # Sequences with a chain attached for backend sampling. A finished slot's stays
+        # attached (unused) until another slot takes the sequence or the stepper closes:
+        # every attach or detach makes llama.cpp re-reserve its graphs at the next decode.
+        self._in_graph: set[int] = set()
 
-    def add(self, slot: BatchSlot) -> None:
+    def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
+        """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
+        graph (backend sampling; ``SamplingParams.in_graph``) when it can."""
+        handle, seq_id = self._handle, slot.seq_id
+        if in_graph and attach_backend(handle, seq_id, slot.chain._handle):
+            self._in_graph.add(seq_id)
+        elif seq_id in self._in_graph:
+            self._in_graph.discard(seq_id)
+            detach_backend(handle, seq_id)
         self.active.append(slot)
 
     def remove(self, slot: BatchSlot) -> None:
         self.active.remove(slot)
 
+    def detach_all(self) -> None:
+        """Take back every chain attached for backend sampling (before the context runs
+        anything else: an attached sequence's outputs have no raw logits)."""
+        while self._in_graph:
+            seq_id = self._in_graph.pop()
+            if not self._handle.closed:
+                with contextlib.suppress(ClosedError):
+                    detach_backend(self._handle, seq_id)
+
     def close(self) -> None:
+        self.detach_all()
         self._batch.close()
 
     def step(self) -> list[StepEvent]:
@@ -296,7 +319,8 @@ class BatchMixin(ContextCore):
                         index, tokens = queue.popleft()
                         seed = (base_seed + index) % 0xFFFFFFFF if base_seed is not None \
                             else random_seed()
-                        chain = SamplerChain.from_stages(model, params.stages(seed, handle.n_ctx))
+                        stages = params.stages(seed, handle.n_ctx)
+                        chain = SamplerChain.from_stages(model, stages)
                         chain._start(tokens)
                         slot = BatchSlot(seq_id=free.pop(0), prompt=tokens, chain=chain,
                                          assembler=TextAssembler(stops), limit=limit,
@@ -307,7 +331,7 @@ class BatchMixin(ContextCore):
                             slot.finish = "length"
                             yield from turn.relay(self._finish(slot, results, free, params))
                             continue
-                        stepper.add(slot)
+                        stepper.add(slot, params.in_graph(stages, logprobs[0]))
                     if not stepper.active:
                         continue
                     for slot, piece in stepper.step():

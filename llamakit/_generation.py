@@ -7,6 +7,7 @@ end-of-generation token, a stop string, ``max_new_tokens`` or a full context.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,10 @@ from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._determinism import wants_exact
-from ._errors import ConfigError, ContextOverflowError, SamplerError
+from ._errors import ClosedError, ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
+from ._native.sampler import attach_backend, detach_backend
 from ._native.step import TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
@@ -107,14 +109,20 @@ class Generation(ContextCore):
             handle.reset_perf()
             started = time.perf_counter()
             owned = chain is None
+            in_graph = False
             if chain is None:
                 assert seed is not None
-                chain = SamplerChain.from_stages(self.model, params.stages(seed, handle.n_ctx))
+                stages = params.stages(seed, handle.n_ctx)
+                chain = SamplerChain.from_stages(self.model, stages)
+                in_graph = params.in_graph(stages, logprobs)
             else:
                 seed = chain.seed
             try:
                 chain._start(prompt)
                 sampler = chain._handle
+                # backend_sampling: llama.cpp samples sequence 0 in the decode's graph from
+                # the prompt's last token on (False: it cannot, the host samples)
+                in_graph = in_graph and max_new_tokens > 0 and attach_backend(handle, 0, sampler)
                 cache = self._cache
                 cached = (cache.evaluate(prompt, handle.n_batch, exact)
                           if max_new_tokens > 0 else 0)
@@ -187,6 +195,9 @@ class Generation(ContextCore):
                 with turn.paused():
                     yield result
             finally:
+                if in_graph and not handle.closed:
+                    with contextlib.suppress(ClosedError):
+                        detach_backend(handle, 0)
                 if owned:
                     chain.close()
 

@@ -101,6 +101,7 @@ class SamplingKwargs(TypedDict, total=False):
     json_schema: JsonSchema
     response_format: Mapping[str, Any]
     samplers: Sequence[Any]
+    backend_sampling: bool
 
 
 # Keywords whose Python values are richer than the [sampling] key's TOML value: they have
@@ -111,6 +112,10 @@ _LLAMA_CPP_SEQUENCE = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top
                        "xtc", "temperature")
 # llama.cpp's sequence names (common_sampler_types_from_names) and their aliases.
 _SEQUENCE = SEQUENCE_STAGES  # the names are the plugin host's reserved names too
+#: The native stages that llama.cpp can run inside a decode's graph (backend sampling:
+#: each has a ``backend_apply``).
+GRAPH_STAGES = frozenset({"logit_bias", "penalties", "top_k", "top_p", "min_p", "temp",
+                          "temp_ext", "greedy", "dist"})
 _RESHAPING = frozenset({"top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
                         "temperature", "infill", "adaptive_p"})
 
@@ -250,6 +255,14 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return bool(self.get("temperature") == 0)
+
+    def in_graph(self, stages: Sequence[Stage], logprobs: int | None = None) -> bool:
+        """Whether these settings ask for backend sampling and its chain ``stages`` can
+        run in llama.cpp's graph: every stage one of ``GRAPH_STAGES``, no grammar, and no
+        ``logprobs`` (they read the raw logits that an in-graph sample does not copy)."""
+        return (bool(self.get("backend_sampling")) and self.grammar is None
+                and logprobs is None
+                and all(s.sampler is None and s.name in GRAPH_STAGES for s in stages))
 
     def replace(self, **values: Any) -> SamplingParams:
         return dataclasses.replace(self, values={**self.values, **values})

@@ -1,5 +1,6 @@
 // llamakit's sampling shim; see lk_sampling.h for why each function exists.
 #include "lk_sampling.h"
+#include "lk_backend_sampling.h"
 #include "lk_logprobs.h"
 
 #include <algorithm>
@@ -503,14 +504,27 @@ struct llama_sampler * lk_sampler_init_python(void * handle, const char * name, 
 
 llama_token lk_sampler_sample(struct llama_sampler * chain, struct llama_context * ctx,
                               int32_t idx, int32_t top_k) {
-    last_error.clear();
+    llama_token token = -1;
+    // a chain attached to the context for backend sampling: the decode sampled already
+    const int32_t taken = guarded([&] { return lk_backend::take(chain, ctx, idx, &token); });
+    if (taken != 0) {
+        return taken < 0 ? taken : token;
+    }
     const float * logits = llama_get_logits_ith(ctx, idx);
     if (logits == nullptr) {
         last_error = "the context holds no logits for output " + std::to_string(idx);
         return LK_SAMPLE_NO_LOGITS;
     }
     const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-    return lk_sampler_sample_logits(chain, logits, n_vocab, top_k);
+    token = lk_sampler_sample_logits(chain, logits, n_vocab, top_k);
+    if (token < 0) {
+        return token;
+    }
+    const int32_t kept = guarded([&] {
+        lk_backend::after_host(chain, ctx, token);
+        return LK_SAMPLE_OK;
+    });
+    return kept < 0 ? kept : token;
 }
 
 llama_token lk_sampler_sample_logits(struct llama_sampler * chain, const float * logits,

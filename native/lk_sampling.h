@@ -113,6 +113,29 @@ int32_t lk_sampler_sample_many(struct llama_sampler * const * chains, const int3
  * use 0 or 1 sets it (tests run the shim's own pool with 0), -1 only asks. */
 bool lk_sampler_many_openmp(int32_t use);
 
+/* Backend sampling: llama.cpp samples a sequence's outputs inside the decode's graph
+ * (llama_set_sampler), on the device holding the output layer, instead of the host
+ * sampling from copied logits. lk_backend_sampler_attach gives llama.cpp a device copy of
+ * `chain` (its stages and their state; a stage of lk_sampler_init_logit_bias as the
+ * llama.cpp stage it wraps) for sequence `seq_id` of `ctx`, replacing the sequence's
+ * previous one: 1 when llama.cpp took it, 0 when it cannot run the chain in a graph (a
+ * stage without a graph form: grammar, Python, DRY, ...; nothing is attached then and
+ * lk_last_error says why), LK_SAMPLE_FAILED on error. From the next decode on,
+ * lk_sampler_sample / _piece / _many with `chain` on `ctx` return the token sampled in the
+ * graph, accepted by both chains; the outputs of an attached sequence have no raw logits
+ * (llama_get_logits_ith reads stale values). Attaching makes llama.cpp re-reserve its
+ * graphs before the next decode (as llama-server's per-request attach does).
+ * lk_backend_sampler_detach takes the sequence's copy back and frees it (1; 0 if none).
+ * lk_context_free: llama_free, then the copies still attached to the context.
+ * lk_sampler_free: llama_sampler_free for a chain that may be attached (its copy stays
+ * attached until detached). lk_backend_sampler_count: the context's attached sequences. */
+int32_t lk_backend_sampler_attach(struct llama_context * ctx, int32_t seq_id,
+                                  struct llama_sampler * chain);
+int32_t lk_backend_sampler_detach(struct llama_context * ctx, int32_t seq_id);
+int32_t lk_backend_sampler_count(struct llama_context * ctx);
+void lk_context_free(struct llama_context * ctx);
+void lk_sampler_free(struct llama_sampler * chain);
+
 /* A logit-bias stage that applies exactly as llama_sampler_init_logit_bias's (it wraps
  * one), and whose biases lk_sampler_sample folds into its fast paths. */
 struct llama_sampler * lk_sampler_init_logit_bias(int32_t n_vocab, int32_t n_logit_bias,

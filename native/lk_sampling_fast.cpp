@@ -100,6 +100,10 @@ bool is_bias_stage(const llama_sampler * smpl) {
     return smpl != nullptr && smpl->iface == &bias_iface;
 }
 
+llama_sampler * bias_inner(const llama_sampler * smpl) {
+    return is_bias_stage(smpl) ? ((const bias_stage *) smpl->ctx)->inner : nullptr;
+}
+
 int32_t leading_biases(llama_sampler * chain, const float * logits, int32_t n_vocab,
                        biased_ids & out) {
     // (token, order of the entry, bias): sorting by the first two keeps llama.cpp's order

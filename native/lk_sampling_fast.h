@@ -19,6 +19,10 @@ using biased_ids = std::vector<std::pair<llama_token, float>>;
 // Whether `smpl` is a stage of lk_sampler_init_logit_bias.
 bool is_bias_stage(const llama_sampler * smpl);
 
+// The llama.cpp logit-bias stage that a stage of lk_sampler_init_logit_bias wraps (it
+// applies the biases; it can run in a decode's graph), or NULL for any other stage.
+llama_sampler * bias_inner(const llama_sampler * smpl);
+
 // The number of bias stages at the start of `chain`, and their biases folded over `logits`
 // into `out` in llama.cpp's order of additions (entries outside the vocabulary dropped, as
 // llama.cpp drops them).

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lk_backend_sampling.h"
 #include "lk_pool.h"
 #include "lk_sampling.h"
 #include "lk_sampling_many.h"
@@ -77,24 +78,50 @@ int32_t sample_threaded(struct llama_sampler * const * chains, const int32_t * i
     const llama_vocab * vocab = llama_model_get_vocab(llama_get_model(ctx));
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     std::vector<const float *> logits(n);
-    int32_t limit = n;  // the first item without logits
-    for (int32_t i = 0; i < n && limit == n; i++) {
-        logits[i] = llama_get_logits_ith(ctx, idxs[i]);
-        if (logits[i] == nullptr) {
-            limit = i;
+    // Items whose chain is attached for backend sampling (lk_backend_sampler_attach) take
+    // the token their decode sampled, here, on this thread (llama.cpp reorders its outputs
+    // on the first lookup after a decode).
+    std::vector<char> taken(n, 0);
+    std::vector<std::string> errors(n);
+    int32_t limit = n;         // the first item without logits
+    int32_t failed_early = n;  // the first item whose backend token could not be taken
+    for (int32_t i = 0; i < n && limit == n && failed_early == n; i++) {
+        int32_t got = 0;
+        try {
+            got = lk_backend::take(chains[i], ctx, idxs[i], &tokens[i]);
+        } catch (const std::exception & err) {
+            lk_many::set_error(err.what());
+            got = LK_SAMPLE_FAILED;
+        }
+        if (got < 0) {
+            tokens[i] = got;
+            errors[i] = lk_last_error();
+            failed_early = i;
+        } else if (got > 0) {
+            taken[i] = 1;
+        } else {
+            logits[i] = llama_get_logits_ith(ctx, idxs[i]);
+            if (logits[i] == nullptr) {
+                limit = i;
+            }
         }
     }
+    limit = std::min(limit, failed_early + 1);
     std::atomic<int32_t> next{0};
-    std::atomic<int32_t> first_failed{limit};
-    std::vector<std::string> errors(limit);
+    std::atomic<int32_t> first_failed{failed_early < n ? failed_early : limit};
     // Nothing may throw out of a thread of the pool or of an OpenMP region.
     const std::function<void()> body = [&] {
         for (int32_t i = next++; i < limit && i < first_failed.load(); i = next++) {
+            if (taken[i]) {
+                continue;
+            }
             llama_token token = LK_SAMPLE_FAILED;
             try {  // only a failed allocation can throw here
                 token = lk_sampler_sample_logits(chains[i], logits[i], n_vocab, top_ks[i]);
                 if (token < 0) {
                     errors[i] = lk_last_error();  // in the state of the thread that ran it
+                } else {
+                    lk_backend::after_host(chains[i], ctx, token);
                 }
             } catch (const std::exception &) {
                 token = LK_SAMPLE_FAILED;

@@ -414,6 +414,15 @@ class SamplingConfig(BaseModel):
         description="Generation stops when the output contains any of these strings (a "
         "list, or one string).",
     )
+    backend_sampling: bool = Field(
+        default=False,
+        description="Sample inside llama.cpp's decode graph, on the device that computes "
+        "the logits (llama.cpp's --backend-sampling, experimental there): each step copies "
+        "the sampled token instead of every logit, and the host samples nothing. Applies "
+        "when every stage can run there (logit_bias, penalties, top_k, top_p, min_p, "
+        "temperature, greedy, dist) and no logprobs are asked for; otherwise the host "
+        "samples as usual. Seeded results differ from host sampling.",
+    )
 
 
 class PluginsConfig(BaseModel):

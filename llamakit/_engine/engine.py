@@ -213,7 +213,8 @@ class Engine:
                 raise EngineClosedError("the engine is closed") from None
             raise
         assert seed is not None
-        chain = SamplerChain.from_stages(self.model, params.stages(seed, self.n_ctx_slot))
+        stages = params.stages(seed, self.n_ctx_slot)
+        chain = SamplerChain.from_stages(self.model, stages)
         try:
             chain._start(tokens_in)
             request: Request[GenerationResult] = Request(self._wake, sink=sink, wrap=wrap)
@@ -221,7 +222,8 @@ class Engine:
             request.payload = {"chain": chain, "stops": stops, "limit": limit, "seed": seed,
                                "show_seed": not params.greedy, "on_overflow": on_overflow,
                                "stop_tokens": stop_tokens, "preserved_tokens": preserved,
-                               "logprobs": (top_logprobs, post_sampling)}
+                               "logprobs": (top_logprobs, post_sampling),
+                               "in_graph": params.in_graph(stages, top_logprobs)}
             self._enqueue(request)
         except BaseException:
             chain.close()
@@ -423,6 +425,8 @@ class Engine:
                         stepper.remove(slot)
                         self._release(slot, None, slot.owner._cancelled_error())
                     embeds = [request for request, _ in admitted if request.kind == "embed"]
+                    if any(request.kind in _WHOLE for request, _ in admitted):
+                        stepper.detach_all()  # they read outputs of every sequence
                     if embeds:
                         self._embed_all(embeds)
                     for request, engine_slot in admitted:
@@ -494,7 +498,7 @@ class Engine:
             batch_slot.finish = "length"
             self._finish(batch_slot)
             return
-        stepper.add(batch_slot)
+        stepper.add(batch_slot, payload["in_graph"])
 
     def _step(self, stepper: BatchStepper) -> None:
         running = list(stepper.active)

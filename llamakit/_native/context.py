@@ -55,6 +55,7 @@ def _evaluate(handle: ContextHandle, ptr: Any, batch: Any, encode: bool) -> int:
             # what Python's handler would have, also when the batch finished regardless.
             flag[0] = 0
             raise KeyboardInterrupt
+    handle.sampled_in_graph = handle.backend_samplers > 0
     check = handle.model.device_check
     if check is not None:
         check()  # the backend's error if a device it supplied was lost (ModelDevices)
@@ -125,7 +126,8 @@ class ContextHandle(Handle):
             raise ContextError(
                 f"llama.cpp could not create a context with n_ctx={n_ctx}, n_batch={n_batch}"
                 f"{reason}; it may not fit in memory (see the 'llamakit.native' log)")
-        super().__init__(native, ptr, lib.llama_free)
+        # lk_context_free: llama_free, then the chains attached for backend sampling
+        super().__init__(native, ptr, lib.lk_context_free)
         self.model = model
         model.add_dependent(self)
         self.memory = lib.llama_get_memory(ptr)
@@ -149,6 +151,11 @@ class ContextHandle(Handle):
         # Bumped whenever this layer empties the KV cache behind the public layer's back
         # (e.g. an adapter closing), so that the cached-prefix bookkeeping can notice.
         self.memory_epoch = 0
+        #: Sequences with a sampler chain attached for backend sampling
+        #: (``sampler.attach_backend``), and whether the last decode ran with any: its
+        #: outputs of those sequences then have no raw logits to read.
+        self.backend_samplers = 0
+        self.sampled_in_graph = False
 
     @pinned
     def set_loras(self, loras: dict[LoraHandle, float]) -> None:
@@ -294,8 +301,16 @@ class ContextHandle(Handle):
                                                         dtype=np.float32).copy()
         return values
 
+    def check_raw_logits(self) -> None:
+        """Refuse to read logits that a decode with backend sampling did not copy."""
+        if self.sampled_in_graph:
+            raise ContextError("the last decode sampled its tokens in llama.cpp's graph "
+                               "(backend_sampling) and kept no logits to read; decode again "
+                               "without backend sampling")
+
     @pinned
     def logits(self, index: int) -> npt.NDArray[np.float32]:
+        self.check_raw_logits()
         ptr = self.lib.llama_get_logits_ith(self.ptr, index)
         if ptr == self.ffi.NULL:
             raise ContextError(f"no logits for output {index}")

@@ -64,6 +64,7 @@ class LogprobReader:
 def logit_rows(context: ContextHandle, rows: Sequence[int]) -> npt.NDArray[np.float32]:
     """A copy of output rows ``rows`` (negative counts from the end) of the last decode,
     shape ``(len(rows), n_vocab)``."""
+    context.check_raw_logits()
     lib, ffi, n_vocab = context.lib, context.ffi, context.model.n_vocab
     out = np.empty((len(rows), n_vocab), dtype=np.float32)
     for i, index in enumerate(rows):
@@ -91,6 +92,7 @@ def nll_rows(context: ContextHandle, first_output: int, targets: Sequence[int] |
         data = np.ascontiguousarray(logits, dtype=np.float32)
         source = ffi.cast("float *", ffi.from_buffer(data))
     else:
+        context.check_raw_logits()
         source = lib.llama_get_logits_ith(context.ptr, first_output)
         if source == ffi.NULL:
             raise ContextError(f"the last decode kept no logits for output {first_output}")

@@ -323,7 +323,9 @@ class SamplerHandle(Handle):
     kind = "sampler"
 
     def __init__(self, model: ModelHandle, ptr: Any, names: Sequence[str] = ()) -> None:
-        super().__init__(model.native, ptr, model.native.lib.llama_sampler_free)
+        # lk_sampler_free: llama_sampler_free, and a chain attached for backend sampling
+        # stops being looked up (its device copy stays attached until detached)
+        super().__init__(model.native, ptr, model.native.lib.lk_sampler_free)
         self.model = model
         self.names = list(names)
         #: k of a first top-k stage (0: none): lets the shim skip writing all n_vocab
@@ -538,3 +540,31 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
                 piece = handles[i].model.piece(token, special)
             result.append((token, bool(eog[i]), piece))
         return result
+
+
+@pinned
+def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) -> bool:
+    """Backend sampling: llama.cpp samples ``seq_id``'s outputs inside the decode's graph
+    with a device copy of ``sampler``'s chain (``lk_backend_sampler_attach``), and sampling
+    with ``sampler`` on ``context`` returns those tokens. False, with nothing attached, when
+    llama.cpp cannot run the chain in a graph. Detach with ``detach_backend``."""
+    if sampler.native is not context.native:
+        raise SamplerError("the sampler chain must belong to the context's backend")
+    if not 0 <= seq_id < context.n_seq_max:
+        raise SamplerError(f"sequence id {seq_id} is outside 0..{context.n_seq_max - 1}")
+    with sampler.pinned() as chain:
+        status = int(context.lib.lk_backend_sampler_attach(context.ptr, seq_id, chain))
+    if status < 0:
+        sampler._raise(status)
+    context.backend_samplers = int(context.lib.lk_backend_sampler_count(context.ptr))
+    return status == 1
+
+
+@pinned
+def detach_backend(context: ContextHandle, seq_id: int) -> None:
+    """Take back what ``attach_backend`` gave llama.cpp for ``seq_id`` (nothing if none)."""
+    status = int(context.lib.lk_backend_sampler_detach(context.ptr, seq_id))
+    context.backend_samplers = int(context.lib.lk_backend_sampler_count(context.ptr))
+    if status < 0:
+        raise_for_sample(status, context.ffi.string(context.lib.lk_last_error()).decode(
+            "utf-8", "replace"))

@@ -77,13 +77,16 @@ class _Sampling(_Body):
     response_format: dict[str, Any] | None = None
     # llama-server's: report the distribution the sampler drew from (see logprobs.py)
     post_sampling_probs: bool | None = None
+    # llama-server's: sample inside the decode's graph (llama.cpp's --backend-sampling)
+    backend_sampling: bool | None = None
 
 
 _EXTRAS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p",
            "typical_p", "repeat_penalty", "repeat_last_n", "min_keep", "top_n_sigma",
            "dynatemp_range", "dynatemp_exponent", "xtc_probability", "xtc_threshold",
            "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-           "mirostat", "mirostat_tau", "mirostat_eta", "grammar", "json_schema", "seed")
+           "mirostat", "mirostat_tau", "mirostat_eta", "grammar", "json_schema", "seed",
+           "backend_sampling")
 
 
 class TextPart(_Body):
