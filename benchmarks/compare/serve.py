@@ -98,12 +98,17 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+#: Extra fields of every request body (--backend-sampling adds llama-server's
+#: "backend_sampling": true, which both servers take).
+EXTRA_FIELDS: dict[str, Any] = {}
+
+
 def one_request(port: int, prompt: str, tokens: int, bias: dict[str, float]
                 ) -> tuple[float, int, float]:
     """(TTFT seconds, text chunks, total seconds) of one streamed completion."""
     body = json.dumps({"prompt": prompt, "max_tokens": tokens,
                        "temperature": 0, "stream": True, "logit_bias": bias,
-                       "cache_prompt": False})
+                       "cache_prompt": False, **EXTRA_FIELDS})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     started = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -176,7 +181,12 @@ def main() -> None:
                         help="-ngl for both servers (default 0)")
     parser.add_argument("--markdown", default=None, metavar="FILE",
                         help="also write the summary table (medians over rounds) here")
+    parser.add_argument("--backend-sampling", action="store_true",
+                        help="every request asks both servers to sample inside llama.cpp's "
+                        "graph (\"backend_sampling\": true)")
     args = parser.parse_args()
+    if args.backend_sampling:
+        EXTRA_FIELDS["backend_sampling"] = True
     levels = [int(x) for x in args.concurrency.split(",")]
     model = Path(args.model) if args.model else model_path(args.shape, args.ftype)
     bias = no_eog(model)
@@ -204,7 +214,8 @@ def main() -> None:
     meta = {"model": model.name, "parallel": parallel, "ctx": 512 * parallel,
             "threads": args.threads, "tokens": args.tokens, "requests": args.requests,
             "machine": platform.machine(), "cpus": os.cpu_count(), "backend": args.backend,
-            "n_gpu_layers": args.n_gpu_layers, "rounds": args.rounds}
+            "n_gpu_layers": args.n_gpu_layers, "rounds": args.rounds,
+            "backend_sampling": args.backend_sampling}
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     table = summary(results, levels)

@@ -91,6 +91,10 @@ def main() -> int:
                         help="no logit_bias ban of end-of-generation tokens (the bias stage "
                         "turns off the shim's greedy and top-k fast paths); a sequence may "
                         "then end early: throughput counts the tokens generated")
+    parser.add_argument("--modes", default="greedy,default,greedy-graph,default-graph",
+                        help="sampling modes to measure: greedy, default (top_k 40, top_p "
+                        "0.95, min_p 0.05, temperature 0.8), and the same with "
+                        "backend_sampling (-graph: llama.cpp samples inside the graph)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     npl = [int(n) for n in args.npl.split(",")]
@@ -109,7 +113,10 @@ def main() -> int:
         specials = set(model.special_tokens)
         pool = [t for t in range(model.n_vocab) if t not in specials]
         bias = {"logit_bias": _eog_bias(model)} if args.bias else {}
-        modes = {"greedy": {"temperature": 0.0, **bias}, "default": {**DEFAULT_SAMPLING, **bias}}
+        every = {"greedy": {"temperature": 0.0, **bias}, "default": {**DEFAULT_SAMPLING, **bias}}
+        every.update({f"{name}-graph": {**sampling, "backend_sampling": True}
+                      for name, sampling in list(every.items())})
+        modes = {name: every[name] for name in args.modes.split(",")}
         for n in npl:
             prompts = [[rng.choice(pool) for _ in range(args.n_prompt)] for _ in range(n)]
             for mode, sampling in modes.items():
@@ -128,7 +135,7 @@ def main() -> int:
                        for _ in range(args.profile)]
             profiler = cProfile.Profile()
             profiler.enable()
-            measure(ctx, prompts, n_gen=args.n_gen, sampling=modes["default"], exact=args.bias)
+            measure(ctx, prompts, n_gen=args.n_gen, sampling=every["default"], exact=args.bias)
             profiler.disable()
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)

@@ -13,6 +13,8 @@ up itself) and then, in llamakit's one loaded model and context, ``--reps`` repe
   with ``--n-gen`` new greedy tokens (tg), pp and tg alternating in one context; tg bans
   every end-of-generation token with ``logit_bias`` (``--no-bias``: not; a first token
   whose greedy run is long enough is searched instead, as ``backends.py`` does);
+  ``generate tg (backend sampling)`` is the same tg with ``backend_sampling=True`` (greedy
+  and the ban run inside llama.cpp's graph), in its own loop after the others;
 - ``engine pp``: ``ContextHandle.decode`` of the same prompt and a read of its logits
   (llama-bench's pp: one decode, one synchronisation), repeated back to back after one
   unmeasured repetition, so no tg graph runs in between;
@@ -94,11 +96,11 @@ class Side:
         wall = time.perf_counter() - started
         return {"wall_ms": wall * 1e3, "llama_ms": result.timings.native["t_p_eval_ms"]}
 
-    def generate_tg(self) -> dict[str, float]:
+    def generate_tg(self, in_graph: bool = False) -> dict[str, float]:
         self.ctx.reset()
         started = time.perf_counter()
         result = self.ctx.generate([self.first], max_new_tokens=self.n_gen, temperature=0,
-                                   logit_bias=self.bias)
+                                   logit_bias=self.bias, backend_sampling=in_graph)
         wall = time.perf_counter() - started
         if len(result.tokens) != self.n_gen:
             raise RuntimeError(f"generate gave {len(result.tokens)} tokens, not {self.n_gen}")
@@ -161,8 +163,8 @@ def run_llama_bench(binary: Path, model: Path, *, n_prompt: int, n_gen: int,
     return out
 
 
-_ROWS = ("generate pp", "engine pp (repeated)", "generate tg", "engine tg greedy",
-         "engine tg decode only")
+_ROWS = ("generate pp", "engine pp (repeated)", "generate tg", "generate tg (backend sampling)",
+         "engine tg greedy", "engine tg decode only")
 
 
 def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -174,6 +176,7 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         side = Side(model, n_prompt=args.n_prompt, n_gen=args.n_gen, bias=args.bias)
         try:
             steps = {"generate pp": side.generate_pp, "generate tg": side.generate_tg,
+                     "generate tg (backend sampling)": lambda: side.generate_tg(True),
                      "engine pp (repeated)": side.engine_pp,
                      "engine tg greedy": lambda: side.engine_tg(sample=True),
                      "engine tg decode only": lambda: side.engine_tg(sample=False)}
@@ -197,6 +200,11 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                     samples["engine tg greedy"].append(side.engine_tg(sample=True))
                 for _ in range(args.reps):
                     samples["engine tg decode only"].append(side.engine_tg(sample=False))
+                # backend_sampling: each call attaches its chain (llama.cpp re-reserves its
+                # graphs at the call's first decode) and detaches it at the end
+                for _ in range(args.reps):
+                    samples["generate tg (backend sampling)"].append(side.generate_tg(True))
+                side.generate_pp()  # unmeasured: takes the re-reserve of the last detach
                 print(f"  {path.name} round {round_ + 1}/{args.rounds}: "
                       f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
             if args.profile:  # one more pp and tg under cProfile, after the rounds

@@ -111,3 +111,27 @@ def test_auto_picks_cuda(pair: tuple[llamakit.Model, llamakit.Model], tiny_model
         assert model.backend == "cuda"
         assert _greedy(model, "Hello world") == _greedy(cpu, "Hello world")
     assert [s.name for s in llamakit.backends()][:1] == ["cuda"]
+
+
+def test_backend_sampling_on_the_gpu(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    """backend_sampling: greedy with a ban and penalties sampled inside the CUDA graph gives
+    the host's tokens, alone and in generate_batch; the default chain is reproducible."""
+    _, gpu = pair
+    ban = {t: float("-inf") for t in gpu.special_tokens if gpu.is_eog(t)}
+    prompts = ["Hello world", "The quick brown fox", "Once upon a time", "1 2 3"]
+    with gpu.new_context(n_ctx=512, n_seq_max=4, n_threads=2) as ctx:
+        for settings in ({"temperature": 0, "logit_bias": ban},
+                         {"temperature": 0, "repeat_penalty": 1.3, "presence_penalty": 0.2}):
+            host = ctx.generate(prompts[0], max_new_tokens=24, **settings)
+            graph = ctx.generate(prompts[0], max_new_tokens=24, backend_sampling=True,
+                                 **settings)
+            assert ctx._handle.sampled_in_graph
+            assert graph.tokens == host.tokens
+        host_batch = ctx.generate_batch(prompts, max_new_tokens=16, temperature=0,
+                                        logit_bias=ban)
+        graph_batch = ctx.generate_batch(prompts, max_new_tokens=16, temperature=0,
+                                         logit_bias=ban, backend_sampling=True)
+        assert [r.tokens for r in graph_batch] == [r.tokens for r in host_batch]
+        seeded = [ctx.generate(prompts[1], max_new_tokens=16, seed=4, logit_bias=ban,
+                               backend_sampling=True).tokens for _ in range(2)]
+        assert seeded[0] == seeded[1] and len(seeded[0]) == 16
