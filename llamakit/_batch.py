@@ -149,28 +149,44 @@ class BatchStepper:
         """Decode one batch and sample every slot that has logits; finished slots leave
         ``active`` (their ``finish`` is set, their sequence keeps ``slot.kv``)."""
         handle, batch, vocab = self._handle, self._batch, self._vocab
-        batch.clear()
-        room = batch.capacity
+        capacity = batch.capacity
+        # The batch's columns, written into the llama_batch in one call (BatchHandle.fill).
+        tokens: list[int] = []
+        positions: list[int] = []
+        seq_ids: list[int] = []
+        outputs: list[int] = []
         # In sequence order, as llama-server fills its batch: with one KV stream per
         # sequence llama.cpp splits a batch into ubatches of consecutive sequences
         # (split_equal, sequential), so 2, 3, ..., 15, 0, 1 costs two graph computes.
         ordered = sorted(self.active, key=_seq_id)
         for slot in ordered:
             slot.output = None
-            if slot.pending is not None:
-                position = len(slot.kv)
-                slot.output = batch.add(slot.pending, position, slot.seq_id, True)
-                slot.kv.append(slot.pending)
-                room -= 1
+            pending = slot.pending
+            if pending is not None and len(tokens) < capacity:
+                slot.output = len(tokens)
+                tokens.append(pending)
+                positions.append(len(slot.kv))
+                seq_ids.append(slot.seq_id)
+                outputs.append(1)
+                slot.kv.append(pending)
         for slot in ordered:
-            while slot.pending is None and slot.fed < len(slot.prompt) and room:
-                last = slot.fed == len(slot.prompt) - 1
-                at = batch.add(slot.prompt[slot.fed], slot.fed, slot.seq_id, last)
-                slot.kv.append(slot.prompt[slot.fed])
-                slot.fed += 1
-                room -= 1
-                if last:
-                    slot.output = at
+            if slot.pending is not None:
+                continue
+            prompt, start = slot.prompt, slot.fed
+            end = min(len(prompt), start + capacity - len(tokens))
+            if end <= start:
+                continue
+            chunk = prompt[start:end]
+            tokens += chunk
+            positions += range(start, end)
+            seq_ids += [slot.seq_id] * len(chunk)
+            outputs += [0] * len(chunk)
+            slot.kv += chunk
+            slot.fed = end
+            if end == len(prompt):
+                outputs[-1] = 1
+                slot.output = len(tokens) - 1
+        batch.fill(tokens, positions, seq_ids, outputs)
         batch.decode(handle)
         ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
         # Every slot's token, end-of-generation flag and piece in one native call, except a
@@ -257,6 +273,15 @@ class BatchMixin(ContextCore):
                      **sampling: Any) -> BatchStream:
         """Like ``generate_batch`` but yields ``(index, piece)`` as pieces are ready (with
         ``logprobs``, each piece is a ``StreamPiece``)."""
+        return self._batch_stream(prompts, max_new_tokens, stop, parse_special, logprobs,
+                                  post_sampling_probs, sampling, pieces=True)
+
+    def _batch_stream(self, prompts: Sequence[Prompt], max_new_tokens: int | None,
+                      stop: str | Sequence[str] | None, parse_special: bool,
+                      logprobs: int | None, post_sampling_probs: bool,
+                      sampling: dict[str, Any], *, pieces: bool) -> BatchStream:
+        """``stream_batch``; ``pieces`` False: the events carry no pieces (``generate_batch``
+        reads only the results, and keeps the context's gate for the whole call)."""
         top = check_logprobs(logprobs, post_sampling_probs)
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
             raise ConfigError("prompts must be a list of prompts", key="prompts")
@@ -279,7 +304,7 @@ class BatchMixin(ContextCore):
                                            what="prompt (per sequence)")
         results: list[GenerationResult | None] = [None] * len(token_lists)
         events = self._batch_loop(token_lists, limit, stops, params, results,
-                                  (top, post_sampling_probs))
+                                  (top, post_sampling_probs), pieces)
         return BatchStream(events, results)
 
     def generate_batch(self, prompts: Sequence[Prompt], *, max_new_tokens: int | None = None,
@@ -294,16 +319,15 @@ class BatchMixin(ContextCore):
         prompts than slots are queued. Results come back in the order of ``prompts``.
         ``logprobs``/``post_sampling_probs`` as in ``generate``: each result's ``logprobs``.
         """
-        stream = self.stream_batch(prompts, max_new_tokens=max_new_tokens, stop=stop,
-                                   parse_special=parse_special, logprobs=logprobs,
-                                   post_sampling_probs=post_sampling_probs, **sampling)
+        stream = self._batch_stream(prompts, max_new_tokens, stop, parse_special, logprobs,
+                                    post_sampling_probs, sampling, pieces=False)
         for _ in stream:
             pass
         return stream.results
 
     def _batch_loop(self, token_lists: list[list[int]], limit: int, stops: list[str],
                     params: SamplingParams, results: list[GenerationResult | None],
-                    logprobs: tuple[int | None, bool] = (None, False)
+                    logprobs: tuple[int | None, bool] = (None, False), pieces: bool = True
                     ) -> Iterator[tuple[int, str]]:
         handle, model = self._handle, self.model
         base_seed = params.values.get("seed")
@@ -329,17 +353,19 @@ class BatchMixin(ContextCore):
                                                                *logprobs))
                         if limit == 0:
                             slot.finish = "length"
-                            yield from turn.relay(self._finish(slot, results, free, params))
+                            yield from self._finished(turn, slot, results, free, params,
+                                                      pieces)
                             continue
                         stepper.add(slot, params.in_graph(stages, logprobs[0]))
                     if not stepper.active:
                         continue
                     for slot, piece in stepper.step():
-                        if piece:
+                        if piece and pieces:
                             with turn.paused():
                                 yield slot.owner, piece
                         if slot.finish is not None:
-                            yield from turn.relay(self._finish(slot, results, free, params))
+                            yield from self._finished(turn, slot, results, free, params,
+                                                      pieces)
             finally:
                 stepper.close()
                 for slot in stepper.active:
@@ -348,6 +374,16 @@ class BatchMixin(ContextCore):
                 # context has none left
                 if not turn.abandoned and not handle.closed:
                     memory.kv_clear(handle)
+
+    def _finished(self, turn: Any, slot: BatchSlot, results: list[GenerationResult | None],
+                  free: list[int], params: SamplingParams, pieces: bool
+                  ) -> Iterator[tuple[int, str]]:
+        """``_finish``: its last piece relayed to the caller, or dropped without pieces."""
+        if pieces:
+            yield from turn.relay(self._finish(slot, results, free, params))
+        else:
+            for _ in self._finish(slot, results, free, params):
+                pass
 
     def _finish(self, slot: BatchSlot, results: list[GenerationResult | None],
                 free: list[int], params: SamplingParams) -> Iterator[tuple[int, str]]:

@@ -52,18 +52,14 @@ def test_batches_are_filled_in_sequence_order(model: llamakit.Model,
     ubatches of consecutive sequences: 2, 3, 0, 1 would cost two graph computes)."""
     from llamakit._native.batch import BatchHandle
     added: list[list[int]] = []
-    original_add, original_clear = BatchHandle.add, BatchHandle.clear
+    original_fill = BatchHandle.fill
 
-    def clear(self: BatchHandle) -> None:
-        added.append([])
-        original_clear(self)
+    def fill(self: BatchHandle, tokens: list[int], positions: list[int],
+             seq_ids: list[int], outputs: list[int]) -> None:
+        added.append(list(seq_ids))
+        original_fill(self, tokens, positions, seq_ids, outputs)
 
-    def add(self: BatchHandle, token: int, pos: int, seq_id: int, output: bool) -> int:
-        added[-1].append(seq_id)
-        return original_add(self, token, pos, seq_id, output)
-
-    monkeypatch.setattr(BatchHandle, "clear", clear)
-    monkeypatch.setattr(BatchHandle, "add", add)
+    monkeypatch.setattr(BatchHandle, "fill", fill)
     handle = bctx._handle
     stepper = BatchStepper(handle, model._handle)
     try:
@@ -189,3 +185,20 @@ def test_one_context_from_two_threads_is_serialised(model: llamakit.Model) -> No
         for thread in threads:
             thread.join()
         assert outputs == [expected, expected]
+
+
+def test_batch_fill_refuses_overflow_and_ragged_columns(model: llamakit.Model) -> None:
+    """BatchHandle.fill (one call per step) checks what add checked token by token."""
+    from llamakit._native.batch import BatchHandle
+    with model.new_context(n_ctx=128, n_batch=8) as context:
+        batch = BatchHandle(context._handle.native, 4)
+        try:
+            with pytest.raises(llamakit.ContextError, match="full"):
+                batch.fill([1] * 5, list(range(5)), [0] * 5, [0] * 5)
+            with pytest.raises(llamakit.ContextError, match="differ"):
+                batch.fill([1, 2], [0, 1], [0], [0, 1])
+            batch.fill([1, 2, 3], [0, 1, 2], [0, 0, 0], [0, 0, 1])
+            batch.decode(context._handle)
+            assert context.logits().shape == (model.n_vocab,)
+        finally:
+            batch.close()

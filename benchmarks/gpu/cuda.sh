@@ -43,7 +43,8 @@
 # (8b-q4_0), BATCHED_NPL (1,8,32,64), ALSO_BUILD ("cpu vulkan": the variants built beside
 # cuda, which the tests and the vulkan rows need; empty: none), PARITY_ARGS (more flags),
 # BATCHED_NAME (batched: its .json and .log), BATCHED_ARGS (default --profile 32),
-# SERVE_MODEL (8b-q4_0), SERVE_CONCURRENCY (1,4,16,64), SERVE_ARGS (--tokens 64 --requests 2
+# SERVE_MODEL (8b-q4_0), SERVE_CONCURRENCY (1,4,16,64), SERVE_NAME (serve: its .json, .md
+# and .log), SERVE_ARGS (--tokens 64 --requests 2
 # --rounds 2), GLSLC (modern: the bundle's bin/glslc-modern for the vulkan variant when
 # the bundle has one; system: bookworm's).
 set -euo pipefail
@@ -66,6 +67,7 @@ BATCHED_NAME=${BATCHED_NAME:-batched}
 BACKENDS=${BACKENDS:-cuda,vulkan}
 SERVE_MODEL=${SERVE_MODEL:-8b-${QUANT,,}}
 SERVE_CONCURRENCY=${SERVE_CONCURRENCY:-1,4,16,64}
+SERVE_NAME=${SERVE_NAME:-serve}
 ALSO_BUILD=${ALSO_BUILD-cpu vulkan}
 JOBS=$(nproc)
 mkdir -p "$RESULTS" "$WORK/models"
@@ -271,8 +273,8 @@ phase_serve() {
     "$PY" benchmarks/compare/serve.py --model "$WORK/models/$SERVE_MODEL.gguf" \
         --backend cuda --n-gpu-layers 99 --concurrency "$SERVE_CONCURRENCY" \
         ${SERVE_ARGS:---tokens 64 --requests 2 --rounds 2} \
-        --llama-server "$WORK/tools/llama-server" --json "$RESULTS/serve.json" \
-        --markdown "$RESULTS/serve.md" 2>&1 | tee "$RESULTS/serve.log"
+        --llama-server "$WORK/tools/llama-server" --json "$RESULTS/$SERVE_NAME.json" \
+        --markdown "$RESULTS/$SERVE_NAME.md" 2>&1 | tee "$RESULTS/$SERVE_NAME.log"
 }
 
 run_phases ${*:-setup build test models bench report}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ContextError
@@ -52,6 +53,29 @@ class BatchHandle(Handle):
         batch.logits[i] = 1 if output else 0
         self.n_tokens = i + 1
         return i
+
+    @pinned
+    def fill(self, tokens: Sequence[int], positions: Sequence[int], seq_ids: Sequence[int],
+             outputs: Sequence[int]) -> None:
+        """Make the batch exactly these tokens (one sequence id each; ``outputs`` 1 where
+        the token keeps its logits), under one pin: what ``add`` does a token at a time,
+        at a fraction of the cost per token (a batch step of 64 sequences)."""
+        n = len(tokens)
+        if n > self.capacity:
+            raise ContextError(f"batch is full ({self.capacity} tokens)")
+        if not len(positions) == len(seq_ids) == len(outputs) == n:
+            raise ContextError("tokens, positions, sequence ids and output flags differ in "
+                               "length")
+        ffi, batch = self.ffi, self.ptr
+        if n:
+            ffi.memmove(batch.token, array("i", tokens), 4 * n)
+            ffi.memmove(batch.pos, array("i", positions), 4 * n)
+            ffi.memmove(batch.n_seq_id, array("i", [1]) * n, 4 * n)
+            ffi.memmove(batch.logits, bytes(outputs), n)
+            seq = batch.seq_id
+            for i, seq_id in enumerate(seq_ids):
+                seq[i][0] = seq_id
+        self.n_tokens = n
 
     @pinned
     def decode(self, context: ContextHandle, *, encode: bool = False) -> None:
