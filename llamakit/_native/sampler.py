@@ -519,11 +519,11 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
     # The chains (the decorator pins the context), each once; _begin_call/_end_call
     # straight, as @pinned does (an ExitStack of 64 pins cost more than the sampling).
     unique = list({id(h): h for h in handles}.values())
-    held: list[Handle] = []
+    held: list[SamplerHandle] = []
     try:
-        for handle in unique:
-            handle._begin_call()
-            held.append(handle)
+        for chain_handle in unique:
+            chain_handle._begin_call()
+            held.append(chain_handle)
         chains = ffi.new("struct llama_sampler *[]", [handle.ptr for handle in handles])
         threads = 0 if n_threads is None else max(1, int(n_threads))
         done = lib.lk_sampler_sample_many(chains, idxs, promises, n, context.ptr, special,
@@ -543,8 +543,8 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
             result.append((token, bool(eog[i]), piece))
         return result
     finally:
-        for handle in reversed(held):
-            handle._end_call()
+        for chain_handle in reversed(held):
+            chain_handle._end_call()
 
 
 @pinned
