@@ -47,6 +47,15 @@ def test_close_while_another_thread_generates(tiny_model_path: Path, lora_path: 
     assert seen and set(seen) <= {"ClosedError", "AbortedError"}, seen
 
 
+@pytest.mark.parametrize("target", ["context", "model"])
+def test_close_while_another_thread_samples_in_the_graph(tiny_model_path: Path,
+                                                         target: str) -> None:
+    """The same with backend_sampling: the chain attached to the context is freed after
+    it, whichever moment the close lands in."""
+    seen = _run(f"close-{target}-graph", tiny_model_path)
+    assert seen and set(seen) <= {"ClosedError", "AbortedError"}, seen
+
+
 def test_abandoned_stream_does_not_block_other_threads(tiny_model_path: Path) -> None:
     """A stream half read by an ended thread yields the context; resuming it is refused."""
     assert _run("abandoned", tiny_model_path) == ["generated:4", "ContextBusyError",

@@ -23,12 +23,15 @@ PROMPT = "Once upon a time there was a little robot who " * 6
 ROUNDS = 12
 
 
-def _generate_until(ctx: llamakit.Context, started: threading.Event, seen: list[str]) -> None:
+def _generate_until(ctx: llamakit.Context, started: threading.Event, seen: list[str],
+                    graph: bool = False) -> None:
     try:
         # one long stream, so that every close lands inside it (a close between two calls
-        # of an adapter is no error: the next call simply runs without it)
+        # of an adapter is no error: the next call simply runs without it); ``graph``:
+        # sampled inside llama.cpp's graph (backend_sampling: a chain attached to the
+        # context, which closing it must free after the context)
         for _piece in ctx.stream(PROMPT, max_new_tokens=400, temperature=0,
-                                 on_overflow="truncate"):
+                                 on_overflow="truncate", backend_sampling=graph):
             started.set()
         seen.append("finished")
     except llamakit.LlamakitError as exc:
@@ -37,7 +40,8 @@ def _generate_until(ctx: llamakit.Context, started: threading.Event, seen: list[
         started.set()
 
 
-def close_under_generate(path: str, target: str, lora: str | None) -> list[str]:
+def close_under_generate(path: str, target: str, lora: str | None,
+                         graph: bool = False) -> list[str]:
     """Close the model, the context or an applied adapter while a thread generates."""
     seen: list[str] = []
     for round_ in range(ROUNDS):
@@ -48,7 +52,7 @@ def close_under_generate(path: str, target: str, lora: str | None) -> list[str]:
             adapter = model.load_lora(lora)
             ctx.apply_lora(adapter, 1.0)
         started = threading.Event()
-        worker = threading.Thread(target=_generate_until, args=(ctx, started, seen))
+        worker = threading.Thread(target=_generate_until, args=(ctx, started, seen, graph))
         worker.start()
         started.wait()
         time.sleep(0.002 * round_)  # land in prompt decoding, sampling, or between pieces
@@ -202,7 +206,9 @@ def main() -> None:
     scenario, path = sys.argv[1], sys.argv[2]
     lora = sys.argv[3] if len(sys.argv) > 3 else None
     if scenario.startswith("close-"):
-        seen = close_under_generate(path, scenario.removeprefix("close-"), lora)
+        target = scenario.removeprefix("close-")
+        seen = close_under_generate(path, target.removesuffix("-graph"), lora,
+                                    graph=target.endswith("-graph"))
     else:
         seen = {"abandoned": abandoned_stream, "interleaved": interleaved_streams,
                 "candidates": kept_candidates, "threads": contexts_in_threads,

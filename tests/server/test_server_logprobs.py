@@ -149,3 +149,23 @@ def test_logprobs_out_of_range_is_a_400(server: Served, path: str, body: dict[st
     status, _, answer = server.raw("POST", path, json.dumps({**base, **body}).encode())
     assert status == 400
     assert answer["error"]["param"] == param
+
+
+def test_backend_sampling_extra_field(server: Served) -> None:
+    """llama-server's backend_sampling: the same greedy reply sampled inside the graph; a
+    non-boolean is a 400 naming the field; with logprobs the host samples (they need the
+    raw logits) and the figures are there."""
+    client = server.client()
+    plain = client.chat.completions.create(
+        model="demo-model", messages=ask("What is 48 + 37?"), max_tokens=16, temperature=0)
+    graph = client.chat.completions.create(
+        model="demo-model", messages=ask("What is 48 + 37?"), max_tokens=16, temperature=0,
+        extra_body={"backend_sampling": True})
+    assert graph.choices[0].message.content == plain.choices[0].message.content == "85"
+    both = client.chat.completions.create(
+        model="demo-model", messages=ask("What is 48 + 37?"), max_tokens=16, temperature=0,
+        logprobs=True, top_logprobs=1, extra_body={"backend_sampling": True})
+    assert len(both.choices[0].logprobs.content) == both.usage.completion_tokens
+    status, _, body = server.raw("POST", "/v1/chat/completions", json.dumps(
+        {"messages": ask("Hi"), "max_tokens": 2, "backend_sampling": "yes"}).encode())
+    assert status == 400 and body["error"]["param"] == "backend_sampling"
