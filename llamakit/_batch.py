@@ -117,11 +117,17 @@ class BatchStepper:
         # attached (unused) until another slot takes the sequence or the stepper closes:
         # every attach or detach makes llama.cpp re-reserve its graphs at the next decode.
         self._in_graph: set[int] = set()
+        # A decode started by ``step`` ahead of the next one, whose outputs it samples.
+        self._in_flight = False
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
         """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
         graph (backend sampling; ``SamplingParams.in_graph``) when it can."""
         handle, seq_id = self._handle, slot.seq_id
+        if self._in_flight and (in_graph or seq_id in self._in_graph):
+            # The decode started ahead runs the sequence's previous chain (llama.cpp keeps
+            # every attached chain in the graph): it must end before that chain is freed.
+            handle.synchronize()
         if in_graph and attach_backend(handle, seq_id, slot.chain._handle):
             self._in_graph.add(seq_id)
         elif seq_id in self._in_graph:
@@ -142,13 +148,15 @@ class BatchStepper:
                     detach_backend(self._handle, seq_id)
 
     def close(self) -> None:
+        self.drain()
         self.detach_all()
         self._batch.close()
 
-    def step(self) -> list[StepEvent]:
-        """Decode one batch and sample every slot that has logits; finished slots leave
-        ``active`` (their ``finish`` is set, their sequence keeps ``slot.kv``)."""
-        handle, batch, vocab = self._handle, self._batch, self._vocab
+    def _launch(self) -> None:
+        """Put one pending token of each generating slot and as much prompt as fits into
+        the batch and start its decode (on a GPU, ``llama_decode`` returns while the device
+        computes; the next sample waits for it)."""
+        handle, batch = self._handle, self._batch
         capacity = batch.capacity
         # The batch's columns, written into the llama_batch in one call (BatchHandle.fill).
         tokens: list[int] = []
@@ -186,8 +194,32 @@ class BatchStepper:
             if end == len(prompt):
                 outputs[-1] = 1
                 slot.output = len(tokens) - 1
+        if not tokens:
+            return
         batch.fill(tokens, positions, seq_ids, outputs)
-        batch.decode(handle)
+        self._in_flight = True
+        try:
+            batch.decode(handle)
+        except BaseException:
+            self._in_flight = False
+            raise
+
+    def step(self, ahead: bool = True) -> list[StepEvent]:
+        """Decode one batch and sample every slot that has logits; finished slots leave
+        ``active`` (their ``finish`` is set, their sequence keeps ``slot.kv``).
+
+        When no active slot has stop strings, the step starts the next decode as soon as
+        its tokens are sampled and ends of generation (end-of-generation tokens, limits)
+        are known, before the text work (pieces, events), so that work overlaps the
+        device's: the next ``step`` then begins by sampling that decode. A slot added
+        meanwhile joins the decode after it. With stop strings (known only from the text)
+        each step decodes, samples and assembles in turn, as with ``ahead=False`` (the
+        engine's step before it runs an embedding request on the context).
+        """
+        handle, vocab = self._handle, self._vocab
+        if not self._in_flight:
+            self._launch()
+        self._in_flight = False
         ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
         # Every slot's token, end-of-generation flag and piece in one native call, except a
         # slot recording post-sampling logprobs: those read the candidates of this thread's
@@ -199,9 +231,11 @@ class BatchStepper:
         sampled = {id(slot): found for (slot, _), found in zip(together, sample_many(
             handle, [(slot.chain._handle, output) for slot, output in together], n_threads=None),
             strict=True)}
-        events: list[StepEvent] = []
         n_ctx_seq = handle.n_ctx_seq
         now = time.perf_counter()
+        # What needs this decode's outputs (tokens, log-probabilities) or decides the
+        # next decode, before it starts; ``texts``: (slot, token's bytes) for the text work.
+        texts: list[tuple[BatchSlot, bytes]] = []
         for slot, output in ready:
             if slot.pending is None:
                 slot.prompt_done = now
@@ -213,29 +247,57 @@ class BatchStepper:
                 token, eog, raw = found
             if not slot.first_token:
                 slot.first_token = now
-            piece = ""
+            slot.pending = token
             if eog or token in slot.stop_tokens:
                 slot.finish = "eog"
-            else:
-                slot.generated.append(token)
-                if raw is None or token in slot.preserved_tokens:
-                    raw = vocab.piece(token, token in slot.preserved_tokens)
-                piece = slot.assembler.feed(raw)
-                if slot.recorder is not None:
-                    slot.recorder.record(token, output)
-                    piece = slot.piece(piece)
+                continue
+            slot.generated.append(token)
+            if slot.recorder is not None:
+                slot.recorder.record(token, output)
+            if raw is None or token in slot.preserved_tokens:
+                raw = vocab.piece(token, token in slot.preserved_tokens)
+            texts.append((slot, raw))
+        ahead = ahead and not any(slot.assembler.stops for slot in self.active)
+        if ahead:
+            for slot, _ in texts:
+                if len(slot.generated) >= slot.limit or \
+                        len(slot.prompt) + len(slot.generated) > n_ctx_seq:
+                    slot.finish = "length"
+            self.active = [slot for slot in self.active if slot.finish is None]
+            self._launch()
+        events: list[StepEvent] = []
+        for slot, _ in ready:
+            if slot.finish == "eog":
+                events.append((slot, ""))
+        for slot, raw in texts:
+            piece = slot.assembler.feed(raw)
+            if slot.recorder is not None:
+                piece = slot.piece(piece)
+            if not ahead:
                 if slot.assembler.stopped:
                     slot.finish = "stop"
                 elif len(slot.generated) >= slot.limit or \
                         len(slot.prompt) + len(slot.generated) > n_ctx_seq:
                     slot.finish = "length"
-            if slot.finish is None:
-                slot.pending = token
-            else:
-                self.active.remove(slot)
             if piece or slot.finish is not None:
                 events.append((slot, piece))
+        if not ahead:
+            self.active = [slot for slot in self.active if slot.finish is None]
         return events
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a decode started ahead waits to be sampled by the next ``step``."""
+        return self._in_flight
+
+    def drain(self) -> None:
+        """Wait for a decode started ahead (``step``) to finish, its outputs unread: before
+        the context's memory or sequences change under it."""
+        if self._in_flight:
+            self._in_flight = False
+            if not self._handle.closed:
+                with contextlib.suppress(ClosedError):
+                    self._handle.synchronize()
 
 
 class BatchStream(Iterator[tuple[int, str]]):

@@ -202,3 +202,35 @@ def test_batch_fill_refuses_overflow_and_ragged_columns(model: llamakit.Model) -
             assert context.logits().shape == (model.n_vocab,)
         finally:
             batch.close()
+
+
+@pytest.mark.parametrize("stops", [[], ["zzz-never"]])
+def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: llamakit.Context,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 stops: list[str]) -> None:
+    """Without stop strings a step starts the next decode before it assembles text (on a
+    GPU the text work overlaps the device); with one it assembles first. The tokens are
+    the same either way, and so is the number of decodes."""
+    from llamakit._native.batch import BatchHandle
+    order: list[str] = []
+    original_decode, original_feed = BatchHandle.decode, TextAssembler.feed
+
+    def decode(self: BatchHandle, *args: object, **kwargs: object) -> None:
+        order.append("decode")
+        original_decode(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def feed(self: TextAssembler, data: bytes) -> str:
+        order.append("text")
+        return original_feed(self, data)
+
+    monkeypatch.setattr(BatchHandle, "decode", decode)
+    monkeypatch.setattr(TextAssembler, "feed", feed)
+    results = bctx.generate_batch(PROMPTS[:3], max_new_tokens=4, temperature=0, stop=stops)
+    assert [r.tokens for r in results] == _one_by_one(model, PROMPTS[:3], 4)
+    assert order.count("decode") == 4  # the prompts, then three generated tokens
+    first_text = order.index("text")
+    if stops:
+        assert order[first_text:first_text + 4] == ["text", "text", "text", "decode"]
+    else:
+        assert order[first_text - 1:first_text + 3] == ["decode", "text", "text", "text"]
+        assert order[:2] == ["decode", "decode"]  # the second decode before any text

@@ -426,7 +426,11 @@ class Engine:
                         self._release(slot, None, slot.owner._cancelled_error())
                     embeds = [request for request, _ in admitted if request.kind == "embed"]
                     if any(request.kind in _WHOLE for request, _ in admitted):
-                        stepper.detach_all()  # they read outputs of every sequence
+                        # They decode on the context: first the decode started ahead is
+                        # sampled (nothing new started), then every chain comes off it.
+                        if stepper.in_flight:
+                            self._step(stepper, ahead=False)
+                        stepper.detach_all()
                     if embeds:
                         self._embed_all(embeds)
                     for request, engine_slot in admitted:
@@ -500,10 +504,10 @@ class Engine:
             return
         stepper.add(batch_slot, payload["in_graph"])
 
-    def _step(self, stepper: BatchStepper) -> None:
+    def _step(self, stepper: BatchStepper, ahead: bool = True) -> None:
         running = list(stepper.active)
         try:
-            events = stepper.step()
+            events = stepper.step(ahead)
         except Exception as error:
             # A failed decode leaves the sequences in an unknown state: fail the running
             # requests, empty the memory and go on with the queue.

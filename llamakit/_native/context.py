@@ -244,6 +244,11 @@ class ContextHandle(Handle):
         return self.memory
 
     @pinned
+    def synchronize(self) -> None:
+        """Wait for the decodes started on this context to finish (``llama_synchronize``)."""
+        self.lib.llama_synchronize(self.ptr)
+
+    @pinned
     def clear_memory(self) -> None:
         # Clearing fills the cache on a transfer queue that a GPU backend does not order
         # after a computation still running; wait for it first.
