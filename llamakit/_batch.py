@@ -421,7 +421,9 @@ class BatchMixin(ContextCore):
                         stepper.add(slot, params.in_graph(stages, logprobs[0]))
                     if not stepper.active:
                         continue
-                    for slot, piece in stepper.step():
+                    # Prompts still queued join as slots free up: start no decode ahead
+                    # then, or they would wait a step longer for it.
+                    for slot, piece in stepper.step(ahead=not queue):
                         if piece and pieces:
                             with turn.paused():
                                 yield slot.owner, piece

@@ -439,7 +439,10 @@ class Engine:
                         elif request.kind != "embed":
                             self._admit(request, engine_slot, stepper)
                     if stepper.active:
-                        self._step(stepper)
+                        # Queued requests join as slots free up: start no decode ahead
+                        # then, or their prompts would wait a step longer for it (the
+                        # queue is read unlocked: a request arriving now waits one step).
+                        self._step(stepper, ahead=not self._queue)
         except BaseException as error:  # a bug or a broken context: nobody may hang
             self._fail_all(stepper, error)
             raise
