@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ._native.context import ContextHandle
     from ._sampling import SamplingParams
 
-__all__ = ["BatchMixin", "BatchSlot", "BatchStepper", "BatchStream", "StepEvent", "new_recorder"]
+__all__ = ["BatchMixin", "BatchSlot", "BatchStepper", "BatchStream", "StepEvent", "new_recorder",
+           "starts_ahead"]
 
 
 @dataclass(eq=False)
@@ -101,6 +102,16 @@ def _seq_id(slot: BatchSlot) -> int:
     return slot.seq_id
 
 
+def starts_ahead(model: Any) -> bool:
+    """Whether a batch step on ``model`` should start its next decode before its text work:
+    every layer on a CUDA device, whose ``llama_decode`` returns while the GPU computes.
+    On the CPU (and a partial offload, whose CPU layers compute inside ``llama_decode``)
+    the text work would wait for a whole decode; the other backends are not measured."""
+    offload = model.offload
+    return (offload.backend == "cuda" and offload.n_layers_total > 0
+            and offload.n_layers_offloaded == offload.n_layers_total)
+
+
 class BatchStepper:
     """The active slots of one context and one decode step over all of them.
 
@@ -108,9 +119,13 @@ class BatchStepper:
     passes free ids to ``add`` and gets them back from finished slots.
     """
 
-    def __init__(self, handle: ContextHandle, vocab: Any) -> None:
+    def __init__(self, handle: ContextHandle, vocab: Any, ahead: bool = False) -> None:
         self._handle = handle
         self._vocab = vocab
+        #: Whether ``step`` may start the next decode before its text work: only where
+        #: ``llama_decode`` returns while the device computes (``starts_ahead``); on the
+        #: CPU it would hold every step's pieces back by a whole decode.
+        self.ahead = ahead
         self.active: list[BatchSlot] = []
         self._batch = BatchHandle(handle.native, handle.n_batch)
         # Sequences with a chain attached for backend sampling. A finished slot's stays
@@ -257,7 +272,7 @@ class BatchStepper:
             if raw is None or token in slot.preserved_tokens:
                 raw = vocab.piece(token, token in slot.preserved_tokens)
             texts.append((slot, raw))
-        ahead = ahead and not any(slot.assembler.stops for slot in self.active)
+        ahead = ahead and self.ahead and not any(slot.assembler.stops for slot in self.active)
         if ahead:
             for slot, _ in texts:
                 if len(slot.generated) >= slot.limit or \
@@ -398,7 +413,7 @@ class BatchMixin(ContextCore):
             self._cache.clear()
             queue = deque(enumerate(token_lists))
             free = list(range(handle.n_seq_max))
-            stepper = BatchStepper(handle, model._handle)
+            stepper = BatchStepper(handle, model._handle, starts_ahead(model))
             try:
                 while queue or stepper.active:
                     while queue and free:

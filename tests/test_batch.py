@@ -225,6 +225,8 @@ def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: ll
 
     monkeypatch.setattr(BatchHandle, "decode", decode)
     monkeypatch.setattr(TextAssembler, "feed", feed)
+    # only a fully offloaded CUDA model starts ahead (on the CPU it would hold pieces back)
+    monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: True)
     results = bctx.generate_batch(PROMPTS[:3], max_new_tokens=4, temperature=0, stop=stops)
     assert [r.tokens for r in results] == _one_by_one(model, PROMPTS[:3], 4)
     assert order.count("decode") == 4  # the prompts, then three generated tokens
@@ -234,3 +236,28 @@ def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: ll
     else:
         assert order[first_text - 1:first_text + 3] == ["decode", "text", "text", "text"]
         assert order[:2] == ["decode", "decode"]  # the second decode before any text
+
+
+def test_cpu_steps_do_not_start_ahead(model: llamakit.Model, bctx: llamakit.Context,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU a step assembles its text before the next decode: starting it ahead
+    would hold every piece back by a whole decode."""
+    from llamakit._batch import starts_ahead
+    from llamakit._native.batch import BatchHandle
+    assert not starts_ahead(model)
+    order: list[str] = []
+    original_decode, original_feed = BatchHandle.decode, TextAssembler.feed
+
+    def decode(self: BatchHandle, *args: object, **kwargs: object) -> None:
+        order.append("decode")
+        original_decode(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def feed(self: TextAssembler, data: bytes) -> str:
+        order.append("text")
+        return original_feed(self, data)
+
+    monkeypatch.setattr(BatchHandle, "decode", decode)
+    monkeypatch.setattr(TextAssembler, "feed", feed)
+    bctx.generate_batch(PROMPTS[:2], max_new_tokens=3, temperature=0)
+    assert order == ["decode", "text", "text", "decode", "text", "text", "decode", "text",
+                     "text"]

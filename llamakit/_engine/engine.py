@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .._batch import BatchSlot, BatchStepper, new_recorder
+from .._batch import BatchSlot, BatchStepper, new_recorder, starts_ahead
 from .._chat.prepare import chat_result
 from .._chat.results import ChatResult
 from .._config.fields import check_field, check_fields, field_default
@@ -408,7 +408,7 @@ class Engine:
     # -- the scheduler thread ------------------------------------------------------------
     def _run(self) -> None:
         ctx = self._ctx
-        stepper = BatchStepper(ctx._handle, self.model._handle)
+        stepper = BatchStepper(ctx._handle, self.model._handle, starts_ahead(self.model))
         try:
             while True:
                 with self._cond:
