@@ -108,8 +108,8 @@ def starts_ahead(model: Any) -> bool:
     On the CPU (and a partial offload, whose CPU layers compute inside ``llama_decode``)
     the text work would wait for a whole decode; the other backends are not measured."""
     offload = model.offload
-    return (offload.backend == "cuda" and offload.n_layers_total > 0
-            and offload.n_layers_offloaded == offload.n_layers_total)
+    return bool(offload.backend == "cuda" and offload.n_layers_total > 0
+                and offload.n_layers_offloaded == offload.n_layers_total)
 
 
 class BatchStepper:
