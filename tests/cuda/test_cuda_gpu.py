@@ -113,6 +113,22 @@ def test_auto_picks_cuda(pair: tuple[llamakit.Model, llamakit.Model], tiny_model
     assert [s.name for s in llamakit.backends()][:1] == ["cuda"]
 
 
+def test_batch_steps_ahead_on_the_gpu(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    """A fully offloaded CUDA model starts each batch step's next decode before its text
+    work; the tokens are the CPU backend's, with and without stop strings."""
+    from llamakit._batch import starts_ahead
+    cpu, gpu = pair
+    assert starts_ahead(gpu) and not starts_ahead(cpu)
+    prompts = ["Hello world", "The quick brown fox", "Once upon a time", "1 2 3", "A"]
+    for stop in ([], ["zzz-never"]):
+        runs = []
+        for model in (cpu, gpu):
+            with model.new_context(n_ctx=1024, n_seq_max=3, n_threads=2) as ctx:
+                runs.append([r.tokens for r in ctx.generate_batch(
+                    prompts, max_new_tokens=12, temperature=0, stop=stop)])
+        assert runs[0] == runs[1]
+
+
 def test_backend_sampling_on_the_gpu(pair: tuple[llamakit.Model, llamakit.Model]) -> None:
     """backend_sampling: greedy with a ban and penalties sampled inside the CUDA graph gives
     the host's tokens, alone and in generate_batch; the default chain is reproducible."""
