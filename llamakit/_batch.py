@@ -25,7 +25,7 @@ from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
 from ._native.logits import LogprobRecorder
-from ._native.sampler import attach_backend, detach_backend, sample_many
+from ._native.sampler import detach_backend, sample_many, try_attach_backend
 from ._results import FinishReason, GenerationResult, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
@@ -143,7 +143,7 @@ class BatchStepper:
             # The decode started ahead runs the sequence's previous chain (llama.cpp keeps
             # every attached chain in the graph): it must end before that chain is freed.
             handle.synchronize()
-        if in_graph and attach_backend(handle, seq_id, slot.chain._handle):
+        if in_graph and try_attach_backend(handle, seq_id, slot.chain._handle):
             self._in_graph.add(seq_id)
         elif seq_id in self._in_graph:
             self._in_graph.discard(seq_id)

@@ -20,7 +20,7 @@ from ._determinism import wants_exact
 from ._errors import ClosedError, ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
-from ._native.sampler import attach_backend, detach_backend
+from ._native.sampler import detach_backend, try_attach_backend
 from ._native.step import TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
@@ -122,7 +122,8 @@ class Generation(ContextCore):
                 sampler = chain._handle
                 # backend_sampling: llama.cpp samples sequence 0 in the decode's graph from
                 # the prompt's last token on (False: it cannot, the host samples)
-                in_graph = in_graph and max_new_tokens > 0 and attach_backend(handle, 0, sampler)
+                in_graph = in_graph and max_new_tokens > 0 and \
+                    try_attach_backend(handle, 0, sampler)
                 cache = self._cache
                 cached = (cache.evaluate(prompt, handle.n_batch, exact)
                           if max_new_tokens > 0 else 0)

@@ -8,6 +8,7 @@ aborting; its statuses become exceptions in ``status.raise_for_sample``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -279,6 +280,7 @@ SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adap
 # Out-parameters of lk_sampler_sample_piece, allocated once per thread and module: a cffi
 # allocation per generated token would cost more than the call saves.
 _PIECE_CAP = 256
+logger = logging.getLogger("llamakit.sampling")
 _local = threading.local()
 
 
@@ -563,6 +565,18 @@ def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) 
         sampler._raise(status)
     context.backend_samplers = int(context.lib.lk_backend_sampler_count(context.ptr))
     return status == 1
+
+
+def try_attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) -> bool:
+    """``attach_backend``, except that a failure inside llama.cpp (its sampler buffers, a
+    device error) is logged and leaves the sequence to host sampling (False), as
+    llama.cpp's own callers fall back."""
+    try:
+        return attach_backend(context, seq_id, sampler)
+    except SamplerError as error:
+        logger.warning("backend sampling unavailable for sequence %d, sampling on the host: "
+                       "%s", seq_id, error)
+        return False
 
 
 @pinned

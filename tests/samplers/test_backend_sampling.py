@@ -201,3 +201,25 @@ def test_attach_edge_cases_never_abort(model: llamakit.Model) -> None:
     with model.new_context(n_ctx=128) as other:
         assert not attach_backend(other._handle, 0, empty._handle)
     empty.close()
+
+
+def test_a_failed_attach_falls_back_to_the_host(ctx: llamakit.Context,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """An error inside llama.cpp while attaching (its sampler buffers) is logged and the call
+    samples on the host, in generate and in generate_batch alike."""
+    from llamakit._native import sampler as native_sampler
+
+    def failing(*args: object) -> bool:
+        raise llamakit.SamplerError("llama.cpp could not allocate the sampler's buffers")
+
+    monkeypatch.setattr(native_sampler, "attach_backend", failing)
+    host = ctx.generate(PROMPTS[0], max_new_tokens=8, temperature=0)
+    with caplog.at_level("WARNING", logger="llamakit.sampling"):
+        graph = ctx.generate(PROMPTS[0], max_new_tokens=8, temperature=0,
+                             backend_sampling=True)
+        batch = ctx.generate_batch(PROMPTS[:1], max_new_tokens=8, temperature=0,
+                                   backend_sampling=True)
+    assert graph.tokens == batch[0].tokens == host.tokens
+    assert not ctx._handle.sampled_in_graph
+    assert "sampling on the host" in caplog.text
