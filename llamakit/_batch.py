@@ -162,9 +162,13 @@ class BatchStepper:
                 with contextlib.suppress(ClosedError):
                     detach_backend(self._handle, seq_id)
 
-    def close(self) -> None:
-        self.drain()
-        self.detach_all()
+    def close(self, touch_context: bool = True) -> None:
+        """Wait for a decode started ahead and take back attached chains (unless
+        ``touch_context`` is False: the context belongs to another call now), then free the
+        batch."""
+        if touch_context:
+            self.drain()
+            self.detach_all()
         self._batch.close()
 
     def _launch(self) -> None:
@@ -446,7 +450,9 @@ class BatchMixin(ContextCore):
                             yield from self._finished(turn, slot, results, free, params,
                                                       pieces)
             finally:
-                stepper.close()
+                # an abandoned stream must not touch the context (the call that took it
+                # over detached its chains: ContextCore._undo_abandoned)
+                stepper.close(touch_context=not turn.abandoned)
                 for slot in stepper.active:
                     slot.chain.close()
                 # an abandoned stream's cache belongs to another call now; a closed

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import EmptyPromptError
 from ._gate import ContextGate
 from ._kv import KVCache
+from ._native.sampler import detach_backend
 from ._overflow import OverflowPolicy, fit_prompt
 from ._owned import Owned
 from ._prompt_cache import PromptCache
@@ -57,10 +58,18 @@ class ContextCore(Owned):
         self.max_new_tokens = max_new_tokens
         self.stop = list(stop)
         self._cache = PromptCache(handle)
-        self._lock = ContextGate()
+        self._lock = ContextGate(on_takeover=self._undo_abandoned)
         #: Reuse the prompt cache only where a fresh context would compute the same
         #: (see ``_determinism``); None: whenever a call is greedy or seeded.
         self.deterministic: bool | None = deterministic
+
+    def _undo_abandoned(self) -> None:
+        """A stream was abandoned mid-way (its thread ended): take back the chains it had
+        attached for backend sampling, or the next call's outputs would have no logits."""
+        handle = self._handle
+        if handle.backend_samplers and not handle.closed:
+            for seq_id in range(handle.n_seq_max):
+                detach_backend(handle, seq_id)
 
     @property
     def _past(self) -> list[int]:

@@ -19,7 +19,7 @@ as the context's *open stream*; a call that finds one:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TypeVar
 
@@ -88,9 +88,13 @@ class _Pause:
 class ContextGate:
     """The lock of one context, aware of its open stream (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_takeover: Callable[[], None] | None = None) -> None:
         self._cond = threading.Condition(threading.RLock())
         self._open_stream: StreamTurn | None = None
+        #: Called (holding the lock, in the taking thread) when a call takes the context
+        #: over from an abandoned stream: what that stream left set on the context and
+        #: would have undone at its end (a backend-sampling chain) is undone here.
+        self.on_takeover = on_takeover
 
     # -- ordinary calls: ``with gate:`` ------------------------------------------------------
     def __enter__(self) -> ContextGate:
@@ -126,6 +130,8 @@ class ContextGate:
             if not active.thread.is_alive():
                 active.abandoned = True
                 self._open_stream = None
+                if self.on_takeover is not None:
+                    self.on_takeover()
                 return
             self._cond.wait(_LIVENESS_POLL_S)
 

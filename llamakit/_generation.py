@@ -196,7 +196,9 @@ class Generation(ContextCore):
                 with turn.paused():
                     yield result
             finally:
-                if in_graph and not handle.closed:
+                # an abandoned stream must not touch the context: the call that took it
+                # over detached the chain (ContextCore._undo_abandoned)
+                if in_graph and not turn.abandoned and not handle.closed:
                     with contextlib.suppress(ClosedError):
                         detach_backend(handle, 0)
                 if owned:

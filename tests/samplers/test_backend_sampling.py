@@ -223,3 +223,32 @@ def test_a_failed_attach_falls_back_to_the_host(ctx: llamakit.Context,
     assert graph.tokens == batch[0].tokens == host.tokens
     assert not ctx._handle.sampled_in_graph
     assert "sampling on the host" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["stream", "stream_batch"])
+def test_an_abandoned_stream_leaves_no_chain_attached(ctx: llamakit.Context, kind: str) -> None:
+    """A stream sampling in the graph, half read by a thread that then ends: the next call
+    takes the context over and must not find the stream's chain still attached (its own
+    outputs would then have no logits)."""
+    expected = ctx.generate(PROMPTS[1], max_new_tokens=12, temperature=0).tokens
+    kept: list[object] = []
+
+    def start() -> None:
+        if kind == "stream":
+            stream = ctx.stream(PROMPTS[0], max_new_tokens=64, temperature=0,
+                                backend_sampling=True)
+        else:
+            stream = ctx.stream_batch([PROMPTS[0]], max_new_tokens=64, temperature=0,
+                                      backend_sampling=True)
+        next(iter(stream))
+        kept.append(stream)  # still referenced, never finished
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    assert ctx._handle.backend_samplers == 1
+    assert ctx.generate(PROMPTS[1], max_new_tokens=12, temperature=0).tokens == expected
+    assert ctx._handle.backend_samplers == 0
+    assert ctx.logits().shape == (ctx.model.n_vocab,)
+    with pytest.raises(llamakit.ContextBusyError):
+        next(iter(kept[0]))  # type: ignore[call-overload]
