@@ -555,8 +555,10 @@ def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) 
     with a device copy of ``sampler``'s chain (``lk_backend_sampler_attach``), and sampling
     with ``sampler`` on ``context`` returns those tokens. False, with nothing attached, when
     llama.cpp cannot run the chain in a graph. Detach with ``detach_backend``."""
-    if sampler.native is not context.native:
-        raise SamplerError("the sampler chain must belong to the context's backend")
+    if sampler.model is not context.model:
+        # the device copy works on the context's logits with the chain's vocabulary (a
+        # logit-bias id past the context's vocabulary would index outside the graph's row)
+        raise SamplerError("the sampler chain must belong to the context's model")
     if not 0 <= seq_id < context.n_seq_max:
         raise SamplerError(f"sequence id {seq_id} is outside 0..{context.n_seq_max - 1}")
     with sampler.pinned() as chain:

@@ -9,6 +9,9 @@ docs/performance.md.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -173,34 +176,60 @@ temperature = 0
         assert not context._handle.sampled_in_graph
 
 
-def test_attach_edge_cases_never_abort(model: llamakit.Model) -> None:
+_EDGE_CASES = """
+import sys
+
+import pytest
+
+import llamakit
+from llamakit._native.sampler import attach_backend, detach_backend
+
+model = llamakit.load_model(sys.argv[1], backend="cpu")
+context = model.new_context(n_ctx=256, n_seq_max=2)
+handle = context._handle
+chain = llamakit.SamplerChain(model).add_top_k(5).add_dist(seed=1)
+assert attach_backend(handle, 0, chain._handle)
+assert attach_backend(handle, 0, chain._handle)  # a fresh device copy each time
+assert attach_backend(handle, 1, chain._handle)
+assert handle.backend_samplers == 2
+with pytest.raises(llamakit.SamplerError, match="sequence id"):
+    attach_backend(handle, 2, chain._handle)
+refused = llamakit.SamplerChain(model).add_typical(0.9).add_dist(seed=1)
+assert not attach_backend(handle, 1, refused._handle)
+assert handle.backend_samplers == 1  # llama.cpp dropped sequence 1's chain
+refused.close()
+with llamakit.load_model(sys.argv[1], backend="cpu") as other_model:
+    foreign = llamakit.SamplerChain(other_model).add_logit_bias({5: 1.0}).add_greedy()
+    with pytest.raises(llamakit.SamplerError, match="model"):
+        attach_backend(handle, 1, foreign._handle)
+    foreign.close()
+chain.close()  # freed while attached: its copy stays until detached
+with pytest.raises(llamakit.ClosedError):
+    attach_backend(handle, 1, chain._handle)
+handle.decode(model.tokenize("still fine"), False)
+assert int(handle.lib.llama_get_sampled_token_ith(handle.ptr, -1)) >= 0
+detach_backend(handle, 1)  # nothing attached there: a no-op
+context.close()  # sequence 0's copy is freed after the context
+empty = llamakit.SamplerChain(model)
+with model.new_context(n_ctx=128) as other:
+    assert not attach_backend(other._handle, 0, empty._handle)
+empty.close()
+print("done")
+"""
+
+
+def test_attach_edge_cases_never_abort(tiny_model_path: Path) -> None:
     """Attaching twice (llama.cpp aborts when one chain is initialised twice), replacing,
-    a sequence out of range, a closed chain, a chain freed while attached, detaching
-    nothing, and closing the context with chains attached."""
-    context = model.new_context(n_ctx=256, n_seq_max=2)
-    handle = context._handle
-    chain = llamakit.SamplerChain(model).add_top_k(5).add_dist(seed=1)
-    assert attach_backend(handle, 0, chain._handle)
-    assert attach_backend(handle, 0, chain._handle)  # a fresh device copy each time
-    assert attach_backend(handle, 1, chain._handle)
-    assert handle.backend_samplers == 2
-    with pytest.raises(llamakit.SamplerError, match="sequence id"):
-        attach_backend(handle, 2, chain._handle)
-    refused = llamakit.SamplerChain(model).add_typical(0.9).add_dist(seed=1)
-    assert not attach_backend(handle, 1, refused._handle)
-    assert handle.backend_samplers == 1  # llama.cpp dropped sequence 1's chain
-    refused.close()
-    chain.close()  # freed while attached: its copy stays until detached
-    with pytest.raises(llamakit.ClosedError):
-        attach_backend(handle, 1, chain._handle)
-    handle.decode(model.tokenize("still fine"), False)
-    assert _in_graph_token(context) >= 0
-    detach_backend(handle, 1)  # nothing attached there: a no-op
-    context.close()  # sequence 0's copy is freed after the context
-    empty = llamakit.SamplerChain(model)
-    with model.new_context(n_ctx=128) as other:
-        assert not attach_backend(other._handle, 0, empty._handle)
-    empty.close()
+    a sequence out of range, a chain of another model, a closed chain, a chain freed while
+    attached, detaching nothing, and closing the context with chains attached. In a
+    subprocess: a regression aborts that process, which the test reports."""
+    proc = subprocess.run([sys.executable, "-c", _EDGE_CASES, str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode < 0:
+        pytest.fail(f"the process died by {signal.Signals(-proc.returncode).name}:\n"
+                    f"{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "done"
 
 
 def test_a_failed_attach_falls_back_to_the_host(ctx: llamakit.Context,
