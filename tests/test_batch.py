@@ -204,13 +204,10 @@ def test_batch_fill_refuses_overflow_and_ragged_columns(model: llamakit.Model) -
             batch.close()
 
 
-@pytest.mark.parametrize("stops", [[], ["zzz-never"]])
-def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: llamakit.Context,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 stops: list[str]) -> None:
-    """Without stop strings a step starts the next decode before it assembles text (on a
-    GPU the text work overlaps the device); with one it assembles first. The tokens are
-    the same either way, and so is the number of decodes."""
+@pytest.fixture
+def step_order(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What batch steps do, in order: "decode" per llama_batch decoded, "text" per token
+    turned into text."""
     from llamakit._native.batch import BatchHandle
     order: list[str] = []
     original_decode, original_feed = BatchHandle.decode, TextAssembler.feed
@@ -225,6 +222,18 @@ def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: ll
 
     monkeypatch.setattr(BatchHandle, "decode", decode)
     monkeypatch.setattr(TextAssembler, "feed", feed)
+    return order
+
+
+@pytest.mark.parametrize("stops", [[], ["zzz-never"]])
+def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: llamakit.Context,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 step_order: list[str],
+                                                 stops: list[str]) -> None:
+    """Without stop strings a step starts the next decode before it assembles text (on a
+    GPU the text work overlaps the device); with one it assembles first. The tokens are
+    the same either way, and so is the number of decodes."""
+    order = step_order
     # only a fully offloaded CUDA model starts ahead (on the CPU it would hold pieces back)
     monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: True)
     results = bctx.generate_batch(PROMPTS[:3], max_new_tokens=4, temperature=0, stop=stops)
@@ -239,25 +248,11 @@ def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: ll
 
 
 def test_cpu_steps_do_not_start_ahead(model: llamakit.Model, bctx: llamakit.Context,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                      step_order: list[str]) -> None:
     """On the CPU a step assembles its text before the next decode: starting it ahead
     would hold every piece back by a whole decode."""
     from llamakit._batch import starts_ahead
-    from llamakit._native.batch import BatchHandle
     assert not starts_ahead(model)
-    order: list[str] = []
-    original_decode, original_feed = BatchHandle.decode, TextAssembler.feed
-
-    def decode(self: BatchHandle, *args: object, **kwargs: object) -> None:
-        order.append("decode")
-        original_decode(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    def feed(self: TextAssembler, data: bytes) -> str:
-        order.append("text")
-        return original_feed(self, data)
-
-    monkeypatch.setattr(BatchHandle, "decode", decode)
-    monkeypatch.setattr(TextAssembler, "feed", feed)
     bctx.generate_batch(PROMPTS[:2], max_new_tokens=3, temperature=0)
-    assert order == ["decode", "text", "text", "decode", "text", "text", "decode", "text",
-                     "text"]
+    assert step_order == ["decode", "text", "text", "decode", "text", "text", "decode",
+                          "text", "text"]
