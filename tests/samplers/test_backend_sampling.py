@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import llamakit
-from llamakit._native.sampler import attach_backend, detach_backend, park_backend
+from llamakit._native.sampler import attach_backend, detach_backend
 
 PROMPTS = ["Hello there, how are you", "The quick brown fox", "1 2 3 4 5", "Once upon a time",
            "A", "What is the capital of France?"]
