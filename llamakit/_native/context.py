@@ -193,9 +193,10 @@ class ContextHandle(Handle):
         if adapter in self.loras:
             self.set_loras({a: s for a, s in self.loras.items() if a is not adapter})
 
+    @pinned
     def unpark(self) -> None:
-        """Detach every parked device chain (the caller holds this context pinned): the
-        decode about to run did not claim them, and its outputs must keep their logits."""
+        """Detach every parked device chain: the decode about to run did not claim them,
+        and its outputs must keep their logits."""
         lib = self.lib
         for seq_id in list(self.parked):
             del self.parked[seq_id]
