@@ -7,7 +7,6 @@ end-of-generation token, a stop string, ``max_new_tokens`` or a full context.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,15 +16,15 @@ from ._config.schema import SamplingConfig
 from ._context_core import ContextCore, Prompt
 from ._context_text import TextAssembler, stop_strings
 from ._determinism import wants_exact
-from ._errors import ClosedError, ConfigError, ContextOverflowError, SamplerError
+from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
-from ._native.sampler import detach_backend, try_attach_backend
+from ._native.sampler import park_backend, try_attach_backend
 from ._native.step import TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
-from ._sampling import SamplingParams, random_seed
+from ._sampling import SamplingParams, Stage, random_seed
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -33,6 +32,15 @@ if TYPE_CHECKING:
     from ._sampling import SamplingKwargs
 
 __all__ = ["Generation"]
+
+
+def _settings_key(stages: Sequence[Stage]) -> str:
+    """What a parked device chain must match to be reused (``park_backend``): every stage's
+    settings but the random stage's seed, whose generator ``lk_backend_sampler_rebind``
+    copies with the rest of the chain's state."""
+    return repr([(s.name, sorted((k, v) for k, v in s.params.items()
+                                 if not (s.name == "dist" and k == "seed")))
+                 for s in stages])
 
 
 class Generation(ContextCore):
@@ -110,20 +118,24 @@ class Generation(ContextCore):
             started = time.perf_counter()
             owned = chain is None
             in_graph = False
+            key = ""
             if chain is None:
                 assert seed is not None
                 stages = params.stages(seed, handle.n_ctx)
                 chain = SamplerChain.from_stages(self.model, stages)
                 in_graph = params.in_graph(stages, logprobs)
+                if in_graph:
+                    key = _settings_key(stages)
             else:
                 seed = chain.seed
             try:
                 chain._start(prompt)
                 sampler = chain._handle
                 # backend_sampling: llama.cpp samples sequence 0 in the decode's graph from
-                # the prompt's last token on (False: it cannot, the host samples)
+                # the prompt's last token on (False: it cannot, the host samples); the
+                # previous call's chain, parked, is reused when built the same way
                 in_graph = in_graph and max_new_tokens > 0 and \
-                    try_attach_backend(handle, 0, sampler)
+                    try_attach_backend(handle, 0, sampler, key=key)
                 cache = self._cache
                 cached = (cache.evaluate(prompt, handle.n_batch, exact)
                           if max_new_tokens > 0 else 0)
@@ -197,10 +209,11 @@ class Generation(ContextCore):
                     yield result
             finally:
                 # an abandoned stream must not touch the context: the call that took it
-                # over detached the chain (ContextCore._undo_abandoned)
+                # over detached the chain (ContextCore._undo_abandoned). Otherwise the chain
+                # stays attached for the next call with the same settings: attaching anew
+                # makes llama.cpp re-reserve its graphs (the next other decode detaches it).
                 if in_graph and not turn.abandoned and not handle.closed:
-                    with contextlib.suppress(ClosedError):
-                        detach_backend(handle, 0)
+                    park_backend(handle, 0, key)
                 if owned:
                     chain.close()
 

@@ -15,6 +15,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lk_sampling.h"
@@ -200,6 +201,50 @@ int32_t lk_backend_sampler_attach(struct llama_context * ctx, int32_t seq_id,
         }
         bindings.push_back(binding{ctx, seq_id, chain, device});
         n_bindings.store((int32_t) bindings.size());
+        return 1;
+    } catch (const std::exception & err) {
+        lk_many::set_error(err.what());
+        return LK_SAMPLE_FAILED;
+    }
+}
+
+int32_t lk_backend_sampler_rebind(struct llama_context * ctx, int32_t seq_id,
+                                  struct llama_sampler * chain) {
+    lk_many::set_error("");
+    try {
+        std::lock_guard<std::mutex> lock(mutex);
+        auto found = std::find_if(bindings.begin(), bindings.end(), [&](const binding & b) {
+            return b.ctx == ctx && b.seq == seq_id;
+        });
+        if (found == bindings.end() || chain == nullptr) {
+            return 0;
+        }
+        llama_sampler * device = found->device;
+        const int32_t n = llama_sampler_chain_n(chain);
+        if (n <= 0 || n != llama_sampler_chain_n(device)) {
+            return 0;
+        }
+        // Every pair checked before any is copied: llama_sampler_copy asserts equal kinds,
+        // and a stage without copy_state would be replaced by a clone that lost what
+        // llama_set_sampler's backend_init gave it.
+        std::vector<std::pair<const llama_sampler *, llama_sampler *>> pairs;
+        for (int32_t i = 0; i < n; i++) {
+            const llama_sampler * stage = llama_sampler_chain_get(chain, i);
+            const llama_sampler * inner = lk_fast::bias_inner(stage);
+            stage = inner != nullptr ? inner : stage;
+            llama_sampler * target = llama_sampler_chain_get(device, i);
+            if (stage == nullptr || target == nullptr || stage->iface != target->iface ||
+                target->iface->copy_state == nullptr) {
+                return 0;
+            }
+            pairs.emplace_back(stage, target);
+        }
+        // The mutable state (a random stage's generator, the penalties' history) comes
+        // from `chain`; what belongs to llama.cpp's reserved graph stays.
+        for (const auto & pair : pairs) {
+            llama_sampler_copy(pair.first, pair.second);
+        }
+        found->host = chain;
         return 1;
     } catch (const std::exception & err) {
         lk_many::set_error(err.what());

@@ -123,8 +123,12 @@ bool lk_sampler_many_openmp(int32_t use);
  * lk_last_error says why), LK_SAMPLE_FAILED on error. From the next decode on,
  * lk_sampler_sample / _piece / _many with `chain` on `ctx` return the token sampled in the
  * graph, accepted by both chains; the outputs of an attached sequence have no raw logits
- * (llama_get_logits_ith reads stale values). Attaching makes llama.cpp re-reserve its
- * graphs before the next decode (as llama-server's per-request attach does).
+ * (llama_get_logits_ith reads stale values). Attaching and detaching make llama.cpp
+ * re-reserve its graphs before the next decode (as llama-server's per-request attach
+ * does); lk_backend_sampler_rebind avoids that for a chain built like the attached one:
+ * it copies `chain`'s state (llama_sampler_copy per stage) into the sequence's attached
+ * copy, which `chain` samples with from then on: 1; 0 when the sequence has no copy or
+ * one of other stages (attach then); LK_SAMPLE_FAILED on error.
  * lk_backend_sampler_detach takes the sequence's copy back and frees it (1; 0 if none).
  * lk_context_free: llama_free, then the copies still attached to the context.
  * lk_sampler_free: llama_sampler_free for a chain that may be attached (its copy stays
@@ -132,6 +136,8 @@ bool lk_sampler_many_openmp(int32_t use);
 int32_t lk_backend_sampler_attach(struct llama_context * ctx, int32_t seq_id,
                                   struct llama_sampler * chain);
 int32_t lk_backend_sampler_detach(struct llama_context * ctx, int32_t seq_id);
+int32_t lk_backend_sampler_rebind(struct llama_context * ctx, int32_t seq_id,
+                                  struct llama_sampler * chain);
 int32_t lk_backend_sampler_count(struct llama_context * ctx);
 void lk_context_free(struct llama_context * ctx);
 void lk_sampler_free(struct llama_sampler * chain);

@@ -21,7 +21,7 @@ from .model import ModelHandle
 
 if TYPE_CHECKING:
     from .lora import LoraHandle
-from .status import raise_for_decode
+from .status import raise_for_decode, raise_for_sample
 
 __all__ = ["ContextHandle"]
 
@@ -41,6 +41,8 @@ def _evaluate(handle: ContextHandle, ptr: Any, batch: Any, encode: bool) -> int:
     status. The one place that runs a context's evaluation (``TokenStep`` calls it too);
     tests find a decode in flight by this frame's name."""
     lib = handle.lib
+    if handle.parked:
+        handle.unpark()
     if not (threading.get_ident() == _main_thread[0]
             and _signal.getsignal(signal.SIGINT) is signal.default_int_handler):
         # Ctrl-C is Python's only on the main thread, and an application's own SIGINT
@@ -156,6 +158,10 @@ class ContextHandle(Handle):
         #: outputs of those sequences then have no raw logits to read.
         self.backend_samplers = 0
         self.sampled_in_graph = False
+        #: Sequences whose device chain a finished call left attached for the next call
+        #: with the same settings (``sampler.park_backend``; the value: those settings).
+        #: Any decode that did not claim it detaches it first (``unpark``).
+        self.parked: dict[int, str] = {}
 
     @pinned
     def set_loras(self, loras: dict[LoraHandle, float]) -> None:
@@ -186,6 +192,20 @@ class ContextHandle(Handle):
         adapter is closed by now, pinning it would refuse; set_loras pins this context."""
         if adapter in self.loras:
             self.set_loras({a: s for a, s in self.loras.items() if a is not adapter})
+
+    @pinned
+    def unpark(self) -> None:
+        """Detach every parked device chain: the decode about to run did not claim them,
+        and its outputs must keep their logits."""
+        lib = self.lib
+        for seq_id in list(self.parked):
+            del self.parked[seq_id]
+            status = int(lib.lk_backend_sampler_detach(self.ptr, seq_id))
+            if status < 0:
+                self.backend_samplers = int(lib.lk_backend_sampler_count(self.ptr))
+                raise_for_sample(status, self.ffi.string(lib.lk_last_error()).decode(
+                    "utf-8", "replace"))
+        self.backend_samplers = int(lib.lk_backend_sampler_count(self.ptr))
 
     def set_abort(self, value: bool) -> None:
         # Not pinned: it must reach a call in flight, which holds the call lock.

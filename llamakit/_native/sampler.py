@@ -550,11 +550,15 @@ def sample_many(context: ContextHandle, items: Sequence[tuple[SamplerHandle, int
 
 
 @pinned
-def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) -> bool:
+def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle,
+                   key: str | None = None) -> bool:
     """Backend sampling: llama.cpp samples ``seq_id``'s outputs inside the decode's graph
     with a device copy of ``sampler``'s chain (``lk_backend_sampler_attach``), and sampling
     with ``sampler`` on ``context`` returns those tokens. False, with nothing attached, when
-    llama.cpp cannot run the chain in a graph. Detach with ``detach_backend``."""
+    llama.cpp cannot run the chain in a graph. Detach with ``detach_backend``. ``key``
+    (the chain's settings, see ``park_backend``): when the sequence's parked copy has the
+    same, ``sampler``'s state goes into that copy (``lk_backend_sampler_rebind``) instead
+    of a new one, which spares llama.cpp re-reserving its graphs."""
     if sampler.model is not context.model:
         # the device copy works on the context's logits with the chain's vocabulary (a
         # logit-bias id past the context's vocabulary would index outside the graph's row)
@@ -562,19 +566,36 @@ def attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) 
     if not 0 <= seq_id < context.n_seq_max:
         raise SamplerError(f"sequence id {seq_id} is outside 0..{context.n_seq_max - 1}")
     with sampler.pinned() as chain:
+        if key is not None and context.parked.get(seq_id) == key and int(
+                context.lib.lk_backend_sampler_rebind(context.ptr, seq_id, chain)) == 1:
+            del context.parked[seq_id]
+            return True
+        # Anything but a rebind replaces the copy. Should attaching raise, the parked copy
+        # stays parked: the next decode detaches it.
         status = int(context.lib.lk_backend_sampler_attach(context.ptr, seq_id, chain))
     if status < 0:
         sampler._raise(status)
+    context.parked.pop(seq_id, None)
     context.backend_samplers = int(context.lib.lk_backend_sampler_count(context.ptr))
     return status == 1
 
 
-def try_attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle) -> bool:
+def park_backend(context: ContextHandle, seq_id: int, key: str) -> None:
+    """Leave ``seq_id``'s device copy attached after its call (instead of
+    ``detach_backend``), for the next ``attach_backend`` with the same ``key`` to reuse.
+    The next decode of ``context`` that did not claim it detaches it first
+    (``ContextHandle.unpark``), so that no other path finds its outputs without logits.
+    The caller still frees its chain: the copy outlives it."""
+    context.parked[seq_id] = key
+
+
+def try_attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHandle,
+                       key: str | None = None) -> bool:
     """``attach_backend``, except that a failure inside llama.cpp (its sampler buffers, a
     device error) is logged and leaves the sequence to host sampling (False), as
     llama.cpp's own callers fall back."""
     try:
-        return attach_backend(context, seq_id, sampler)
+        return attach_backend(context, seq_id, sampler, key)
     except SamplerError as error:
         logger.warning("backend sampling unavailable for sequence %d, sampling on the host: "
                        "%s", seq_id, error)
@@ -584,6 +605,7 @@ def try_attach_backend(context: ContextHandle, seq_id: int, sampler: SamplerHand
 @pinned
 def detach_backend(context: ContextHandle, seq_id: int) -> None:
     """Take back what ``attach_backend`` gave llama.cpp for ``seq_id`` (nothing if none)."""
+    context.parked.pop(seq_id, None)
     status = int(context.lib.lk_backend_sampler_detach(context.ptr, seq_id))
     context.backend_samplers = int(context.lib.lk_backend_sampler_count(context.ptr))
     if status < 0:
