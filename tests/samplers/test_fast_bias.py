@@ -98,6 +98,41 @@ def test_greedy_after_logit_bias_matches_the_general_path(model: llamakit.Model)
     _compare(model, _greedy, range(400), KINDS, draws=1)
 
 
+def test_greedy_argmax_edge_cases(model: llamakit.Model) -> None:
+    """The argmax (one pass of 8 lanes where the CPU has AVX2, two passes otherwise) picks
+    llama.cpp's token where lanes, runs between biased ids and the tail meet: ties across
+    lanes and runs keep the first index, the maximum in the last few logits, +inf, all
+    -inf (the first candidate), a NaN first logit (never beaten), NaNs elsewhere."""
+    n = model.n_vocab
+    cases: list[tuple[np.ndarray, list[tuple[int, float]]]] = []
+    base = np.linspace(-5.0, -1.0, n, dtype=np.float32)[::-1].copy()
+    for spots in ([3, 10], [3, 11], [9, n - 1], [n - 9, n - 1], [n - 1], [n - 3, n - 2],
+                  [17, 18, 4000]):
+        logits = base.copy()
+        logits[spots] = 7.0  # a tie between lanes, within one, with the tail
+        cases.append((logits, []))
+        cases.append((logits, [(spots[0], -math.inf)]))  # the first banned: the next wins
+        cases.append((logits, [(2, 7.0), (spots[-1], 7.0)]))  # a biased id ties earlier
+    logits = base.copy()
+    logits[[100, 5]] = np.inf
+    cases.append((logits, []))
+    cases.append((np.full(n, -np.inf, dtype=np.float32), []))
+    cases.append((np.full(n, -np.inf, dtype=np.float32), [(n - 2, 1.0)]))
+    logits = base.copy()
+    logits[0] = np.nan
+    logits[50] = 9.0
+    cases.append((logits, []))
+    logits = base.copy()
+    logits[[1, 9, n - 1]] = np.nan
+    cases.append((logits, [(0, -math.inf)]))
+    for logits, bias in cases:
+        fast, slow = _greedy(model, bias, 0), _greedy(model, bias, 0)
+        slow._handle.fast_paths = False
+        assert fast._handle.sample_logits(logits) == slow._handle.sample_logits(logits), bias
+        fast.close()
+        slow.close()
+
+
 @pytest.mark.parametrize("k", [1, 2, 40, 300])
 def test_top_k_after_logit_bias_matches_the_general_path(model: llamakit.Model, k: int) -> None:
     _compare(model, _default(k), range(120), KINDS)
