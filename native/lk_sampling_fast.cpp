@@ -86,6 +86,60 @@ float block_max(const float * x, int32_t n) {
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define LK_ARGMAX_AVX2 1
+// block_max, and whether the block holds a NaN or an infinity (`v * 0` is NaN for those
+// only): a block without either whose maximum is below a threshold has nothing at or
+// above it, and fill_top_k's scan may skip it.
+__attribute__((target("avx2"))) float block_max_marked_avx2(const float * x, int32_t n,
+                                                            bool & marked) {
+    float m[8];
+    float z[8];
+    for (int32_t j = 0; j < 8; j++) {
+        m[j] = -INFINITY;
+        z[j] = 0.0f;
+    }
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int32_t j = 0; j < 8; j++) {
+            const float v = x[i + j];
+            m[j] = v > m[j] ? v : m[j];
+            z[j] += v * 0.0f;
+        }
+    }
+    float best = -INFINITY;
+    float zero = 0.0f;
+    for (; i < n; i++) {
+        best = x[i] > best ? x[i] : best;
+        zero += x[i] * 0.0f;
+    }
+    for (int32_t j = 0; j < 8; j++) {
+        best = m[j] > best ? m[j] : best;
+        zero += z[j];
+    }
+    marked = std::isnan(zero);
+    return best;
+}
+
+// The first index from `i` on (before `end`) whose logit is at or above `threshold`, or
+// NaN; `end` if none. Eight at a time: GCC vectorises the count, not an early exit.
+__attribute__((target("avx2"))) int32_t next_reaching_avx2(const float * x, int32_t i,
+                                                            int32_t end, float threshold) {
+    for (; i + 8 <= end; i += 8) {
+        int32_t hits = 0;
+        for (int32_t j = 0; j < 8; j++) {
+            hits += x[i + j] < threshold ? 0 : 1;
+        }
+        if (hits != 0) {
+            break;
+        }
+    }
+    for (; i < end; i++) {
+        if (!(x[i] < threshold)) {
+            return i;
+        }
+    }
+    return end;
+}
+
 // One pass over x[begin, end): each of 8 lanes keeps its maximum and the first index that
 // reached it (`>`: NaN never wins, a tie keeps the earlier index); the lanes' best, at its
 // first index, replaces (best, at) only when strictly larger, so earlier runs keep ties.
@@ -279,24 +333,64 @@ bool fill_top_k(std::vector<llama_token_data> & cur, const float * logits, int32
     }
     const int32_t n_blocks = n_vocab / block;
     thread_local std::vector<float> maxima;
+    thread_local std::vector<float> ranked;
+    thread_local std::vector<char> marked;
     maxima.resize(n_blocks);
+    marked.assign(n_blocks, 1);  // without AVX2: every block scanned, as before
+#ifdef LK_ARGMAX_AVX2
+    const bool fast = has_avx2;
+#else
+    const bool fast = false;
+#endif
     for (int32_t b = 0; b < n_blocks; b++) {
-        maxima[b] = block_max(logits + (size_t) b * block, block);
+        const float * x = logits + (size_t) b * block;
+#ifdef LK_ARGMAX_AVX2
+        if (fast) {
+            bool mark = false;
+            maxima[b] = block_max_marked_avx2(x, block, mark);
+            marked[b] = mark;
+            continue;
+        }
+#endif
+        maxima[b] = block_max(x, block);
     }
-    std::nth_element(maxima.begin(), maxima.begin() + (reach - 1), maxima.end(),
+    ranked.assign(maxima.begin(), maxima.end());
+    std::nth_element(ranked.begin(), ranked.begin() + (reach - 1), ranked.end(),
                      std::greater<float>());
-    const float threshold = maxima[reach - 1];
+    const float threshold = ranked[reach - 1];
     thread_local std::vector<std::pair<float, llama_token>> found;
     found.clear();
-    for (llama_token id = 0; id < n_vocab; id++) {
-        if (!(logits[id] < threshold)) {  // at or above it, or NaN
-            if (std::isnan(logits[id])) {
-                return false;
-            }
-            if (n_biased == 0 || !is_biased(biased, id)) {
-                found.emplace_back(logits[id], id);
+    // Only the blocks that can hold a logit at or above the threshold (or a NaN) are
+    // scanned, in id order as a whole scan would: about reach of the 4 x reach blocks.
+    const auto next = [&](llama_token id, llama_token end) {
+#ifdef LK_ARGMAX_AVX2
+        if (fast) {
+            return next_reaching_avx2(logits, id, end, threshold);
+        }
+#endif
+        return id;
+    };
+    const auto scan = [&](llama_token begin, llama_token end) {
+        for (llama_token id = next(begin, end); id < end; id = next(id + 1, end)) {
+            if (!(logits[id] < threshold)) {  // at or above it, or NaN
+                if (std::isnan(logits[id])) {
+                    return false;
+                }
+                if (n_biased == 0 || !is_biased(biased, id)) {
+                    found.emplace_back(logits[id], id);
+                }
             }
         }
+        return true;
+    };
+    for (int32_t b = 0; b < n_blocks; b++) {
+        if ((marked[b] || !(maxima[b] < threshold)) &&
+            !scan((llama_token) b * block, (llama_token) (b + 1) * block)) {
+            return false;
+        }
+    }
+    if (!scan((llama_token) n_blocks * block, n_vocab)) {
+        return false;
     }
     if ((int32_t) found.size() < need) {
         return false;  // the threshold is -inf or NaN-shadowed: not worth special-casing
