@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,15 @@ class Served:
     url: str
     key: str | None
     process: subprocess.Popen[bytes]
+    #: every client handed out, closed by ``stop`` (an unclosed client's pooled socket
+    #: would be collected during a later test, which pytest reports as that test's error)
+    clients: list[Any] = field(default_factory=list)
 
     def client(self, key: str | None = None) -> Any:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key or "none",
-                             max_retries=0, timeout=120)
+        client = openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key or "none",
+                               max_retries=0, timeout=120)
+        self.clients.append(client)
+        return client
 
     def raw(self, method: str, path: str, body: bytes | None = None, *,
             key: str | None = "default", headers: dict[str, str] | None = None
@@ -99,6 +104,9 @@ def start(*flags: str, key: str | None = KEY, model: Path | None = None) -> Serv
 
 
 def stop(served: Served) -> int:
+    for client in served.clients:
+        client.close()
+    served.clients.clear()
     if served.process.poll() is None:
         served.process.send_signal(signal.SIGTERM)
         try:
