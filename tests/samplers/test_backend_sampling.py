@@ -222,18 +222,24 @@ print("done")
 """
 
 
-def test_attach_edge_cases_never_abort(tiny_model_path: Path) -> None:
-    """Attaching twice (llama.cpp aborts when one chain is initialised twice), replacing,
-    a sequence out of range, a chain of another model, a closed chain, a chain freed while
-    attached, detaching nothing, and closing the context with chains attached. In a
-    subprocess: a regression aborts that process, which the test reports."""
-    proc = subprocess.run([sys.executable, "-c", _EDGE_CASES, str(tiny_model_path)],
+def _run_script(script: str, model_path: Path) -> None:
+    """Run ``script`` on ``model_path`` in a subprocess: an abort there (a regression)
+    is reported as a failure instead of killing the test run; it must print "done"."""
+    proc = subprocess.run([sys.executable, "-c", script, str(model_path)],
                           capture_output=True, text=True, timeout=300)
     if proc.returncode < 0:
         pytest.fail(f"the process died by {signal.Signals(-proc.returncode).name}:\n"
                     f"{proc.stderr[-2000:]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "done"
+
+
+def test_attach_edge_cases_never_abort(tiny_model_path: Path) -> None:
+    """Attaching twice (llama.cpp aborts when one chain is initialised twice), replacing,
+    a sequence out of range, a chain of another model, a closed chain, a chain freed while
+    attached, detaching nothing, and closing the context with chains attached. In a
+    subprocess: a regression aborts that process, which the test reports."""
+    _run_script(_EDGE_CASES, tiny_model_path)
 
 
 def test_a_failed_attach_falls_back_to_the_host(ctx: llamakit.Context,
@@ -513,10 +519,4 @@ print("done")
 def test_closing_with_a_parked_chain(tiny_model_path: Path) -> None:
     """Closing the context or the model while a chain is parked: no crash, no error
     logged. In a subprocess: a regression aborts that process, which the test reports."""
-    proc = subprocess.run([sys.executable, "-c", _CLOSE_PARKED, str(tiny_model_path)],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode < 0:
-        pytest.fail(f"the process died by {signal.Signals(-proc.returncode).name}:\n"
-                    f"{proc.stderr[-2000:]}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "done"
+    _run_script(_CLOSE_PARKED, tiny_model_path)
