@@ -11,12 +11,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,9 @@ __all__ = [
     "data_path",
     "load_pin",
     "materialize",
+    "patch_scope",
+    "pinned_tree_path",
+    "reset_if_other_source",
     "source_identity",
     "source_tree",
 ]
@@ -134,25 +139,54 @@ def _extract(archive: Path, subdir: str, dest: Path) -> None:
 def _apply_patches(tree: Path, patches: list[str]) -> None:
     for name in patches:
         patch = data_path(f"llama.cpp/patches/{name}")
-        result = subprocess.run(["patch", "-p1", "--batch", "-i", str(patch)], cwd=tree,
+        result = subprocess.run(["patch", "-p1", "--forward", "-f", "-i", str(patch)], cwd=tree,
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"patch {name} does not apply to llama.cpp: {result.stdout}")
 
 
+def pinned_tree_path() -> Path:
+    """Where :func:`materialize` puts the pinned tree in llamakit's cache.
+
+    The folder's name carries the patches' identity, so a tree patched otherwise (or not at
+    all, by an older llamakit) is never taken for this one.
+    """
+    pin = load_pin()
+    name = f"llama.cpp-{pin['commit'][:12]}"
+    if pin.get("patches"):
+        name += f"-p{_patches_identity(pin)[:12]}"
+    return cache_dir() / "sources" / name
+
+
+def _check_marker(marker: Path, pin: dict[str, Any]) -> bool:
+    """True when ``marker`` records this pin's tree; an error when it records another."""
+    if not marker.exists():
+        return False
+    recorded = json.loads(marker.read_text())
+    if (recorded.get("sha256") != pin["artifact"]["sha256"]
+            or recorded.get("patches", []) != pin.get("patches", [])
+            or recorded.get("patches_identity", _patches_identity(pin)) != _patches_identity(pin)):
+        raise BuildError(
+            f"{marker.parent} holds another llama.cpp tree (artifact {recorded.get('sha256')}, "
+            f"patches {recorded.get('patches', [])}) than llama.cpp/pin.json pins; "
+            "remove it or materialise elsewhere"
+        )
+    return True
+
+
 def materialize(dest: Path | None = None) -> Path:
-    """Download, verify and unpack the pinned llama.cpp tree; return its path.
+    """Download, verify, unpack and patch the pinned llama.cpp tree; return its path.
 
     Idempotent: a complete tree (marked by ``.llamakit-source.json``) is reused.
     """
     pin = load_pin()
     if dest is None:
-        dest = cache_dir() / "sources" / f"llama.cpp-{pin['commit'][:12]}"
+        dest = pinned_tree_path()
     marker = dest / _MARKER
-    if marker.exists():
+    if _check_marker(marker, pin):
         return dest
     with file_lock(dest.with_name(dest.name + ".lock")):
-        if marker.exists():
+        if _check_marker(marker, pin):
             return dest
         archive = _download_artifact(pin, cache_dir() / "downloads")
         with atomic_directory(dest) as tmp:
@@ -160,14 +194,52 @@ def materialize(dest: Path | None = None) -> Path:
             _apply_patches(tmp, pin.get("patches", []))
             (tmp / _MARKER).write_text(json.dumps(
                 {"commit": pin["commit"], "sha256": pin["artifact"]["sha256"],
-                 "patches": pin.get("patches", [])}, indent=2))
+                 "patches": pin.get("patches", []),
+                 "patches_identity": _patches_identity(pin)}, indent=2))
     logger.info("llama.cpp %s materialised at %s", pin["commit"][:12], dest)
     return dest
 
 
-def _patches_identity(pin: dict[str, Any]) -> str:
-    patches = [data_path(f"llama.cpp/patches/{name}") for name in pin.get("patches", [])]
-    return hash_files(patches)
+def _patches_identity(pin: dict[str, Any], cmake_flags: Mapping[str, Any] | None = None) -> str:
+    """The patches' names in the order they apply, and their contents; with ``cmake_flags``,
+    only the patches a build with those flags compiles (see :func:`patch_scope`)."""
+    names = [name for name in pin.get("patches", [])
+             if cmake_flags is None or _compiled_with(patch_scope(name), cmake_flags)]
+    patches = [data_path(f"llama.cpp/patches/{name}") for name in names]
+    if not names:
+        return hash_files(patches)  # what every build was keyed by before the first patch
+    order = hashlib.sha256("\0".join(names).encode()).hexdigest()
+    return hashlib.sha256((order + hash_files(patches)).encode()).hexdigest()
+
+
+_BACKEND_DIR = re.compile(r"ggml/src/ggml-([a-z0-9]+)/")
+
+
+@lru_cache(maxsize=16)
+def patch_scope(name: str) -> str | None:
+    """The ggml backend a patch touches alone (``cuda`` for files under
+    ``ggml/src/ggml-cuda/``), or None when it touches anything else (the CPU backend,
+    llama.cpp itself, several backends): then every build compiles it."""
+    return _scope_of(data_path(f"llama.cpp/patches/{name}").read_text())
+
+
+def _scope_of(patch_text: str) -> str | None:
+    scopes: set[str | None] = set()
+    for line in patch_text.splitlines():
+        if line.startswith(("--- ", "+++ ")):
+            path = line[4:].split("\t", 1)[0].strip()
+            if path == "/dev/null":
+                continue
+            match = _BACKEND_DIR.match(path.split("/", 1)[-1])
+            scopes.add(match.group(1) if match and match.group(1) != "cpu" else None)
+    return scopes.pop() if len(scopes) == 1 else None
+
+
+def _compiled_with(scope: str | None, cmake_flags: Mapping[str, Any]) -> bool:
+    if scope is None:
+        return True
+    value = str(cmake_flags.get(f"GGML_{scope.upper()}", "OFF")).upper()
+    return value in ("ON", "1", "TRUE", "YES", "Y")
 
 
 @lru_cache(maxsize=4)
@@ -190,16 +262,34 @@ def _local_dir() -> Path | None:
     return path
 
 
-def source_identity() -> str:
+def source_identity(cmake_flags: Mapping[str, Any] | None = None) -> str:
     """What keys builds: the pin (commit, artifact checksum, patches) or a local tree's content.
 
-    Computed without downloading anything, so a cached build is found offline.
+    With ``cmake_flags``, a patch that touches one ggml backend alone counts only for builds
+    that enable it (a CUDA patch does not rebuild the CPU variant). Computed without
+    downloading anything, so a cached build is found offline.
     """
     local = _local_dir()
     if local is not None:
         return _local_identity(local)
     pin = load_pin()
-    return f"pin:{pin['commit']}:{pin['artifact']['sha256']}:{_patches_identity(pin)}"
+    return (f"pin:{pin['commit']}:{pin['artifact']['sha256']}:"
+            f"{_patches_identity(pin, cmake_flags)}")
+
+
+def reset_if_other_source(build_dir: Path, source: Path) -> None:
+    """Empty a CMake folder configured from another tree (CMake refuses to re-configure it)."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file():
+        return
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith("CMAKE_HOME_DIRECTORY:"):
+            configured = line.split("=", 1)[-1].strip()
+            if Path(configured).resolve() != source.resolve():
+                logger.info("%s was configured from %s; starting it afresh", build_dir,
+                            configured)
+                shutil.rmtree(build_dir)
+            return
 
 
 def source_tree() -> LlamaCppSource:

@@ -36,7 +36,7 @@ from typing import Any
 from .._backend_spec import BackendSpec
 from .._errors import BuildError
 from .cache import atomic_directory, cache_dir, file_lock, hash_files, hash_json
-from .source import data_path, source_identity, source_tree
+from .source import data_path, reset_if_other_source, source_identity, source_tree
 
 __all__ = ["BuiltVariant", "ProgressCallback", "build_report", "build_variant", "find_variant",
            "tool_path"]
@@ -109,10 +109,11 @@ def _compiler_identity() -> str:
 
 
 def _lib_key(spec: BackendSpec) -> tuple[str, dict[str, Any]]:
+    cmake_flags = {**COMMON_CMAKE_FLAGS, **spec.cmake_flags()}
     inputs = {
-        "llama.cpp": source_identity(),
+        "llama.cpp": source_identity(cmake_flags),
         "backend": spec.name,
-        "cmake_flags": {**COMMON_CMAKE_FLAGS, **spec.cmake_flags()},
+        "cmake_flags": cmake_flags,
         "cmake_targets": list(spec.cmake_targets),
         "libraries": list(spec.libraries),
         "extras": dict(spec.key_extras()),
@@ -238,6 +239,7 @@ def _build_libraries(spec: BackendSpec, lib_dir: Path, lib_key: str, force: bool
     build_dir = cache_dir() / "cmake" / f"{spec.name}-{lib_key[:16]}"
     if force and build_dir.exists():
         shutil.rmtree(build_dir)
+    reset_if_other_source(build_dir, source.path)
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     log.write_bytes(b"")

@@ -21,13 +21,11 @@ _ENTRY = re.compile(r'\{\s*"(?P<name>[A-Z0-9_]+)"\s*,\s*LLAMA_FTYPE_[A-Z0-9_]+\s
 @cache
 def quantize_notes() -> dict[str, str]:
     """llama-quantize's note per type name; empty when the tree is not materialised."""
-    from .._build.cache import cache_dir
-    from .._build.source import _MARKER, _local_dir, load_pin
+    from .._build.source import _MARKER, _local_dir, pinned_tree_path
 
     try:
         local = _local_dir()
-        root = local if local is not None else (
-            cache_dir() / "sources" / f"llama.cpp-{load_pin()['commit'][:12]}")
+        root = local if local is not None else pinned_tree_path()
         if local is None and not (root / _MARKER).exists():
             return {}  # never download a 76 MB tree for a listing
         text = (root / "tools" / "quantize" / "quantize.cpp").read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from .._build.cache import cache_dir, file_lock, hash_json
-from .._build.source import source_tree
+from .._build.source import reset_if_other_source, source_tree
 from .._build.variant import _lib_key, tool_path
 from .._errors import BuildError
 
@@ -55,6 +55,7 @@ def build_tool(target: str, *, log_to_stderr: bool = False) -> Path:
         if cmake is None or ninja is None:
             raise BuildError("cmake and ninja are needed to build llama.cpp's tools: "
                              "pip install cmake ninja")
+        reset_if_other_source(build_dir, source_tree().path)
         build_dir.mkdir(parents=True, exist_ok=True)
         log = build_dir / f"build-{target}.log"
         if log_to_stderr:

@@ -151,3 +151,33 @@ def test_backend_sampling_on_the_gpu(pair: tuple[llamakit.Model, llamakit.Model]
         seeded = [ctx.generate(prompts[1], max_new_tokens=16, seed=4, logit_bias=ban,
                                backend_sampling=True).tokens for _ in range(2)]
         assert seeded[0] == seeded[1] and len(seeded[0]) == 16
+
+
+def test_prompts_and_tokens_keep_their_own_cuda_graphs(
+        pair: tuple[llamakit.Model, llamakit.Model]) -> None:
+    """llama.cpp/patches/cuda-graph-key.patch: a prompt's graph and a token's graph share
+    their first node's address; keyed apart, alternating generations stop resetting each
+    other's CUDA graph (ggml logs each reset at debug level), and the replayed graphs give
+    the CPU's tokens for every new prompt."""
+    cpu, gpu = pair
+    ban = {t: float("-inf") for t in gpu.special_tokens if gpu.is_eog(t)}
+    # Same length, a different first token each: no prefix is reused, every prompt has the
+    # same graph shape.
+    prompts = [[10 + i, *range(20, 35)] for i in range(6)]
+    warmups: list[str] = []
+
+    def listen(level: int, line: str) -> None:
+        if "CUDA graph warmup" in line:
+            warmups.append(line.strip())
+
+    with gpu.new_context(n_ctx=256, n_threads=2) as ctx, \
+            cpu.new_context(n_ctx=256, n_threads=2) as reference, \
+            ctx._handle.native.log_listener(listen):
+        for i, prompt in enumerate(prompts):
+            if i == 2:
+                del warmups[:]  # both graphs have warmed up by now
+            got = ctx.generate(prompt, max_new_tokens=12, temperature=0, logit_bias=ban)
+            want = reference.generate(prompt, max_new_tokens=12, temperature=0,
+                                      logit_bias=ban)
+            assert got.tokens == want.tokens
+    assert not [line for line in warmups if "reset" in line], warmups
