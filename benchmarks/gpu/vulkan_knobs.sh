@@ -20,13 +20,13 @@
 # tree, e.g. /tmp/lk-gpu-cuda/tools/llama-bench), a `cuda` reference row runs last (it is
 # outside the budget) and the table gains a tg / CUDA column per model.
 #
-# Environment: REPS (3), BUDGET_S (150), KNOBS (setting names), EXTRA_SETTINGS (more
+# Environment: REPS (3), BUDGET_S (150), KNOBS (setting names, of SETTINGS and OPTIONAL
+# below, in the order given; e.g. KNOBS="baseline perf_logger"), EXTRA_SETTINGS (more
 # "name;VAR=VALUE VAR2=VALUE;fa" entries, space-free values, separated by newlines),
 # RESULTS (default $OUT/vulkan_knobs when OUT is set, else /tmp/lk-vulkan-knobs),
 # CUDA_BENCH. Output: one .jsonl and .log per setting and summary.md in $RESULTS.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PYTHON:-python3}
 REPS=${REPS:-3}
 BUDGET_S=${BUDGET_S:-150}
@@ -80,13 +80,27 @@ SETTINGS=(
     "no_graph_opt;GGML_VK_DISABLE_GRAPH_OPTIMIZE=1;1"
     "baseline_end;;1"
 )
+# Run only when named in $KNOBS: less likely to help, or diagnostics. perf_logger's speeds
+# are not comparable (it waits for the GPU after every graph and times each op with a
+# barrier); its .log holds the GPU time per op, summed over 128 graphs, i.e. one tg128 run
+# ("Total time"), against which the tg wall time per token shows the host/launch share.
+OPTIONAL=(
+    "no_fusion;GGML_VK_DISABLE_FUSION=1;1"
+    "no_async;GGML_VK_DISABLE_ASYNC=1;1"
+    "transfer_queue;GGML_VK_ASYNC_USE_TRANSFER_QUEUE=1;1"
+    "no_coopmat_any;GGML_VK_DISABLE_COOPMAT=1 GGML_VK_DISABLE_COOPMAT2=1;1"
+    "no_int_dot;GGML_VK_DISABLE_INTEGER_DOT_PRODUCT=1;1"
+    "memory_priority;GGML_VK_ENABLE_MEMORY_PRIORITY=1;1"
+    "no_multi_add;GGML_VK_DISABLE_MULTI_ADD=1;1"
+    "perf_logger;GGML_VK_PERF_LOGGER=1 GGML_VK_PERF_LOGGER_FREQUENCY=128;1"
+)
 if [ -n "${EXTRA_SETTINGS:-}" ]; then
     while IFS= read -r line; do [ -n "$line" ] && SETTINGS+=("$line"); done <<< "$EXTRA_SETTINGS"
 fi
 if [ -n "${KNOBS:-}" ]; then
     chosen=()
     for want in $KNOBS; do
-        for s in "${SETTINGS[@]}"; do
+        for s in "${SETTINGS[@]}" "${OPTIONAL[@]}"; do
             if [ "${s%%;*}" = "$want" ]; then chosen+=("$s"); fi
         done
     done
