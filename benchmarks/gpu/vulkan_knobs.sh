@@ -65,18 +65,19 @@ fi
 
 # name;environment;flash attention. Ordered by expected use: the batch-1 matrix-vector
 # path (MMVQ int8 dot vs dequant), flash attention (with GQA a tg step takes the coopmat2
-# FA path), coopmat2 vs coopmat1 (F16 pp), memory type of the weights, submission size,
-# queue family, graph reordering; the ggml-vulkan.cpp line of each is in the report.
+# FA path; without any coopmat it takes the scalar one: read the tg columns of
+# no_coopmat_any, its pp is the no-matrix-core one), coopmat2 vs coopmat1 (F16 pp), memory
+# type of the weights, submission size, graph reordering.
 SETTINGS=(
     "baseline;;1"
     "force_mmvq;GGML_VK_FORCE_MMVQ=1;1"
     "no_mmvq;GGML_VK_DISABLE_MMVQ=1;1"
     "fa_off;;0"
     "no_coopmat2;GGML_VK_DISABLE_COOPMAT2=1;1"
+    "no_coopmat_any;GGML_VK_DISABLE_COOPMAT=1 GGML_VK_DISABLE_COOPMAT2=1;1"
     "no_hostvis_vidmem;GGML_VK_DISABLE_HOST_VISIBLE_VIDMEM=1;1"
     "submit_1000;GGML_VK_MAX_NODES_PER_SUBMIT=1000;1"
     "submit_20;GGML_VK_MAX_NODES_PER_SUBMIT=20;1"
-    "graphics_queue;GGML_VK_ALLOW_GRAPHICS_QUEUE=1;1"
     "no_graph_opt;GGML_VK_DISABLE_GRAPH_OPTIMIZE=1;1"
     "baseline_end;;1"
 )
@@ -88,7 +89,7 @@ OPTIONAL=(
     "no_fusion;GGML_VK_DISABLE_FUSION=1;1"
     "no_async;GGML_VK_DISABLE_ASYNC=1;1"
     "transfer_queue;GGML_VK_ASYNC_USE_TRANSFER_QUEUE=1;1"
-    "no_coopmat_any;GGML_VK_DISABLE_COOPMAT=1 GGML_VK_DISABLE_COOPMAT2=1;1"
+    "graphics_queue;GGML_VK_ALLOW_GRAPHICS_QUEUE=1;1"
     "no_int_dot;GGML_VK_DISABLE_INTEGER_DOT_PRODUCT=1;1"
     "memory_priority;GGML_VK_ENABLE_MEMORY_PRIORITY=1;1"
     "no_multi_add;GGML_VK_DISABLE_MULTI_ADD=1;1"
