@@ -141,7 +141,6 @@ for s in "${SETTINGS[@]}"; do
     run_setting "$name" "$vars" "${fa:-1}" "$BENCH"
     last=$((SECONDS - before))
 done
-grep -m1 "ggml_vulkan: 0 =" "$RESULTS"/baseline.log 2>/dev/null | tee "$RESULTS/device.txt" || true
 if [ -n "${CUDA_BENCH:-}" ]; then run_setting cuda "" 1 "$CUDA_BENCH"; fi
 if [ ${#skipped[@]} -gt 0 ]; then echo "skipped (budget): ${skipped[*]}" | tee "$RESULTS/skipped.txt"; fi
 echo "total: $SECONDS s"
@@ -150,7 +149,7 @@ echo "total: $SECONDS s"
 import json, os, statistics, sys
 
 results = sys.argv[1]
-rows, models = [], []
+rows, models, engines = [], [], {}
 for line in open(os.path.join(results, "order.txt")):
     name, env, fa, code, secs = line.rstrip("\n").split(";")
     tests = {}
@@ -163,6 +162,7 @@ for line in open(os.path.join(results, "order.txt")):
         model = os.path.basename(t["model_filename"]).removesuffix(".gguf")
         if model not in models:
             models.append(model)
+        engines.setdefault(name, f'{t.get("backends")} on {t.get("gpu_info")}')
         kind = "pp" if t["n_gen"] == 0 else "tg"
         tests[(model, kind)] = statistics.median(t["samples_ts"])
     rows.append((name, env or "-", fa, code, secs, tests))
@@ -189,6 +189,7 @@ for name, env, fa, code, secs, tests in rows:
     print("| " + " | ".join(str(c) for c in cells) + " |")
 print()
 print("Medians of llama-bench's samples_ts (tok/s); in parentheses: / baseline.")
+print("llama-bench builds: " + "; ".join(sorted({f"{v}" for v in engines.values()})))
 if cuda:
     print()
     print("| setting | " + " | ".join(f"{m} pp / CUDA, tg / CUDA" for m in models) + " |")
