@@ -142,13 +142,17 @@ phase_setup() {
      echo $? > "$WORK/models_f16.done") &
 }
 
-cuda_build_dir() {
-    "$PY" - <<'EOF'
+# The CMake build folder of variant $1 (cuda, vulkan), where llamakit built it.
+variant_build_dir() {
+    "$PY" - "$1" <<'EOF'
+import sys
+
 from llamakit._build.cache import cache_dir
 from llamakit._build.variant import _lib_key
-from llamakit_cuda import cuda_backend
+from llamakit._plugins.manager import get_plugin_host
 
-print(cache_dir() / "cmake" / f"cuda-{_lib_key(cuda_backend())[0][:16]}")
+spec = get_plugin_host().backends()[sys.argv[1]]
+print(cache_dir() / "cmake" / f"{spec.name}-{_lib_key(spec)[0][:16]}")
 EOF
 }
 
@@ -164,7 +168,7 @@ phase_build() {
     "$PY" -m llamakit build cuda 2>&1 | tee "$RESULTS/build_cuda.log"
     echo "llamakit build cuda: $((SECONDS - started)) s" | tee -a "$RESULTS/timings.txt"
     local dir cmake ninja
-    dir=$(cuda_build_dir)
+    dir=$(variant_build_dir cuda)
     cmake=$("$PY" -c "from llamakit._build.variant import tool_path; print(tool_path('cmake'))")
     ninja=$("$PY" -c "from llamakit._build.variant import tool_path; print(tool_path('ninja'))")
     echo "cuda CMake build folder: $dir" | tee "$RESULTS/tool_flags.txt"
@@ -181,6 +185,20 @@ phase_build() {
         | tee -a "$RESULTS/timings.txt"
     ln -sfn "$dir/bin" "$WORK/tools"
     wait "$others" || { tail -40 "$RESULTS/build_cpu_vulkan.log"; return 1; }
+    if [[ " $ALSO_BUILD " == *" vulkan "* ]]; then
+        # llama-bench for Vulkan in the vulkan variant's own folder (its shaders are not
+        # compiled twice): gpu/vulkan_knobs.sh uses it.
+        dir=$(variant_build_dir vulkan)
+        started=$SECONDS
+        ("$cmake" -S "$LLAMAKIT_LLAMA_CPP_DIR" -B "$dir" -DLLAMA_BUILD_TOOLS=ON \
+            -DLLAMA_BUILD_COMMON=ON && "$ninja" -C "$dir" -j "$JOBS" llama-bench) \
+            > "$RESULTS/tools_vulkan_build.log" 2>&1 \
+            || { tail -40 "$RESULTS/tools_vulkan_build.log"; return 1; }
+        echo "llama-bench (vulkan) in the vulkan variant's folder: $((SECONDS - started)) s," \
+            "ninja steps: $(grep -c '^\[' "$RESULTS/tools_vulkan_build.log")" \
+            | tee -a "$RESULTS/timings.txt"
+        ln -sfn "$dir/bin" "$WORK/tools-vulkan"
+    fi
     # Listing every backend's devices loads (and would build) each variant.
     if [ -n "$ALSO_BUILD" ]; then "$PY" -m llamakit devices 2>&1 | tee "$RESULTS/devices.txt"; fi
     "$PY" -c "import llamakit_cuda; print(llamakit_cuda.probe())" | tee "$RESULTS/probe.txt"

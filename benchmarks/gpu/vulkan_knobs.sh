@@ -6,8 +6,8 @@
 #     benchmarks/gpu/vulkan_knobs.sh [LLAMA_BENCH] [MODEL.gguf ...]
 #
 # LLAMA_BENCH: a llama-bench built with GGML_VULKAN (default $VK_BENCH, else the one
-# `WORK=/tmp/lk-gpu-cuda benchmarks/gpu/vulkan.sh build` or plain `gpu/vulkan.sh build`
-# leaves in $WORK/tools-build/bin). MODELS: default $KNOB_MODELS (names, "1b-f16 1b-q4_0
+# `gpu/cuda.sh build` leaves in /tmp/lk-gpu-cuda/tools-vulkan when it builds the vulkan
+# variant, or `gpu/vulkan.sh build` in $WORK/tools-build/bin). MODELS: default $KNOB_MODELS (names, "1b-f16 1b-q4_0
 # 8b-q4_0") from $WORK/models, those that exist. Run after the `setup` phase of gpu/cuda.sh
 # or gpu/vulkan.sh (the Vulkan loader comes from there); the NVIDIA ICD is picked as there.
 #
@@ -34,7 +34,8 @@ BUDGET_S=${BUDGET_S:-150}
 BENCH=${VK_BENCH:-}
 if [ $# -gt 0 ] && [[ "$1" != *.gguf ]]; then BENCH=$1; shift; fi
 if [ -z "$BENCH" ]; then
-    for candidate in /tmp/lk-gpu-cuda/tools-build/bin/llama-bench \
+    for candidate in /tmp/lk-gpu-cuda/tools-vulkan/llama-bench \
+                     /tmp/lk-gpu-cuda/tools-build/bin/llama-bench \
                      /tmp/lk-gpu-vulkan/tools-build/bin/llama-bench; do
         if [ -x "$candidate" ]; then BENCH=$candidate; break; fi
     done
