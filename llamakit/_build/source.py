@@ -196,7 +196,8 @@ def materialize(dest: Path | None = None) -> Path:
                 {"commit": pin["commit"], "sha256": pin["artifact"]["sha256"],
                  "patches": pin.get("patches", []),
                  "patches_identity": _patches_identity(pin)}, indent=2))
-    logger.info("llama.cpp %s materialised at %s", pin["commit"][:12], dest)
+    logger.info("llama.cpp %s materialised at %s (llamakit's patches: %s)", pin["commit"][:12],
+                dest, ", ".join(pin.get("patches", [])) or "none")
     return dest
 
 
