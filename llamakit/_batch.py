@@ -134,6 +134,13 @@ class BatchStepper:
         self._in_graph: set[int] = set()
         # A decode started by ``step`` ahead of the next one, whose outputs it samples.
         self._in_flight = False
+        #: Whether a generated token waits while the batch cannot take every slot's
+        #: remaining prompt beside the generated tokens (``_launch``): prompts fed first,
+        #: then every sequence steps together, as llama-batched-bench runs. Mixed steps
+        #: split into ragged ubatches (one KV stream per sequence: split_equal) and start
+        #: the sequences some steps apart, so the last steps run part-full. Off for the
+        #: engine, whose generating streams must not wait for a long new prompt.
+        self.lockstep = False
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
         """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
@@ -186,10 +193,15 @@ class BatchStepper:
         # sequence llama.cpp splits a batch into ubatches of consecutive sequences
         # (split_equal, sequential), so 2, 3, ..., 15, 0, 1 costs two graph computes.
         ordered = sorted(self.active, key=_seq_id)
+        hold = False
+        if self.lockstep:
+            waiting = sum(len(slot.prompt) - slot.fed for slot in ordered if slot.pending is None)
+            generating = sum(slot.pending is not None for slot in ordered)
+            hold = waiting > 0 and waiting + generating > capacity
         for slot in ordered:
             slot.output = None
             pending = slot.pending
-            if pending is not None and len(tokens) < capacity:
+            if pending is not None and not hold and len(tokens) < capacity:
                 slot.output = len(tokens)
                 tokens.append(pending)
                 positions.append(len(slot.kv))
@@ -418,6 +430,9 @@ class BatchMixin(ContextCore):
             queue = deque(enumerate(token_lists))
             free = list(range(handle.n_seq_max))
             stepper = BatchStepper(handle, model._handle, starts_ahead(model))
+            # generate_batch: throughput over the whole call; stream_batch: the first
+            # pieces of the first sequences come as soon as their prompts are in.
+            stepper.lockstep = not pieces
             try:
                 while queue or stepper.active:
                     while queue and free:
