@@ -134,12 +134,13 @@ class BatchStepper:
         self._in_graph: set[int] = set()
         # A decode started by ``step`` ahead of the next one, whose outputs it samples.
         self._in_flight = False
-        #: Whether a generated token waits while the batch cannot take every slot's
-        #: remaining prompt beside the generated tokens (``_launch``): prompts fed first,
-        #: then every sequence steps together, as llama-batched-bench runs. Mixed steps
-        #: split into ragged ubatches (one KV stream per sequence: split_equal) and start
-        #: the sequences some steps apart, so the last steps run part-full. Off for the
-        #: engine, whose generating streams must not wait for a long new prompt.
+        #: Whether generated tokens wait while prompts take more than one decode
+        #: (``_launch``): those prompts are fed first, then every sequence steps together,
+        #: as llama-batched-bench runs. Mixed steps split into ragged ubatches (one KV
+        #: stream per sequence: split_equal) and start the sequences some steps apart, so
+        #: the last steps run part-full. A prompt that fits beside them still joins the
+        #: generated tokens. Off for the engine, whose streams must not wait for a long
+        #: new prompt.
         self.lockstep = False
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
@@ -195,9 +196,12 @@ class BatchStepper:
         ordered = sorted(self.active, key=_seq_id)
         hold = False
         if self.lockstep:
-            waiting = sum(len(slot.prompt) - slot.fed for slot in ordered if slot.pending is None)
-            generating = sum(slot.pending is not None for slot in ordered)
-            hold = waiting > 0 and waiting + generating > capacity
+            feeding = [slot for slot in ordered if slot.pending is None]
+            waiting = sum(len(slot.prompt) - slot.fed for slot in feeding)
+            generating = len(ordered) - len(feeding)
+            # a prompt cut by the last decode's end: the burst of prompts goes on
+            hold = waiting > 0 and (waiting + generating > capacity or any(
+                0 < slot.fed < len(slot.prompt) for slot in feeding))
         for slot in ordered:
             slot.output = None
             pending = slot.pending

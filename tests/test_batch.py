@@ -80,10 +80,11 @@ def test_batches_are_filled_in_sequence_order(model: llamakit.Model,
 
 
 @pytest.mark.parametrize("ahead", [False, True])
+@pytest.mark.parametrize("n_prompt", [32, 24])
 def test_generate_batch_feeds_prompts_before_stepping(model: llamakit.Model,
                                                       bctx: llamakit.Context,
                                                       monkeypatch: pytest.MonkeyPatch,
-                                                      ahead: bool) -> None:
+                                                      ahead: bool, n_prompt: int) -> None:
     """When the prompts overflow one batch, generate_batch feeds them all before any
     generated token, then steps every sequence together (llama-batched-bench's pattern):
     no decode mixes the two (ragged ubatches with a KV stream per sequence), none runs
@@ -99,16 +100,17 @@ def test_generate_batch_feeds_prompts_before_stepping(model: llamakit.Model,
 
     monkeypatch.setattr(BatchHandle, "fill", fill)
     monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: ahead)
-    # four prompts of 32 tokens: 128 prompt tokens through a batch of 64
-    prompts = [[100 + 7 * i + j for j in range(32)] for i in range(4)]
+    # four prompts through a batch of 64: 128 tokens (the rest overflows the second
+    # decode) or 96 (it fits, but the third prompt was cut by the first decode's end)
+    prompts = [[100 + 7 * i + j for j in range(n_prompt)] for i in range(4)]
     results = bctx.generate_batch(prompts, max_new_tokens=5, temperature=0)
     with model.new_context(n_ctx=256, n_threads=2) as single:
         expected = [single.generate(p, max_new_tokens=5, temperature=0).tokens
                     for p in prompts]
     assert [r.tokens for r in results] == expected
     sizes = [len(seq_ids) for seq_ids, _ in fills]
-    assert sizes == [64, 64, 4, 4, 4, 4]
-    assert [sorted(set(seq_ids)) for seq_ids, _ in fills[:2]] == [[0, 1], [2, 3]]
+    assert sizes == [64, 4 * n_prompt - 64, 4, 4, 4, 4]
+    assert all(position < n_prompt for _, positions in fills[:2] for position in positions)
     for seq_ids, positions in fills[2:]:
         assert seq_ids == [0, 1, 2, 3] and len(set(positions)) == 1
     fills.clear()
@@ -116,7 +118,7 @@ def test_generate_batch_feeds_prompts_before_stepping(model: llamakit.Model,
     for _ in stream:
         pass
     assert [r.tokens for r in stream.results] == expected
-    assert len(fills[1][0]) == 64 and sorted(set(fills[1][0])) == [0, 1, 2, 3]
+    assert sorted(set(fills[1][0])) == [0, 1, 2, 3]  # generated tokens beside prompts
 
 
 def test_per_sequence_stop_and_length(model: llamakit.Model, bctx: llamakit.Context) -> None:
