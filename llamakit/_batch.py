@@ -134,6 +134,14 @@ class BatchStepper:
         self._in_graph: set[int] = set()
         # A decode started by ``step`` ahead of the next one, whose outputs it samples.
         self._in_flight = False
+        #: Whether generated tokens wait while prompts take more than one decode
+        #: (``_launch``): those prompts are fed first, then every sequence steps together,
+        #: as llama-batched-bench runs. Mixed steps split into ragged ubatches (one KV
+        #: stream per sequence: split_equal) and start the sequences some steps apart, so
+        #: the last steps run part-full. A prompt that fits beside them still joins the
+        #: generated tokens. Off for the engine, whose streams must not wait for a long
+        #: new prompt.
+        self.lockstep = False
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
         """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
@@ -186,10 +194,18 @@ class BatchStepper:
         # sequence llama.cpp splits a batch into ubatches of consecutive sequences
         # (split_equal, sequential), so 2, 3, ..., 15, 0, 1 costs two graph computes.
         ordered = sorted(self.active, key=_seq_id)
+        hold = False
+        if self.lockstep:
+            feeding = [slot for slot in ordered if slot.pending is None]
+            waiting = sum(len(slot.prompt) - slot.fed for slot in feeding)
+            generating = len(ordered) - len(feeding)
+            # a prompt cut by the last decode's end: the burst of prompts goes on
+            hold = waiting > 0 and (waiting + generating > capacity or any(
+                0 < slot.fed < len(slot.prompt) for slot in feeding))
         for slot in ordered:
             slot.output = None
             pending = slot.pending
-            if pending is not None and len(tokens) < capacity:
+            if pending is not None and not hold and len(tokens) < capacity:
                 slot.output = len(tokens)
                 tokens.append(pending)
                 positions.append(len(slot.kv))
@@ -418,6 +434,9 @@ class BatchMixin(ContextCore):
             queue = deque(enumerate(token_lists))
             free = list(range(handle.n_seq_max))
             stepper = BatchStepper(handle, model._handle, starts_ahead(model))
+            # generate_batch: throughput over the whole call; stream_batch: the first
+            # pieces of the first sequences come as soon as their prompts are in.
+            stepper.lockstep = not pieces
             try:
                 while queue or stepper.active:
                     while queue and free:

@@ -79,6 +79,48 @@ def test_batches_are_filled_in_sequence_order(model: llamakit.Model,
     assert sorted(set(added[-1])) == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("ahead", [False, True])
+@pytest.mark.parametrize("n_prompt", [32, 24])
+def test_generate_batch_feeds_prompts_before_stepping(model: llamakit.Model,
+                                                      bctx: llamakit.Context,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      ahead: bool, n_prompt: int) -> None:
+    """When the prompts overflow one batch, generate_batch feeds them all before any
+    generated token, then steps every sequence together (llama-batched-bench's pattern):
+    no decode mixes the two (ragged ubatches with a KV stream per sequence), none runs
+    part-full at the end. stream_batch still lets its first sequences generate early."""
+    from llamakit._native.batch import BatchHandle
+    fills: list[tuple[list[int], list[int]]] = []
+    original_fill = BatchHandle.fill
+
+    def fill(self: BatchHandle, tokens: list[int], positions: list[int],
+             seq_ids: list[int], outputs: list[int]) -> None:
+        fills.append((list(seq_ids), list(positions)))
+        original_fill(self, tokens, positions, seq_ids, outputs)
+
+    monkeypatch.setattr(BatchHandle, "fill", fill)
+    monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: ahead)
+    # four prompts through a batch of 64: 128 tokens (the rest overflows the second
+    # decode) or 96 (it fits, but the third prompt was cut by the first decode's end)
+    prompts = [[100 + 7 * i + j for j in range(n_prompt)] for i in range(4)]
+    results = bctx.generate_batch(prompts, max_new_tokens=5, temperature=0)
+    with model.new_context(n_ctx=256, n_threads=2) as single:
+        expected = [single.generate(p, max_new_tokens=5, temperature=0).tokens
+                    for p in prompts]
+    assert [r.tokens for r in results] == expected
+    sizes = [len(seq_ids) for seq_ids, _ in fills]
+    assert sizes == [64, 4 * n_prompt - 64, 4, 4, 4, 4]
+    assert all(position < n_prompt for _, positions in fills[:2] for position in positions)
+    for seq_ids, positions in fills[2:]:
+        assert seq_ids == [0, 1, 2, 3] and len(set(positions)) == 1
+    fills.clear()
+    stream = bctx.stream_batch(prompts, max_new_tokens=5, temperature=0)
+    for _ in stream:
+        pass
+    assert [r.tokens for r in stream.results] == expected
+    assert sorted(set(fills[1][0])) == [0, 1, 2, 3]  # generated tokens beside prompts
+
+
 def test_per_sequence_stop_and_length(model: llamakit.Model, bctx: llamakit.Context) -> None:
     """Stop strings and max_new_tokens apply to each sequence on its own."""
     full = _one_by_one(model, PROMPTS[:3], 16)
