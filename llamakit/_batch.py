@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ._context_core import ContextCore, Prompt
@@ -25,7 +26,8 @@ from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
 from ._native.logits import LogprobRecorder
-from ._native.sampler import detach_backend, sample_many, try_attach_backend
+from ._native.sample_step import StepSampler
+from ._native.sampler import detach_backend, try_attach_backend
 from ._results import FinishReason, GenerationResult, Timings
 from ._sampler_chain import SamplerChain
 from ._sampling import random_seed
@@ -98,8 +100,7 @@ class BatchSlot:
 StepEvent = tuple[BatchSlot, str]
 
 
-def _seq_id(slot: BatchSlot) -> int:
-    return slot.seq_id
+_seq_id = attrgetter("seq_id")
 
 
 def starts_ahead(model: Any) -> bool:
@@ -128,6 +129,7 @@ class BatchStepper:
         self.ahead = ahead
         self.active: list[BatchSlot] = []
         self._batch = BatchHandle(handle.native, handle.n_batch)
+        self._sampler = StepSampler(handle)
         # Sequences with a chain attached for backend sampling. A finished slot's stays
         # attached (unused) until another slot takes the sequence or the stepper closes:
         # every attach or detach makes llama.cpp re-reserve its graphs at the next decode.
@@ -194,9 +196,9 @@ class BatchStepper:
         # sequence llama.cpp splits a batch into ubatches of consecutive sequences
         # (split_equal, sequential), so 2, 3, ..., 15, 0, 1 costs two graph computes.
         ordered = sorted(self.active, key=_seq_id)
+        feeding = [slot for slot in ordered if slot.pending is None]
         hold = False
-        if self.lockstep:
-            feeding = [slot for slot in ordered if slot.pending is None]
+        if self.lockstep and feeding:
             waiting = sum(len(slot.prompt) - slot.fed for slot in feeding)
             generating = len(ordered) - len(feeding)
             # a prompt cut by the last decode's end: the burst of prompts goes on
@@ -204,17 +206,17 @@ class BatchStepper:
                 0 < slot.fed < len(slot.prompt) for slot in feeding))
         for slot in ordered:
             slot.output = None
-            pending = slot.pending
-            if pending is not None and not hold and len(tokens) < capacity:
-                slot.output = len(tokens)
-                tokens.append(pending)
-                positions.append(len(slot.kv))
-                seq_ids.append(slot.seq_id)
-                outputs.append(1)
-                slot.kv.append(pending)
-        for slot in ordered:
-            if slot.pending is not None:
-                continue
+        if not hold:
+            generating_slots = [slot for slot in ordered if slot.pending is not None][:capacity]
+            tokens = [slot.pending for slot in generating_slots if slot.pending is not None]
+            for i, slot in enumerate(generating_slots):
+                slot.output = i
+                kv = slot.kv
+                positions.append(len(kv))
+                kv.append(tokens[i])
+            seq_ids = [slot.seq_id for slot in generating_slots]
+            outputs = [1] * len(tokens)
+        for slot in feeding:
             prompt, start = slot.prompt, slot.fed
             end = min(len(prompt), start + capacity - len(tokens))
             if end <= start:
@@ -256,30 +258,35 @@ class BatchStepper:
             self._launch()
         self._in_flight = False
         ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
-        # Every slot's token, end-of-generation flag and piece in one native call, except a
-        # slot recording post-sampling logprobs: those read the candidates of this thread's
-        # last sample, so such a slot samples alone, right before its figures are read.
-        # The call spreads the chains over the context's n_threads (None): the decode's
-        # threads have nothing else to do until the next step.
+        # Every slot's token and end-of-generation flag in one native call (its piece is
+        # read after the next decode has started), except a slot recording post-sampling
+        # logprobs: those read the candidates of this thread's last sample, so such a slot
+        # samples alone, right before its figures are read. The call spreads the chains
+        # over the context's n_threads: the decode's threads have nothing else to do until
+        # the next step.
         together = [(slot, output) for slot, output in ready
                     if slot.recorder is None or not slot.recorder.post_sampling]
-        sampled = {id(slot): found for (slot, _), found in zip(together, sample_many(
-            handle, [(slot.chain._handle, output) for slot, output in together], n_threads=None),
-            strict=True)}
+        tokens, eogs = self._sampler.sample([slot.chain._handle for slot, _ in together],
+                                            [output for _, output in together])
+        if len(together) != len(ready):
+            place = {id(slot): i for i, (slot, _) in enumerate(together)}
+            found = [place.get(id(slot), -1) for slot, _ in ready]
+        else:
+            found = range(len(ready))  # type: ignore[assignment]
         n_ctx_seq = handle.n_ctx_seq
         now = time.perf_counter()
         # What needs this decode's outputs (tokens, log-probabilities) or decides the
-        # next decode, before it starts; ``texts``: (slot, token's bytes) for the text work.
-        texts: list[tuple[BatchSlot, bytes]] = []
-        for slot, output in ready:
+        # next decode, before it starts; ``texts``: (slot, token, index of its piece in
+        # the sampler's, -1: none) for the text work.
+        texts: list[tuple[BatchSlot, int, int]] = []
+        for (slot, output), j in zip(ready, found, strict=True):
             if slot.pending is None:
                 slot.prompt_done = now
-            found = sampled.get(id(slot))
-            if found is None:
+            if j < 0:
                 token = slot.chain._handle.sample(handle, output)
-                eog, raw = vocab.is_eog(token), None
+                eog = vocab.is_eog(token)
             else:
-                token, eog, raw = found
+                token, eog = tokens[j], eogs[j]
             if not slot.first_token:
                 slot.first_token = now
             slot.pending = token
@@ -289,12 +296,10 @@ class BatchStepper:
             slot.generated.append(token)
             if slot.recorder is not None:
                 slot.recorder.record(token, output)
-            if raw is None or token in slot.preserved_tokens:
-                raw = vocab.piece(token, token in slot.preserved_tokens)
-            texts.append((slot, raw))
+            texts.append((slot, token, j))
         ahead = ahead and self.ahead and not any(slot.assembler.stops for slot in self.active)
         if ahead:
-            for slot, _ in texts:
+            for slot, _, _ in texts:
                 if len(slot.generated) >= slot.limit or \
                         len(slot.prompt) + len(slot.generated) > n_ctx_seq:
                     slot.finish = "length"
@@ -304,7 +309,12 @@ class BatchStepper:
         for slot, _ in ready:
             if slot.finish == "eog":
                 events.append((slot, ""))
-        for slot, raw in texts:
+        raws = self._sampler.pieces()
+        for slot, token, j in texts:
+            if j < 0 or token in slot.preserved_tokens:
+                raw = vocab.piece(token, token in slot.preserved_tokens)
+            else:
+                raw = raws[j]
             piece = slot.assembler.feed(raw)
             if slot.recorder is not None:
                 piece = slot.piece(piece)

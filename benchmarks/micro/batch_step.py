@@ -15,6 +15,13 @@ handle pins (``Handle._begin_call``) per step.
 On a GPU the step's decode runs on the device while none of this can overlap it (the next
 step needs the sampled tokens), so a step's host time adds to every step's wall time.
 Runs against whichever ``llamakit`` is importable (``PYTHONPATH`` picks a checkout).
+
+``--ahead``: the step order of a model fully offloaded to CUDA (``starts_ahead``): each step
+starts the next decode before its text work. On the CPU the decode still computes inside
+``llama_decode``, but llama.cpp's perf interval then runs from that decode's start to the
+next step's sampling, so the text work falls inside it and the host time printed is the
+work a GPU step cannot overlap: sampling, the ends of generation, the next batch's
+assembly, and the call's setup and results.
 """
 
 from __future__ import annotations
@@ -76,7 +83,12 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ahead", action="store_true",
+                        help="start each next decode before the text work, as on CUDA")
     args = parser.parse_args()
+    if args.ahead:
+        from llamakit import _batch
+        _batch.starts_ahead = lambda model: True  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tiny.gguf"
         write_llama_model(path)
