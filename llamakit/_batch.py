@@ -279,6 +279,8 @@ class BatchStepper:
         # next decode, before it starts; ``texts``: (slot, token, index of its piece in
         # the sampler's, -1: none) for the text work.
         texts: list[tuple[BatchSlot, int, int]] = []
+        active = self.active
+        ahead = ahead and self.ahead and not any([slot.assembler.stops for slot in active])
         for (slot, output), j in zip(ready, found, strict=True):
             if slot.pending is None:
                 slot.prompt_done = now
@@ -297,13 +299,11 @@ class BatchStepper:
             if slot.recorder is not None:
                 slot.recorder.record(token, output)
             texts.append((slot, token, j))
-        ahead = ahead and self.ahead and not any(slot.assembler.stops for slot in self.active)
+            if ahead and (len(slot.generated) >= slot.limit
+                          or len(slot.prompt) + len(slot.generated) > n_ctx_seq):
+                slot.finish = "length"
         if ahead:
-            for slot, _, _ in texts:
-                if len(slot.generated) >= slot.limit or \
-                        len(slot.prompt) + len(slot.generated) > n_ctx_seq:
-                    slot.finish = "length"
-            self.active = [slot for slot in self.active if slot.finish is None]
+            self.active = [slot for slot in active if slot.finish is None]
             self._launch()
         events: list[StepEvent] = []
         for slot, _ in ready:

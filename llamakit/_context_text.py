@@ -10,6 +10,8 @@ from ._config.schema import SamplingConfig
 
 __all__ = ["TextAssembler", "stop_strings"]
 
+_utf8_decode = codecs.utf_8_decode
+
 
 def stop_strings(stop: str | Sequence[str] | None) -> list[str]:
     if stop is None:
@@ -37,14 +39,24 @@ class TextAssembler:
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = list(stops)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # The bytes of an unfinished character (what codecs' incremental UTF-8 decoder
+        # buffers; decoded here with its own function, one Python frame less a token).
+        self._undecoded = b""
         self._pending = ""
         self.stopped = False
         self.parts: list[str] = []
 
     def feed(self, data: bytes) -> str:
         """Add a token's bytes; return the text now ready (possibly empty)."""
-        pending = self._pending + self._decoder.decode(data)
+        if self._undecoded:
+            data = self._undecoded + data
+        decoded, used = _utf8_decode(data, "replace", False)
+        self._undecoded = data[used:]
+        if not self.stops:  # nothing held back but an unfinished character
+            if decoded:
+                self.parts.append(decoded)
+            return decoded
+        pending = self._pending + decoded
         keep = 0
         if self.stops:
             cut = min((i for i in (pending.find(s) for s in self.stops) if i >= 0), default=-1)
@@ -60,7 +72,8 @@ class TextAssembler:
         """Flush what was held back (nothing after a stop string matched)."""
         if self.stopped:
             return ""
-        rest = self._pending + self._decoder.decode(b"", final=True)
+        rest = self._pending + _utf8_decode(self._undecoded, "replace", True)[0]
+        self._undecoded = b""
         self._pending = ""
         return self._emit(rest)
 

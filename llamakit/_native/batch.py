@@ -36,6 +36,11 @@ class BatchHandle(Handle):
         super().__init__(native, batch, _batch_freer(native))
         self.capacity = capacity
         self.n_tokens = 0
+        # The sequence-id column as ``fill`` last wrote it (None: ``add`` wrote since), and
+        # how many leading ``n_seq_id`` entries hold 1: a batch step writes the same 64
+        # ids step after step, each a cffi store of its own.
+        self._seq_column: list[int] | None = None
+        self._ones = 0
 
     def clear(self) -> None:
         self.n_tokens = 0
@@ -51,6 +56,7 @@ class BatchHandle(Handle):
         batch.n_seq_id[i] = 1
         batch.seq_id[i][0] = seq_id
         batch.logits[i] = 1 if output else 0
+        self._seq_column = None
         self.n_tokens = i + 1
         return i
 
@@ -70,11 +76,17 @@ class BatchHandle(Handle):
         if n:
             ffi.memmove(batch.token, array("i", tokens), 4 * n)
             ffi.memmove(batch.pos, array("i", positions), 4 * n)
-            ffi.memmove(batch.n_seq_id, array("i", [1]) * n, 4 * n)
+            if n > self._ones:
+                ffi.memmove(batch.n_seq_id, array("i", [1]) * n, 4 * n)
+                self._ones = n
             ffi.memmove(batch.logits, bytes(outputs), n)
-            seq = batch.seq_id
-            for i, seq_id in enumerate(seq_ids):
-                seq[i][0] = seq_id
+            column = self._seq_column
+            if column is None or seq_ids != column[:n]:
+                seq = batch.seq_id
+                for i, seq_id in enumerate(seq_ids):
+                    seq[i][0] = seq_id
+                self._seq_column = list(seq_ids) if column is None or n >= len(column) \
+                    else list(seq_ids) + column[n:]
         self.n_tokens = n
 
     @pinned

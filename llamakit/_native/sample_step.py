@@ -103,7 +103,6 @@ class StepSampler:
                                        "backend")
             self._handles = []
         ffi.memmove(self._idxs, array("i", idxs), 4 * n)
-        ffi.memmove(self._promises, array("i", [handle._promise for handle in handles]), 4 * n)
         ctx = context._begin_call()
         try:
             _begin_calls(handles)
@@ -112,6 +111,10 @@ class StepSampler:
                     # a handle's pointer does not change while it is open (pinned here)
                     self._chains = ffi.new("struct llama_sampler *[]",
                                            [handle._ptr for handle in handles])
+                    # a batch's chains get no stages while they step (their owner, the
+                    # batch, adds none), so their top-k promises hold as long as they do
+                    ffi.memmove(self._promises,
+                                array("i", [handle._promise for handle in handles]), 4 * n)
                     self._handles = list(handles)
                 done = context.lib.lk_sampler_sample_many(
                     self._chains, self._idxs, self._promises, n, ctx, special, self._tokens,
