@@ -144,6 +144,9 @@ class BatchStepper:
         #: generated tokens. Off for the engine, whose streams must not wait for a long
         #: new prompt.
         self.lockstep = False
+        #: Whether ``step`` reports pieces; False (``generate_batch``, which reads only the
+        #: results): its events are the finished slots alone.
+        self.pieces = True
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
         """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
@@ -310,6 +313,7 @@ class BatchStepper:
             if slot.finish == "eog":
                 events.append((slot, ""))
         raws = self._sampler.pieces()
+        pieces = self.pieces
         for slot, token, j in texts:
             if j < 0 or token in slot.preserved_tokens:
                 raw = vocab.piece(token, token in slot.preserved_tokens)
@@ -324,7 +328,7 @@ class BatchStepper:
                 elif len(slot.generated) >= slot.limit or \
                         len(slot.prompt) + len(slot.generated) > n_ctx_seq:
                     slot.finish = "length"
-            if piece or slot.finish is not None:
+            if slot.finish is not None or piece and pieces:
                 events.append((slot, piece))
         if not ahead:
             self.active = [slot for slot in self.active if slot.finish is None]
@@ -447,6 +451,7 @@ class BatchMixin(ContextCore):
             # generate_batch: throughput over the whole call; stream_batch: the first
             # pieces of the first sequences come as soon as their prompts are in.
             stepper.lockstep = not pieces
+            stepper.pieces = pieces
             try:
                 while queue or stepper.active:
                     while queue and free:

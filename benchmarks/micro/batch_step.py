@@ -9,7 +9,8 @@ tokens (every sequence runs to its limit), as the GPU benchmarks do. Per round, 
 ``generate_batch``; its host time is the wall clock minus llama.cpp's own perf interval
 (``t_eval_ms + t_p_eval_ms``: from each decode's start to the synchronisation that reads
 its result), divided by the steps (``--tokens``). Printed: the minimum and median over
-rounds of that figure, and (deterministic, counted once) the Python function calls and
+rounds of that figure, the same without the time inside ``lk_sampler_sample_many`` (the
+sampling's C: what is left is llamakit's Python and the decode's call), and (deterministic, counted once) the Python function calls and
 handle pins (``Handle._begin_call``) per step.
 
 On a GPU the step's decode runs on the device while none of this can overlap it (the next
@@ -40,15 +41,45 @@ from llamakit._native.handle import Handle
 from llamakit.testing import write_llama_model
 
 
+class _TimedLib:
+    """The context handle's ``lib``, timing ``lk_sampler_sample_many`` (the sampling's C)."""
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+        self.sampling = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._lib, name)
+        if name != "lk_sampler_sample_many":
+            return value
+
+        def timed(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return value(*args)
+            finally:
+                self.sampling += time.perf_counter() - started
+
+        return timed
+
+
 def run(ctx: llamakit.Context, prompts: list[list[int]], tokens: int,
-        ban: dict[int, float]) -> tuple[float, float]:
+        ban: dict[int, float]) -> tuple[float, float, float]:
+    """Wall ms, host ms, and of the host the sampling's native call, ms."""
+    handle = ctx._handle
+    timed = _TimedLib(handle.lib)
+    handle.lib = timed
     ctx.reset_perf()
     started = time.perf_counter()
-    results = ctx.generate_batch(prompts, max_new_tokens=tokens, temperature=0, logit_bias=ban)
-    wall = (time.perf_counter() - started) * 1e3
+    try:
+        results = ctx.generate_batch(prompts, max_new_tokens=tokens, temperature=0,
+                                     logit_bias=ban)
+    finally:
+        wall = (time.perf_counter() - started) * 1e3
+        handle.lib = timed._lib
     assert all(len(r.tokens) == tokens for r in results)
     perf = ctx.perf()
-    return wall, wall - perf["t_eval_ms"] - perf["t_p_eval_ms"]
+    return wall, wall - perf["t_eval_ms"] - perf["t_p_eval_ms"], timed.sampling * 1e3
 
 
 def counts(ctx: llamakit.Context, prompts: list[list[int]], tokens: int,
@@ -102,11 +133,13 @@ def main() -> int:
             prompts = [[rng.choice(pool) for _ in range(32)] for _ in range(args.sequences)]
             run(ctx, prompts, 4, ban)  # warm-up
             calls, pins = counts(ctx, prompts, args.tokens, ban)
-            hosts = [run(ctx, prompts, args.tokens, ban)[1] / args.tokens
-                     for _ in range(args.rounds)]
+            runs = [run(ctx, prompts, args.tokens, ban) for _ in range(args.rounds)]
+    hosts = [host / args.tokens for _, host, _ in runs]
+    rest = [(host - sampling) / args.tokens for _, host, sampling in runs]
     print(f"{args.sequences} sequences, {args.tokens} steps: host ms per step min "
-          f"{min(hosts):.3f} median {statistics.median(hosts):.3f}; Python calls per step "
-          f"{calls / args.tokens:.0f}, handle pins per step {pins / args.tokens:.1f}")
+          f"{min(hosts):.3f} median {statistics.median(hosts):.3f}; without the sampling's "
+          f"native call min {min(rest):.3f} median {statistics.median(rest):.3f}; Python calls "
+          f"per step {calls / args.tokens:.0f}, handle pins per step {pins / args.tokens:.1f}")
     return 0
 
 
