@@ -109,3 +109,44 @@ def test_failed_call_does_not_keep_its_chain(model: llamakit.Model) -> None:
         assert ctx._spare is None
         ctx.generate("Hello world", max_new_tokens=4, temperature=0)
         assert ctx._spare is not None
+
+
+def _reference_prefix(old: list[int], new: list[int] | tuple[int, ...]) -> int:
+    common = 0
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            break
+        common += 1
+    return common
+
+
+def test_common_prefix_matches_a_token_by_token_walk() -> None:
+    import random
+
+    from llamakit._prompt_cache import common_prefix
+
+    rng = random.Random(5)
+    for n in (0, 1, 255, 256, 257, 600, 1030):
+        old = [rng.randrange(50) for _ in range(n)]
+        cases: list[list[int] | tuple[int, ...]] = [list(old), old + [1, 2], old[:n // 2], []]
+        for where in {0, n // 3, max(n - 1, 0), 256, 511} & set(range(n)):
+            changed = list(old)
+            changed[where] += 1
+            cases += [changed, changed[:where + 1], tuple(changed)]
+        cases.append(tuple(old))
+        for new in cases:
+            assert common_prefix(old, new) == _reference_prefix(old, new), (n, new[:3])
+
+
+def test_continued_prompt_reuses_the_shared_prefix(model: llamakit.Model) -> None:
+    """A prompt that extends the last one reuses all of it; one that differs inside a
+    block reuses up to the difference (before alignment rules, ``deterministic=False``)."""
+    prompt = [(7 * i) % 900 + 50 for i in range(300)]
+    with model.new_context(n_ctx=512, n_batch=512, deterministic=False) as ctx:
+        ctx.generate(prompt, max_new_tokens=1, temperature=0)
+        longer = ctx.generate(prompt + [60, 61], max_new_tokens=1, temperature=0)
+        assert longer.timings.prompt_tokens_cached == 300
+        edited = list(prompt)
+        edited[270] += 1
+        again = ctx.generate(edited, max_new_tokens=1, temperature=0)
+        assert again.timings.prompt_tokens_cached == 270
