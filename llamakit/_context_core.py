@@ -34,6 +34,7 @@ from ._sampling import SamplingParams
 if TYPE_CHECKING:
     from ._model import Model
     from ._native.context import ContextHandle
+    from ._sampler_chain import SamplerChain
 
 __all__ = ["ContextCore", "Prompt"]
 
@@ -44,6 +45,9 @@ class ContextCore(Owned):
     """The model, handle, lock, prompt cache and settings of a context."""
 
     _handle: ContextHandle
+    #: ``generate``'s chain of the previous call, kept for the next one with the same
+    #: settings (``Generation._take_spare``); freed with the context.
+    _spare: tuple[str, SamplerChain] | None = None
 
     def __init__(self, model: Model, handle: ContextHandle, *, seed: int | None,
                  n_threads: int, n_threads_batch: int,
@@ -62,6 +66,13 @@ class ContextCore(Owned):
         #: Reuse the prompt cache only where a fresh context would compute the same
         #: (see ``_determinism``); None: whenever a call is greedy or seeded.
         self.deterministic: bool | None = deterministic
+
+    def close(self) -> None:
+        """Free it and everything made from it; a second call does nothing."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[1].close()
+        super().close()
 
     def _undo_abandoned(self) -> None:
         """A stream was abandoned mid-way (its thread ended): take back the chains it had

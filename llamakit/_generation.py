@@ -43,6 +43,16 @@ def _settings_key(stages: Sequence[Stage]) -> str:
                  for s in stages])
 
 
+def _spare_key(stages: Sequence[Stage]) -> str | None:
+    """What the context's spare chain (the previous call's, kept instead of freed) must
+    match to serve a call: every stage's settings, seeds included, so that after its
+    ``reset`` it is the chain ``from_stages`` would build. None where a reset may not bring
+    a chain back to that: a grammar, a Python stage."""
+    if any(s.sampler is not None or s.name == "grammar" for s in stages):
+        return None
+    return repr([(s.name, sorted(s.params.items())) for s in stages])
+
+
 class Generation(ContextCore):
     """``generate`` and ``stream`` of ``Context``."""
 
@@ -119,13 +129,21 @@ class Generation(ContextCore):
             owned = chain is None
             in_graph = False
             key = ""
+            spare_key: str | None = None
+            completed = False
             if chain is None:
                 assert seed is not None
                 stages = params.stages(seed, handle.n_ctx)
-                chain = SamplerChain.from_stages(self.model, stages)
                 in_graph = params.in_graph(stages, logprobs)
                 if in_graph:
                     key = _settings_key(stages)
+                else:
+                    # building and freeing a chain per call was a sixth of generate's own
+                    # host time: a call with the previous call's settings reuses its chain
+                    spare_key = _spare_key(stages)
+                chain = self._take_spare(spare_key)
+                if chain is None:
+                    chain = SamplerChain.from_stages(self.model, stages)
             else:
                 seed = chain.seed
             try:
@@ -205,6 +223,7 @@ class Generation(ContextCore):
                                                  what="prompt and generated text")
                     error.result = result
                     raise error
+                completed = True
                 with turn.paused():
                     yield result
             finally:
@@ -215,7 +234,27 @@ class Generation(ContextCore):
                 if in_graph and not turn.abandoned and not handle.closed:
                     park_backend(handle, 0, key)
                 if owned:
-                    chain.close()
+                    if spare_key is not None and completed and not turn.abandoned \
+                            and not handle.closed:
+                        self._park_spare(spare_key, chain)
+                    else:
+                        chain.close()
+
+    def _take_spare(self, key: str | None) -> SamplerChain | None:
+        """The spare chain if it was built as ``key`` says (None: build one); a spare of
+        other settings is freed. Called with the context's gate held, as ``_park_spare``."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        if key is not None and spare[0] == key and not spare[1].closed:
+            return spare[1]
+        spare[1].close()
+        return None
+
+    def _park_spare(self, key: str, chain: SamplerChain) -> None:
+        previous, self._spare = self._spare, (key, chain)
+        if previous is not None:
+            previous[1].close()
 
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, parse_special: bool = True,

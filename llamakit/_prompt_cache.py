@@ -23,7 +23,23 @@ if TYPE_CHECKING:
     from ._native.context import ContextHandle
     from ._native.step import TokenStep
 
-__all__ = ["PromptCache"]
+__all__ = ["PromptCache", "common_prefix"]
+
+_BLOCK = 256
+
+
+def common_prefix(old: Sequence[int], new: Sequence[int]) -> int:
+    """How many leading tokens ``old`` and ``new`` share. Whole blocks are compared as
+    slices, at C speed: a Python step per token cost about 30 ns, 0.1 ms for a 4,096-token
+    conversation that a chat call mostly repeats; only the block that differs is walked."""
+    n = min(len(old), len(new))
+    for start in range(0, n, _BLOCK):
+        end = min(start + _BLOCK, n)
+        if old[start:end] != new[start:end]:  # or only their types differ (list, tuple)
+            for i in range(start, end):
+                if old[i] != new[i]:
+                    return i
+    return n
 
 
 class PromptCache:
@@ -83,12 +99,7 @@ class PromptCache:
             self._aligned, self._as_given = 0, False
         aligned = len(self._tokens) if self._as_given else self._aligned
         exact = exact and not self._as_given
-        common = 0
-        for old, new in zip(self._tokens, tokens, strict=False):
-            if old != new:
-                break
-            common += 1
-        common = min(common, len(tokens) - 1)
+        common = min(common_prefix(self._tokens, tokens), len(tokens) - 1)
         common = reusable_prefix(common, aligned, n_batch, exact)
         # Sequence 0 may hold cells this cache does not know of (a sequence state restored
         # from another sequence records no tokens): those go too, or the prompt would be

@@ -278,17 +278,18 @@ class SamplingParams:
             stages.append(Stage("logit_bias", {"logit_bias": list(get("logit_bias"))}))
         sequence: Sequence[Stage] = self.values.get("samplers", _DEFAULT_SEQUENCE)
         mirostat = get("mirostat")
+        greedy = self.greedy
         final = "adaptive_p" if get("adaptive_target") >= 0 or any(
             s.name == "adaptive_p" and s.sampler is None for s in sequence) else "dist"
         for stage in sequence:
-            if self.greedy and stage.name in _RESHAPING:
+            if greedy and stage.name in _RESHAPING:
                 continue
             if mirostat and stage.name in _SEQUENCE.values():
                 continue
             built = self._stage(stage, seed, n_ctx)
             if built is not None:
                 stages.append(built)
-        if self.greedy:
+        if greedy:
             stages.append(Stage("greedy"))
         elif mirostat:
             stages.append(Stage("temp", {"t": get("temperature")}))

@@ -139,8 +139,14 @@ def _extract(archive: Path, subdir: str, dest: Path) -> None:
 def _apply_patches(tree: Path, patches: list[str]) -> None:
     for name in patches:
         patch = data_path(f"llama.cpp/patches/{name}")
-        result = subprocess.run(["patch", "-p1", "--forward", "-f", "-i", str(patch)], cwd=tree,
-                                capture_output=True, text=True)
+        try:
+            result = subprocess.run(["patch", "-p1", "--forward", "-f", "-i", str(patch)],
+                                    cwd=tree, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise BuildError(
+                f"llamakit patches llama.cpp ({name}) with the `patch` program, which is not "
+                "installed: apt-get install patch (it comes with build-essential)"
+            ) from None
         if result.returncode != 0:
             raise BuildError(f"patch {name} does not apply to llama.cpp: {result.stdout}")
 

@@ -322,10 +322,14 @@ class ModelHandle(Handle):
             raise TokenizeError(f"token ids must be integers: {exc}") from None
         if array.dtype.kind not in "iu" or array.ndim != 1:
             raise TokenizeError("token ids must be a flat sequence of integers")
-        bad = np.flatnonzero((array < 0) | (array >= self.n_vocab))
-        if bad.size:
+        # min/max first: the common all-valid case skips building the mask
+        if array.min() < 0 or array.max() >= self.n_vocab:
+            bad = np.flatnonzero((array < 0) | (array >= self.n_vocab))
             raise InvalidTokenError(int(array[bad[0]]), self.n_vocab)
-        return [int(t) for t in values]
+        # tolist gives the same Python ints as int() of each value, at C speed (a 512-token
+        # prompt's list comprehension was a quarter of generate's own host time)
+        result: list[int] = array.tolist()
+        return result
 
     @pinned
     def is_eog(self, token: int) -> bool:

@@ -275,6 +275,11 @@ NATIVE_STAGES: dict[str, Builder] = {
 # them without importing this layer); tests/test_architecture.py checks that they agree.
 #: Stages that pick the token; a chain must end with one.
 SELECTING_STAGES = frozenset({"greedy", "dist", "mirostat", "mirostat_v2", "adaptive_p"})
+#: llama.cpp stages whose ``accept`` is a no-op (their interface has none): a chain of
+#: only these gains nothing from a prompt's history, so ``accept_history`` skips copying it.
+_NO_ACCEPT_STAGES = frozenset({"greedy", "top_k", "top_p", "min_p", "typical", "temp",
+                               "temp_ext", "xtc", "top_n_sigma", "mirostat", "mirostat_v2",
+                               "infill"})
 
 
 # Out-parameters of lk_sampler_sample_piece, allocated once per thread and module: a cffi
@@ -336,6 +341,8 @@ class SamplerHandle(Handle):
         #: tests compare the two.
         self.fast_paths = True
         self._bias_prefix = not self.names  # only logit_bias stages so far
+        #: whether some stage may accept tokens (unknown stages of a clone count as such)
+        self.takes_history = bool(self.names)
         model.add_dependent(self)
 
     @classmethod
@@ -364,6 +371,7 @@ class SamplerHandle(Handle):
         if self._bias_prefix and name == "top_k":
             self.first_top_k = int(params["k"])
         self._bias_prefix = self._bias_prefix and name == "logit_bias"
+        self.takes_history = self.takes_history or name not in _NO_ACCEPT_STAGES
         self.names.append(name)
 
     @pinned
@@ -373,6 +381,7 @@ class SamplerHandle(Handle):
         stage = new_python_stage(self.native, sampler, name)
         self.lib.llama_sampler_chain_add(self.ptr, stage)
         self._bias_prefix = False
+        self.takes_history = True
         self.names.append(name)
 
     # -- using the chain ---------------------------------------------------------------------
@@ -427,7 +436,7 @@ class SamplerHandle(Handle):
     @pinned
     def accept_history(self, tokens: Sequence[int]) -> None:
         """Accept valid ``tokens`` into every stage but grammars (a prompt's tokens)."""
-        if not tokens:
+        if not tokens or not self.takes_history:
             return
         array = self.ffi.new("llama_token[]", tokens)
         status = self.lib.lk_sampler_accept_history(self.ptr, array, len(tokens))
@@ -450,6 +459,7 @@ class SamplerHandle(Handle):
         clone = SamplerHandle(self.model, ptr, self.names)
         clone.first_top_k, clone.fast_paths = self.first_top_k, self.fast_paths
         clone._bias_prefix = self._bias_prefix
+        clone.takes_history = self.takes_history
         return clone
 
     @pinned

@@ -90,3 +90,10 @@ def test_a_cmake_folder_of_another_tree_starts_afresh(tmp_path: Path) -> None:
     assert (build / "CMakeCache.txt").is_file()
     source.reset_if_other_source(build, other)
     assert not build.exists()
+
+
+def test_without_the_patch_program_the_error_says_so(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `patch` on it
+    with pytest.raises(llamakit.BuildError, match="apt-get install patch"):
+        source._apply_patches(tmp_path, ["cuda-graph-key.patch"])

@@ -175,6 +175,8 @@ def test_prompts_and_tokens_keep_their_own_cuda_graphs(
             ctx._handle.native.log_listener(listen):
         for i, prompt in enumerate(prompts):
             if i == 2:
+                # ggml's debug lines do reach the listener: the check below can fail
+                assert any("warmup complete" in line for line in warmups), warmups
                 del warmups[:]  # both graphs have warmed up by now
             got = ctx.generate(prompt, max_new_tokens=12, temperature=0, logit_bias=ban)
             want = reference.generate(prompt, max_new_tokens=12, temperature=0,
