@@ -10,7 +10,9 @@ tokens (every sequence runs to its limit), as the GPU benchmarks do. Per round, 
 (``t_eval_ms + t_p_eval_ms``: from each decode's start to the synchronisation that reads
 its result), divided by the steps (``--tokens``). Printed: the minimum and median over
 rounds of that figure, the same without the time inside ``lk_sampler_sample_many`` (the
-sampling's C: what is left is llamakit's Python and the decode's call), and (deterministic, counted once) the Python function calls and
+sampling's C: what is left is llamakit's Python and the decode's call), the median gap
+from a sample's return to the next decode's start (with ``--ahead``: the Python a GPU step
+waits for after sampling; without it the gap also holds the text work), and (deterministic, counted once) the Python function calls and
 handle pins (``Handle._begin_call``) per step.
 
 On a GPU the step's decode runs on the device while none of this can overlap it (the next
@@ -42,14 +44,26 @@ from llamakit.testing import write_llama_model
 
 
 class _TimedLib:
-    """The context handle's ``lib``, timing ``lk_sampler_sample_many`` (the sampling's C)."""
+    """The context handle's ``lib``, timing ``lk_sampler_sample_many`` (the sampling's C)
+    and the gaps from its return to the next ``lk_decode_interruptible`` (the step's
+    Python between a sample and the next decode's start)."""
 
     def __init__(self, lib: Any) -> None:
         self._lib = lib
         self.sampling = 0.0
+        self.gaps: list[float] = []
+        self._sampled = 0.0
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._lib, name)
+        if name == "lk_decode_interruptible":
+            def decode(*args: Any) -> Any:
+                if self._sampled:
+                    self.gaps.append(time.perf_counter() - self._sampled)
+                    self._sampled = 0.0
+                return value(*args)
+
+            return decode
         if name != "lk_sampler_sample_many":
             return value
 
@@ -58,14 +72,16 @@ class _TimedLib:
             try:
                 return value(*args)
             finally:
-                self.sampling += time.perf_counter() - started
+                self._sampled = time.perf_counter()
+                self.sampling += self._sampled - started
 
         return timed
 
 
 def run(ctx: llamakit.Context, prompts: list[list[int]], tokens: int,
-        ban: dict[int, float]) -> tuple[float, float, float]:
-    """Wall ms, host ms, and of the host the sampling's native call, ms."""
+        ban: dict[int, float]) -> tuple[float, float, float, float]:
+    """Wall ms, host ms, of the host the sampling's native call, ms, and the median gap
+    from a sample to the next decode's start, µs."""
     handle = ctx._handle
     timed = _TimedLib(handle.lib)
     handle.lib = timed
@@ -79,7 +95,8 @@ def run(ctx: llamakit.Context, prompts: list[list[int]], tokens: int,
         handle.lib = timed._lib
     assert all(len(r.tokens) == tokens for r in results)
     perf = ctx.perf()
-    return wall, wall - perf["t_eval_ms"] - perf["t_p_eval_ms"], timed.sampling * 1e3
+    return (wall, wall - perf["t_eval_ms"] - perf["t_p_eval_ms"], timed.sampling * 1e3,
+            statistics.median(timed.gaps) * 1e6 if timed.gaps else 0.0)
 
 
 def counts(ctx: llamakit.Context, prompts: list[list[int]], tokens: int,
@@ -134,11 +151,13 @@ def main() -> int:
             run(ctx, prompts, 4, ban)  # warm-up
             calls, pins = counts(ctx, prompts, args.tokens, ban)
             runs = [run(ctx, prompts, args.tokens, ban) for _ in range(args.rounds)]
-    hosts = [host / args.tokens for _, host, _ in runs]
-    rest = [(host - sampling) / args.tokens for _, host, sampling in runs]
+    hosts = [host / args.tokens for _, host, _, _ in runs]
+    rest = [(host - sampling) / args.tokens for _, host, sampling, _ in runs]
+    gaps = [gap for _, _, _, gap in runs]
     print(f"{args.sequences} sequences, {args.tokens} steps: host ms per step min "
           f"{min(hosts):.3f} median {statistics.median(hosts):.3f}; without the sampling's "
-          f"native call min {min(rest):.3f} median {statistics.median(rest):.3f}; Python calls "
+          f"native call min {min(rest):.3f} median {statistics.median(rest):.3f}; sample to "
+          f"next decode µs min {min(gaps):.0f} median {statistics.median(gaps):.0f}; Python calls "
           f"per step {calls / args.tokens:.0f}, handle pins per step {pins / args.tokens:.1f}")
     return 0
 
