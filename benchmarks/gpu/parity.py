@@ -182,6 +182,13 @@ def measure_model(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                      "engine tg decode only": lambda: side.engine_tg(sample=False)}
             for step in steps.values():  # warm-up: every graph shape once
                 step()
+            if args.llama_bench is not None:
+                # llama-bench's own warm-up run is inside each invocation, but a driver
+                # that compiles shaders on first use (Vulkan; its cache on disk) paid that
+                # inside the first invocation's timed runs: 1B pp512 came out 3.5x low on
+                # the H200. One unrecorded invocation first.
+                run_llama_bench(args.llama_bench, path, n_prompt=args.n_prompt,
+                                n_gen=args.n_gen, reps=1)
             for round_ in range(args.rounds):
                 started = time.perf_counter()
                 if args.llama_bench is not None:
