@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .._prompt_cache import common_prefix
+
 if TYPE_CHECKING:
     from .request import Request
 
@@ -24,15 +26,6 @@ class EngineSlot:
     cached: list[int] = field(default_factory=list)
     last_used: int = 0
     request: Request[object] | None = None
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def choose_slot(idle: Sequence[EngineSlot], prompt: Sequence[int], similarity: float,
