@@ -68,6 +68,16 @@ class TextAssembler:
         self._pending = pending[len(pending) - keep:]
         return self._emit(pending[:len(pending) - keep])
 
+    def tail(self) -> bytes:
+        """The output's last bytes that a stop string may begin in: the text held back
+        (the longest end of the output that begins a stop string) and an unfinished
+        character's bytes. Only what a stop matched over bytes may start in: the held text
+        is re-encoded, so a stop holding U+FFFD (a replaced byte) is not for byte search."""
+        if not self.stops:
+            return b""
+        return self._pending.encode("utf-8") + self._undecoded if self._pending \
+            else self._undecoded
+
     def finish(self) -> str:
         """Flush what was held back (nothing after a stop string matched)."""
         if self.stopped:

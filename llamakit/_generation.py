@@ -20,7 +20,7 @@ from ._errors import ConfigError, ContextOverflowError, SamplerError
 from ._logprobs import check_logprobs
 from ._native.logits import LogprobRecorder
 from ._native.sampler import park_backend, try_attach_backend
-from ._native.step import TokenStep
+from ._native.step import Step, TokenRun, TokenStep
 from ._overflow import OverflowPolicy, check_policy
 from ._results import FinishReason, GenerationResult, TextStream, Timings
 from ._sampler_chain import SamplerChain
@@ -172,6 +172,15 @@ class Generation(ContextCore):
                 step = TokenStep(handle, sampler)
                 token, eog, piece = step.sample() if max_new_tokens > 0 else (0, True, b"")
                 held = len(cache)  # tokens in sequence 0: advance adds one, shift drops some
+                # generate() (no pieces to hand out between tokens, no per-token logits to
+                # read): the tokens come from native runs of many (TokenRun) and go through
+                # the same checks below, the run stopping where these would at the latest.
+                # Not for a stop string holding U+FFFD (matched in decoded text only).
+                runner = TokenRun(handle, sampler, stop_tokens, preserved_tokens, stops) \
+                    if not pieces and recorder is None and max_new_tokens > 1 \
+                    and not any("\ufffd" in s for s in stops) else None
+                ran: list[Step] = []
+                at = 0
                 while max_new_tokens > 0:
                     # stop_tokens: a chat template's end-of-turn tokens that the vocabulary
                     # does not flag as end-of-generation (they end the reply all the same).
@@ -200,8 +209,20 @@ class Generation(ContextCore):
                             break
                         cache.shift(n_keep)
                         held = len(cache)
-                    token, eog, piece = cache.advance(step, token)
+                    if runner is None:
+                        token, eog, piece = cache.advance(step, token)
+                    else:
+                        if at == len(ran):
+                            ran = cache.run(runner, token,
+                                            min(max_new_tokens - len(generated), n_ctx - held),
+                                            assembler.tail())
+                            at = 0
+                        token, eog, piece = ran[at]
+                        at += 1
                     held += 1
+                if at < len(ran):
+                    # the run decoded past where the checks stopped (they should agree)
+                    cache.drop_last(len(ran) - at)
                 rest = assembler.finish()
                 if rest and pieces:
                     with turn.paused():

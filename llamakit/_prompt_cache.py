@@ -21,7 +21,7 @@ from ._overflow import shift_plan
 
 if TYPE_CHECKING:
     from ._native.context import ContextHandle
-    from ._native.step import TokenStep
+    from ._native.step import Step, TokenRun, TokenStep
 
 __all__ = ["PromptCache", "common_prefix"]
 
@@ -135,6 +135,32 @@ class PromptCache:
             raise
         self._tokens.append(token)
         return result
+
+    def run(self, runner: TokenRun, token: int, n_max: int, tail: bytes) -> list[Step]:
+        """``runner.run``: decode the generated ``token`` and each step's token but the last
+        after the held ones, sampling after each (see ``TokenRun``)."""
+        try:
+            steps = runner.run(token, n_max, tail)
+        except BaseException:
+            done = runner.done
+            inputs = [token, *(step[0] for step in done)]
+            self._tokens.extend(inputs[:len(done)])
+            self._sync(inputs[len(done):len(done) + 1])  # the failed step's decode
+            raise
+        self._tokens.append(token)
+        self._tokens.extend(step[0] for step in steps[:-1])
+        return steps
+
+    def drop_last(self, n: int) -> None:
+        """Remove the last ``n`` tokens of sequence 0 (decoded ahead of what a generation
+        kept)."""
+        if n > 0:
+            held = len(self._tokens) - n
+            if not self._handle.remove_from(0, held):
+                self.clear()
+                return
+            self._tokens = self._tokens[:held]
+            self._keep_aligned(held)
 
     def _sync(self, pending: Sequence[int]) -> None:
         # After a failed or interrupted decode llama.cpp keeps the micro-batches it finished

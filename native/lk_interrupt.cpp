@@ -25,11 +25,11 @@ bool is_handler(const struct sigaction & action) {
 
 }  // namespace
 
-template <typename Eval>
-static int32_t interruptible(Eval eval, llama_context * ctx, llama_batch batch, int * flag) {
+template <typename Run>
+static int32_t interruptible(Run run, int * flag) {
     struct sigaction previous;
     if (sigaction(SIGINT, nullptr, &previous) != 0 || !is_handler(previous)) {
-        return eval(ctx, batch);
+        return run();
     }
     struct sigaction ours;
     std::memset(&ours, 0, sizeof ours);
@@ -39,24 +39,28 @@ static int32_t interruptible(Eval eval, llama_context * ctx, llama_batch batch, 
     __atomic_store_n(&g_flag, flag, __ATOMIC_SEQ_CST);
     if (sigaction(SIGINT, &ours, nullptr) != 0) {
         __atomic_store_n(&g_flag, static_cast<int *>(nullptr), __ATOMIC_SEQ_CST);
-        return eval(ctx, batch);
+        return run();
     }
-    const int32_t status = eval(ctx, batch);
+    const int32_t status = run();
     sigaction(SIGINT, &previous, nullptr);
     __atomic_store_n(&g_flag, static_cast<int *>(nullptr), __ATOMIC_SEQ_CST);
     return status;
 }
 #else
-template <typename Eval>
-static int32_t interruptible(Eval eval, llama_context * ctx, llama_batch batch, int *) {
-    return eval(ctx, batch);
+template <typename Run>
+static int32_t interruptible(Run run, int *) {
+    return run();
 }
 #endif
 
 extern "C" int32_t lk_decode_interruptible(llama_context * ctx, llama_batch batch, int * flag) {
-    return interruptible(llama_decode, ctx, batch, flag);
+    return interruptible([&] { return llama_decode(ctx, batch); }, flag);
 }
 
 extern "C" int32_t lk_encode_interruptible(llama_context * ctx, llama_batch batch, int * flag) {
-    return interruptible(llama_encode, ctx, batch, flag);
+    return interruptible([&] { return llama_encode(ctx, batch); }, flag);
+}
+
+extern "C" int32_t lk_run_interruptible(int32_t (*fn)(void *), void * data, int * flag) {
+    return interruptible([&] { return fn(data); }, flag);
 }

@@ -33,6 +33,10 @@ extern "C" {
 int32_t lk_decode_interruptible(struct llama_context * ctx, struct llama_batch batch, int * flag);
 int32_t lk_encode_interruptible(struct llama_context * ctx, struct llama_batch batch, int * flag);
 
+/* fn(data) with that handler installed around it, on the same conditions (lk_generate_run's
+ * whole token loop runs under one). */
+int32_t lk_run_interruptible(int32_t (*fn)(void *), void * data, int * flag);
+
 #ifdef __cplusplus
 }
 #endif

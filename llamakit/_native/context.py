@@ -35,6 +35,14 @@ os.register_at_fork(after_in_child=lambda: _main_thread.__setitem__(
     0, threading.main_thread().ident))
 
 
+def ctrl_c_is_ours() -> bool:
+    """Whether lk_interrupt's SIGINT handler may stand in for Python's: on the main thread
+    (Ctrl-C is Python's only there) while Python's default handler is installed (an
+    application's own SIGINT handler keeps full control of what it does)."""
+    return (threading.get_ident() == _main_thread[0]
+            and _signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+
 def _evaluate(handle: ContextHandle, ptr: Any, batch: Any, encode: bool) -> int:
     """``llama_decode`` (``llama_encode``) of ``batch`` on ``handle``, whose pointer ``ptr``
     the caller holds pinned: Ctrl-C able to stop it, a lost device raised; returns the
@@ -43,10 +51,7 @@ def _evaluate(handle: ContextHandle, ptr: Any, batch: Any, encode: bool) -> int:
     lib = handle.lib
     if handle.parked:
         handle.unpark()
-    if not (threading.get_ident() == _main_thread[0]
-            and _signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-        # Ctrl-C is Python's only on the main thread, and an application's own SIGINT
-        # handler keeps full control of what it does: no lk_interrupt handler then.
+    if not ctrl_c_is_ours():
         status = int((lib.llama_encode if encode else lib.llama_decode)(ptr, batch))
     else:
         flag = handle._abort_flag

@@ -32,7 +32,8 @@ def _when_decoding(action: Callable[[], None], done: threading.Event,
     llama_decode call.
 
     The main thread releases the GIL only in C, so seeing its frame in the handle's
-    ``_evaluate`` from here means the call is (almost always) under way.
+    ``_evaluate`` (or ``TokenRun.run``, generate's native token loop) from here means the
+    call is (almost always) under way.
     """
     main = threading.main_thread().ident
     assert main is not None
@@ -40,7 +41,8 @@ def _when_decoding(action: Callable[[], None], done: threading.Event,
     def wait_then_act() -> None:
         while not done.is_set():
             frame = sys._current_frames().get(main)
-            if frame is not None and frame.f_code.co_name == "_evaluate":
+            if frame is not None and (frame.f_code.co_name == "_evaluate"
+                                      or frame.f_code.co_qualname == "TokenRun.run"):
                 done.wait(delay)
                 action()
                 return
