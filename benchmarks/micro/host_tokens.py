@@ -16,6 +16,9 @@ do. Three measures, rounds interleaved:
 * ``real``: the same with the real decode (one thread, so it runs on the calling thread
   and thread time holds it too), and the tokens/s of wall time;
 * ``stream_stubbed``: ``stubbed`` for ``Context.stream`` read to its end;
+* ``real_stream``: ``real`` for ``Context.stream`` (since ``generate`` decodes its tokens in
+  native runs, ``lk_generate_run``, ``stream`` is the per-token Python loop; ``generate``'s
+  decodes are then made by C, which the stub does not reach: its ``stubbed`` is real);
 * ``native``: one ``lk_sampler_sample_piece`` call of the same chain (logit_bias ban,
   greedy) made straight through cffi in a loop: the sampler's C work and the cffi call,
   which ``stubbed`` holds too; ``stubbed - native`` is llamakit's Python per token;
@@ -148,7 +151,9 @@ def main() -> None:
         rates: list[float] = []
         native: list[float] = []
         streamed: list[float] = []
+        real_streamed: list[float] = []
         for _ in range(args.rounds):
+            real_streamed.append(_per_token(ctx, args.tokens, bias, stream=True) * 1e6)
             streamed.append(_per_token(stub, args.tokens, bias, stream=True) * 1e6)
             native.append(_native_sample(stub, bias) * 1e6)
             stubbed.append(_per_token(stub, args.tokens, bias) * 1e6)
@@ -163,6 +168,7 @@ def main() -> None:
         "stream_stubbed_us": {"min": min(streamed), "median": statistics.median(streamed)},
         "native_us": {"min": min(native), "median": statistics.median(native)},
         "real_us": {"min": min(real), "median": statistics.median(real)},
+        "real_stream_us": {"min": min(real_streamed), "median": statistics.median(real_streamed)},
         "tokens_per_s": {"max": max(rates), "median": statistics.median(rates)},
     }
     print(json.dumps(report, indent=1))
