@@ -297,3 +297,33 @@ def test_a_run_stops_for_ctrl_c_and_cancel(ctx: llamakit.Context, how: str) -> N
     _assert_held_as_known(ctx)
     assert len(ctx._past) < len(ctx.tokenize(PROMPT)) + 2500
     assert len(ctx.generate(PROMPT, max_new_tokens=3, temperature=0).tokens) == 3
+
+
+def test_close_from_another_thread_during_a_run(model: llamakit.Model) -> None:
+    """A close while a run is in C (here: in the chain's Python stage, called from the run)
+    waits for the run; the run stops before its next decode (the close's abort flag), and
+    the call raises instead of touching freed memory."""
+    ctx = model.new_context(n_ctx=256, n_threads=1)
+    inside = threading.Event()
+
+    class Slow:
+        calls = 0
+
+        def apply(self, candidates: Candidates) -> None:
+            Slow.calls += 1
+            if Slow.calls == 5:
+                inside.set()
+                deadline = time.monotonic() + 10
+                while not ctx._handle._abort_flag[0] and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert not ctx.closed
+
+    chain = SamplerChain(model).add_logit_bias(_banned(model)).add_custom(Slow()) \
+        .add_greedy()
+    closer = threading.Thread(target=lambda: (inside.wait(10), ctx.close()))
+    closer.start()
+    with pytest.raises((llamakit.ClosedError, llamakit.AbortedError)):
+        ctx.generate(PROMPT, max_new_tokens=50, sampler=chain)
+    closer.join()
+    assert ctx.closed and Slow.calls == 5
+    chain.close()

@@ -131,7 +131,8 @@ class TokenRun:
 
     def run(self, token: int, n_max: int, tail: bytes = b"") -> list[Step]:
         """Decode ``token`` and sample the next, then on from it, at most ``n_max`` times
-        (capped at ``RUN_TOKENS``): the whole steps (token, end-of-generation, piece), each
+        (taken as 1..``RUN_TOKENS``): the
+        whole steps (token, end-of-generation, piece), each
         after one decode (of ``token``, then of each step's token but the last). When a step
         fails after them, raises its error (Ctrl-C's ``KeyboardInterrupt``, the decode's
         ``DecodeError``, the sampler's error, a lost device's) with the whole steps in
@@ -147,7 +148,7 @@ class TokenRun:
         flag = context._abort_flag
         with self._context_pin as ctx, self._chain_pin as chain:
             n = int(context.lib.lk_generate_run(
-                ctx, chain, token, min(n_max, RUN_TOKENS), self._top_k, self._stops,
+                ctx, chain, token, max(1, min(n_max, RUN_TOKENS)), self._top_k, self._stops,
                 RUN_MAX_US, flag, ctrl_c_is_ours(), self._tokens, self._eog, self._pieces,
                 RUN_PIECE_BYTES, self._n_pieces, self._decode_status, self._sample_status))
         self._stops.tail = ffi.NULL
