@@ -13,8 +13,9 @@
 
 namespace {
 
+// `tokens` sorted ascending (a caller may pass many: a vocabulary's worth of stop tokens)
 bool contains(const llama_token * tokens, int32_t n, llama_token token) {
-    return std::find(tokens, tokens + n, token) != tokens + n;
+    return n > 0 && std::binary_search(tokens, tokens + n, token);
 }
 
 struct run_state {

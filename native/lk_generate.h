@@ -17,9 +17,9 @@ extern "C" {
 
 /* What stops lk_generate_run early (the stop strings' bytes and the tokens that end it). */
 struct lk_generate_stops {
-    const llama_token * stop_tokens;   /* sampled tokens that end the generation */
+    const llama_token * stop_tokens;   /* sampled tokens that end the generation (sorted) */
     int32_t n_stop_tokens;
-    const llama_token * preserved;     /* tokens whose piece is rendered with special */
+    const llama_token * preserved;     /* tokens whose piece is rendered with special (sorted) */
     int32_t n_preserved;
     const char * stops;                /* the stop strings' UTF-8 bytes, one after another */
     const int32_t * stop_lens;         /* each one's length in bytes (> 0) */

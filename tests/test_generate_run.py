@@ -327,3 +327,16 @@ def test_close_from_another_thread_during_a_run(model: llamakit.Model) -> None:
     closer.join()
     assert ctx.closed and Slow.calls == 5
     chain.close()
+
+
+def test_many_stop_tokens(ctx: llamakit.Context) -> None:
+    """A vocabulary's worth of stop tokens (the run looks them up sorted)."""
+    tokens, _, _ = _boundary_stops(ctx)
+    keep = set(tokens[:30])
+    stop_at = tokens[30]
+    if stop_at in keep:
+        pytest.skip("the greedy run repeats its 31st token earlier")
+    many = [t for t in range(ctx.model.n_vocab) if t not in keep and t != stop_at]
+    result = _same(ctx, max_new_tokens=60, temperature=0, logit_bias=_banned(ctx.model),
+                   stop_tokens=[*many[::-1], stop_at], preserved_tokens=many[:5000])
+    assert result.finish_reason == "eog" and result.tokens == tokens[:30]
