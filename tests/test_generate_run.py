@@ -330,7 +330,8 @@ def test_close_from_another_thread_during_a_run(model: llamakit.Model) -> None:
 
 
 def test_many_stop_tokens(ctx: llamakit.Context) -> None:
-    """A vocabulary's worth of stop tokens (the run looks them up sorted)."""
+    """A vocabulary's worth of stop tokens (the run looks them up sorted), and ids outside
+    the vocabulary (never sampled; beyond int32 they must not reach C)."""
     tokens, _, _ = _boundary_stops(ctx)
     keep = set(tokens[:30])
     stop_at = tokens[30]
@@ -338,5 +339,6 @@ def test_many_stop_tokens(ctx: llamakit.Context) -> None:
         pytest.skip("the greedy run repeats its 31st token earlier")
     many = [t for t in range(ctx.model.n_vocab) if t not in keep and t != stop_at]
     result = _same(ctx, max_new_tokens=60, temperature=0, logit_bias=_banned(ctx.model),
-                   stop_tokens=[*many[::-1], stop_at], preserved_tokens=many[:5000])
+                   stop_tokens=[*many[::-1], stop_at, -1, 2**40],
+                   preserved_tokens=[*many[:5000], -7, 2**33])
     assert result.finish_reason == "eog" and result.tokens == tokens[:30]

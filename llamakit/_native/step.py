@@ -61,13 +61,13 @@ class TokenStep:
         # positions stay llama.cpp's to assign (pos NULL), the one token keeps its logits
         self._batch = context.lib.llama_batch_get_one(self._token, 1)
 
-    def sample(self) -> tuple[int, bool, bytes]:
+    def sample(self) -> Step:
         """The next token, whether it ends generation, and its text piece."""
         with self._context_pin as ctx, self._chain_pin as chain:
             return sample_piece_at(self.sampler, chain, ctx, -1, self._top_k, self.special,
                                    self._out)
 
-    def advance(self, token: int) -> tuple[int, bool, bytes]:
+    def advance(self, token: int) -> Step:
         """Decode ``token`` after what sequence 0 holds, then ``sample``. A failed decode
         raises its ``DecodeError`` (a ``PromptCache`` syncs to what llama.cpp kept)."""
         with self._context_pin as ctx, self._chain_pin as chain:
@@ -104,8 +104,10 @@ class TokenRun:
         self._context_pin = context.pinned()
         self._chain_pin = sampler.pinned()
         ffi = context.ffi
-        stop_list = sorted(set(stop_tokens))
-        preserved_list = sorted(set(preserved))
+        # ids outside the vocabulary are never sampled: the C arrays (int32) hold the rest
+        n_vocab = sampler.model.n_vocab
+        stop_list = sorted({t for t in stop_tokens if 0 <= t < n_vocab})
+        preserved_list = sorted({t for t in preserved if 0 <= t < n_vocab})
         encoded = [stop.encode("utf-8") for stop in stops if stop]
         spec = ffi.new("struct lk_generate_stops *")
         # the arrays live as long as the run (cffi frees them with their last reference)
