@@ -5,10 +5,6 @@ gives, and the context's memory must hold exactly what its prompt cache says."""
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -249,84 +245,6 @@ def test_drop_last_removes_what_was_decoded_ahead(ctx: llamakit.Context) -> None
     _assert_held_as_known(ctx)
     ctx._cache.drop_last(0)
     assert ctx._past == held[:-5]
-
-
-def _when_running(action: Any, done: threading.Event) -> threading.Thread:
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def wait_then_act() -> None:
-        while not done.is_set():
-            frame = sys._current_frames().get(main)
-            if frame is not None and frame.f_code.co_qualname == "TokenRun.run":
-                action()
-                return
-            time.sleep(0.0005)
-
-    thread = threading.Thread(target=wait_then_act, daemon=True)
-    thread.start()
-    return thread
-
-
-@pytest.mark.parametrize("how", ["ctrl-c", "cancel"])
-def test_a_run_stops_for_ctrl_c_and_cancel(ctx: llamakit.Context, how: str) -> None:
-    """Ctrl-C (KeyboardInterrupt) and cancel() (AbortedError) stop a run at the next token;
-    what was decoded stays held as known, and the context goes on."""
-    main = threading.main_thread().ident
-    assert main is not None
-    action = (lambda: signal.pthread_kill(main, signal.SIGINT)) if how == "ctrl-c" \
-        else ctx.cancel
-    expected = KeyboardInterrupt if how == "ctrl-c" else llamakit.AbortedError
-    ctx.deterministic = False
-    for _ in range(5):  # the run may end before the action lands; try again
-        ctx.reset()
-        done = threading.Event()
-        thread = _when_running(action, done)
-        try:
-            ctx.generate(PROMPT, max_new_tokens=20000 // 8, temperature=0,
-                         logit_bias=_banned(ctx.model), on_overflow="shift")
-        except expected:
-            break
-        finally:
-            done.set()
-            thread.join()
-            time.sleep(0.05)
-    else:
-        pytest.fail("the generation always finished first")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    _assert_held_as_known(ctx)
-    assert len(ctx._past) < len(ctx.tokenize(PROMPT)) + 2500
-    assert len(ctx.generate(PROMPT, max_new_tokens=3, temperature=0).tokens) == 3
-
-
-def test_close_from_another_thread_during_a_run(model: llamakit.Model) -> None:
-    """A close while a run is in C (here: in the chain's Python stage, called from the run)
-    waits for the run; the run stops before its next decode (the close's abort flag), and
-    the call raises instead of touching freed memory."""
-    ctx = model.new_context(n_ctx=256, n_threads=1)
-    inside = threading.Event()
-
-    class Slow:
-        calls = 0
-
-        def apply(self, candidates: Candidates) -> None:
-            Slow.calls += 1
-            if Slow.calls == 5:
-                inside.set()
-                deadline = time.monotonic() + 10
-                while not ctx._handle._abort_flag[0] and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                assert not ctx.closed
-
-    chain = SamplerChain(model).add_logit_bias(_banned(model)).add_custom(Slow()) \
-        .add_greedy()
-    closer = threading.Thread(target=lambda: (inside.wait(10), ctx.close()))
-    closer.start()
-    with pytest.raises((llamakit.ClosedError, llamakit.AbortedError)):
-        ctx.generate(PROMPT, max_new_tokens=50, sampler=chain)
-    closer.join()
-    assert ctx.closed and Slow.calls == 5
-    chain.close()
 
 
 def test_many_stop_tokens(ctx: llamakit.Context) -> None:

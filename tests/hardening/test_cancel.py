@@ -27,13 +27,15 @@ def long_ctx(model: llamakit.Model) -> Iterator[llamakit.Context]:
 
 
 def _when_decoding(action: Callable[[], None], done: threading.Event,
-                   delay: float = 0.0) -> threading.Thread:
+                   delay: float = 0.0,
+                   frames: tuple[str, ...] = ("_evaluate", "TokenRun.run")
+                   ) -> threading.Thread:
     """A thread that runs ``action`` ``delay`` seconds after the main thread entered a
     llama_decode call.
 
     The main thread releases the GIL only in C, so seeing its frame in the handle's
-    ``_evaluate`` (or ``TokenRun.run``, generate's native token loop) from here means the
-    call is (almost always) under way.
+    ``_evaluate`` (or ``TokenRun.run``, generate's native token loop; ``frames``: the
+    qualified names to wait for) from here means the call is (almost always) under way.
     """
     main = threading.main_thread().ident
     assert main is not None
@@ -41,8 +43,7 @@ def _when_decoding(action: Callable[[], None], done: threading.Event,
     def wait_then_act() -> None:
         while not done.is_set():
             frame = sys._current_frames().get(main)
-            if frame is not None and (frame.f_code.co_name == "_evaluate"
-                                      or frame.f_code.co_qualname == "TokenRun.run"):
+            if frame is not None and frame.f_code.co_qualname in frames:
                 done.wait(delay)
                 action()
                 return
@@ -233,3 +234,39 @@ def test_failed_decodes_leave_the_cache_as_remembered(model: llamakit.Model) -> 
         assert len(ctx._past) == _held(ctx) == 200
         assert ctx.generate(PROMPT[:200], max_new_tokens=2, temperature=0).timings \
             .prompt_tokens_cached == 199
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "cancel"])
+def test_a_native_token_run_stops_for_ctrl_c_and_cancel(ctx: llamakit.Context,
+                                                        how: str) -> None:
+    """Ctrl-C (KeyboardInterrupt) and cancel() (AbortedError) stop generate's native token
+    run (``TokenRun``) at the next token; what was decoded stays held as known, and the
+    context goes on."""
+    main = threading.main_thread().ident
+    assert main is not None
+    action = (lambda: signal.pthread_kill(main, signal.SIGINT)) if how == "ctrl-c" \
+        else ctx.cancel
+    expected = KeyboardInterrupt if how == "ctrl-c" else llamakit.AbortedError
+    prompt = "Once upon a time"
+    # every end-of-generation token banned: the run goes on until the action stops it
+    ban = {t: float("-inf") for t in range(ctx.model.n_vocab) if ctx.model.is_eog(t)}
+    ctx.deterministic = False
+    for _ in range(5):  # the run may end before the action lands; try again
+        ctx.reset()
+        done = threading.Event()
+        thread = _when_decoding(action, done, frames=("TokenRun.run",))
+        try:
+            ctx.generate(prompt, max_new_tokens=20000 // 8, temperature=0,
+                         logit_bias=ban, on_overflow="shift")
+        except expected:
+            break
+        finally:
+            done.set()
+            thread.join()
+            time.sleep(0.05)
+    else:
+        pytest.fail("the generation always finished first")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert len(ctx._past) == _held(ctx)
+    assert len(ctx._past) < len(ctx.tokenize(prompt)) + 2500
+    assert len(ctx.generate(prompt, max_new_tokens=3, temperature=0).tokens) == 3

@@ -119,11 +119,14 @@ def test_a_failed_sample_after_the_decode_keeps_the_cache_true(ctx: llamakit.Con
     assert again.timings.prompt_tokens_cached == len(prompt) - 1
 
 
+@pytest.mark.parametrize("how", ["stream", "generate"])
 def test_close_from_another_thread_waits_for_the_step_in_flight(
-        model: llamakit.Model) -> None:
+        model: llamakit.Model, how: str) -> None:
     """A close while a step holds its pins (here: in the sampler chain's Python stage,
     after the step's decode) waits for the step to end; the stream then stops at its next
-    token (the close's abort flag, or the closed handle) instead of using freed memory."""
+    token (the close's abort flag, or the closed handle) instead of using freed memory.
+    ``generate``'s step is inside a native run (``TokenRun``, which calls the Python stage
+    from C): the run stops before its next decode."""
     ctx = model.new_context(n_ctx=256, n_threads=1)
     inside = threading.Event()
 
@@ -143,9 +146,11 @@ def test_close_from_another_thread_waits_for_the_step_in_flight(
     chain = SamplerChain(model).add_custom(Slow()).add_greedy()
     closer = threading.Thread(target=lambda: (inside.wait(10), ctx.close()))
     closer.start()
-    stream = ctx.stream(PROMPT, max_new_tokens=20, sampler=chain)
     with pytest.raises((llamakit.ClosedError, llamakit.AbortedError)):
-        for _ in stream:
-            pass
+        if how == "generate":
+            ctx.generate(PROMPT, max_new_tokens=20, sampler=chain)
+        else:
+            for _ in ctx.stream(PROMPT, max_new_tokens=20, sampler=chain):
+                pass
     closer.join()
     assert ctx.closed and Slow.calls == 3
