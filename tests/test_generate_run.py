@@ -5,6 +5,9 @@ gives, and the context's memory must hold exactly what its prompt cache says."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -260,3 +263,46 @@ def test_many_stop_tokens(ctx: llamakit.Context) -> None:
                    stop_tokens=[*many[::-1], stop_at, -1, 2**40],
                    preserved_tokens=[*many[:5000], -7, 2**33])
     assert result.finish_reason == "eog" and result.tokens == tokens[:30]
+
+
+_HOSTILE = r"""
+import sys
+import llamakit
+model = llamakit.load_model(sys.argv[1], backend="cpu")
+ctx = model.new_context(n_ctx=512, n_batch=64)
+ban = {t: float("-inf") for t in range(model.n_vocab) if model.is_eog(t)}
+cases = [
+    {"stop": ["\x00", "a\x00b", "x" * 100_000, *(f"s{i}" for i in range(3000))]},
+    {"stop": ["\u00e9", "\U0001f600", "\x00" * 3]},
+    {"stop_tokens": [-(2**63), -1, 2**31, 2**40, model.n_vocab], "preserved_tokens": [2**62, -5]},
+    {"stop_tokens": list(range(model.n_vocab - 1, -1, -2)),
+     "preserved_tokens": list(range(model.n_vocab))},
+    {"on_overflow": "shift", "n_keep": 3, "max_new_tokens": 1200},
+    {"on_overflow": "truncate", "max_new_tokens": 1200},
+]
+for case in cases:
+    kwargs = {"max_new_tokens": 300, "temperature": 0.7, "seed": 1, "logit_bias": ban, **case}
+    ctx.reset()
+    generated = ctx.generate("Once upon a time", **kwargs)
+    ctx.reset()
+    stream = ctx.stream("Once upon a time", **kwargs)
+    for _ in stream:
+        pass
+    assert generated.tokens == stream.result.tokens, case
+    assert len(ctx._past) == ctx._handle.pos_max(0) + 1
+print("ok")
+"""
+
+
+def test_hostile_arguments_in_a_subprocess(tiny_model_path: Any) -> None:
+    """Stop strings with NULs, huge and many; token ids far outside the vocabulary and
+    int32; a whole vocabulary of stop and preserved tokens; full contexts: the native run
+    neither crashes (a crash kills only the child, which the test reports) nor differs
+    from the per-token loop."""
+    proc = subprocess.run([sys.executable, "-c", _HOSTILE, str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode < 0:
+        pytest.fail(f"the process died by {signal.Signals(-proc.returncode).name}:\n"
+                    f"{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "ok"
