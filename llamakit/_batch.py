@@ -25,6 +25,7 @@ from ._errors import ClosedError, ConfigError, ContextOverflowError, EmptyPrompt
 from ._logprobs import check_logprobs
 from ._native import memory
 from ._native.batch import BatchHandle
+from ._native.batch_run import BatchRun
 from ._native.logits import LogprobRecorder
 from ._native.sample_step import StepSampler
 from ._native.sampler import detach_backend, try_attach_backend
@@ -145,8 +146,11 @@ class BatchStepper:
         #: new prompt.
         self.lockstep = False
         #: Whether ``step`` reports pieces; False (``generate_batch``, which reads only the
-        #: results): its events are the finished slots alone.
+        #: results): its events are the finished slots alone, and while every active slot
+        #: generates without stop strings or log-probabilities its steps run in C, many a
+        #: call (``BatchRun``).
         self.pieces = True
+        self._runs: BatchRun | None = None
 
     def add(self, slot: BatchSlot, in_graph: bool = False) -> None:
         """Make ``slot`` active; ``in_graph``: llama.cpp samples it inside the decode's
@@ -259,6 +263,8 @@ class BatchStepper:
         handle, vocab = self._handle, self._vocab
         if not self._in_flight:
             self._launch()
+        if not self.pieces and self._runnable():
+            return self._run(ahead)
         self._in_flight = False
         ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
         # Every slot's token and end-of-generation flag in one native call (its piece is
@@ -332,6 +338,60 @@ class BatchStepper:
                 events.append((slot, piece))
         if not ahead:
             self.active = [slot for slot in self.active if slot.finish is None]
+        return events
+
+    def _runnable(self) -> bool:
+        """Whether the next steps can run in C: every active slot is in the last decode
+        with a token sampled before (its first sample, which times the prompt, is Python's),
+        without stop strings (known only from the text) or log-probabilities (read from
+        each step's outputs)."""
+        return all([slot.pending is not None and slot.output is not None
+                    and slot.recorder is None and not slot.assembler.stops
+                    for slot in self.active])
+
+    def _run(self, ahead: bool) -> list[StepEvent]:
+        """``step``, many times in one native call (``BatchRun``): until a slot ends, and,
+        with ``ahead``, the next decode started for the others."""
+        runs = self._runs
+        if runs is None:
+            runs = self._runs = BatchRun(self._handle, self._batch, self._handle.n_seq_max)
+        n_ctx_seq = self._handle.n_ctx_seq
+        slots = sorted(self.active, key=attrgetter("output"))
+        rows = [slot.output for slot in slots if slot.output is not None]  # all (_runnable)
+        budgets = [min(slot.limit - len(slot.generated),
+                       n_ctx_seq + 1 - len(slot.prompt) - len(slot.generated))
+                   for slot in slots]
+        self._in_flight = False
+        done, seqs, error = runs.run(
+            [slot.chain._handle for slot in slots], rows, [slot.seq_id for slot in slots],
+            [len(slot.kv) for slot in slots], budgets,
+            [slot.stop_tokens for slot in slots], [slot.preserved_tokens for slot in slots],
+            max(budgets), ahead)
+        vocab = self._vocab
+        events: list[StepEvent] = []
+        in_flight = False
+        for slot, seq in zip(slots, seqs, strict=True):
+            tokens = seq.tokens
+            if not tokens:
+                slot.output = None
+                continue
+            token = slot.pending = tokens[-1]
+            slot.generated += tokens[:-1] if seq.finish == 1 else tokens
+            slot.kv += tokens[:seq.decoded]
+            data = seq.pieces
+            if seq.missing:
+                data += vocab.piece(token, token in slot.preserved_tokens)
+            if data:
+                slot.assembler.feed(data)
+            slot.output = seq.output if seq.output >= 0 else None
+            in_flight = in_flight or seq.output >= 0
+            if seq.finish:
+                slot.finish = "eog" if seq.finish == 1 else "length"
+                events.append((slot, ""))
+        self._in_flight = in_flight
+        self.active = [slot for slot in self.active if slot.finish is None]
+        if error is not None:
+            raise error
         return events
 
     @property

@@ -100,6 +100,9 @@ def test_generate_batch_feeds_prompts_before_stepping(model: llamakit.Model,
 
     monkeypatch.setattr(BatchHandle, "fill", fill)
     monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: ahead)
+    # every step through Python's BatchHandle.fill (the native runs of generate_batch's
+    # steady state write the batch in C: tests/test_batch_run.py)
+    monkeypatch.setattr("llamakit._batch.BatchStepper._runnable", lambda self: False)
     # four prompts through a batch of 64: 128 tokens (the rest overflows the second
     # decode) or 96 (it fits, but the third prompt was cut by the first decode's end)
     prompts = [[100 + 7 * i + j for j in range(n_prompt)] for i in range(4)]
@@ -278,8 +281,11 @@ def test_next_decode_starts_before_the_text_work(model: llamakit.Model, bctx: ll
     order = step_order
     # only a fully offloaded CUDA model starts ahead (on the CPU it would hold pieces back)
     monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: True)
-    results = bctx.generate_batch(PROMPTS[:3], max_new_tokens=4, temperature=0, stop=stops)
-    assert [r.tokens for r in results] == _one_by_one(model, PROMPTS[:3], 4)
+    # stream_batch: generate_batch runs its steady state in C (tests/test_batch_run.py)
+    stream = bctx.stream_batch(PROMPTS[:3], max_new_tokens=4, temperature=0, stop=stops)
+    for _ in stream:
+        pass
+    assert [r.tokens for r in stream.results] == _one_by_one(model, PROMPTS[:3], 4)
     assert order.count("decode") == 4  # the prompts, then three generated tokens
     first_text = order.index("text")
     if stops:
@@ -295,6 +301,7 @@ def test_cpu_steps_do_not_start_ahead(model: llamakit.Model, bctx: llamakit.Cont
     would hold every piece back by a whole decode."""
     from llamakit._batch import starts_ahead
     assert not starts_ahead(model)
-    bctx.generate_batch(PROMPTS[:2], max_new_tokens=3, temperature=0)
+    for _ in bctx.stream_batch(PROMPTS[:2], max_new_tokens=3, temperature=0):
+        pass
     assert step_order == ["decode", "text", "text", "decode", "text", "text", "decode",
                           "text", "text"]
