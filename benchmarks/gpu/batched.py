@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import llamakit
+from llamakit._batch import BatchStepper
 
 DEFAULT_SAMPLING: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.95,
                                     "min_p": 0.05, "seed": 1234}
@@ -77,6 +78,15 @@ def measure(ctx: llamakit.Context, prompts: list[list[int]], *, n_gen: int,
             "host_ms": wall * 1e3 - decode_ms, "generated": generated}
 
 
+_RUNNABLE = getattr(BatchStepper, "_runnable", None)
+
+
+def python_steps(on: bool) -> None:
+    """Whether generate_batch steps through Python only (no native runs)."""
+    if _RUNNABLE is not None:
+        BatchStepper._runnable = (lambda self: False) if on else _RUNNABLE  # type: ignore
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -94,7 +104,8 @@ def main() -> int:
     parser.add_argument("--modes", default="greedy,default,greedy-graph,default-graph",
                         help="sampling modes to measure: greedy, default (top_k 40, top_p "
                         "0.95, min_p 0.05, temperature 0.8), and the same with "
-                        "backend_sampling (-graph: llama.cpp samples inside the graph)")
+                        "backend_sampling (-graph: llama.cpp samples inside the graph); "
+                        "-py after any: every step through Python, no native runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     npl = [int(n) for n in args.npl.split(",")]
@@ -116,14 +127,19 @@ def main() -> int:
         every = {"greedy": {"temperature": 0.0, **bias}, "default": {**DEFAULT_SAMPLING, **bias}}
         every.update({f"{name}-graph": {**sampling, "backend_sampling": True}
                       for name, sampling in list(every.items())})
+        # "-py": every step through Python (BatchStepper.step), as before generate_batch's
+        # native runs; the same run's A/B
+        every.update({f"{name}-py": sampling for name, sampling in list(every.items())})
         modes = {name: every[name] for name in args.modes.split(",")}
         for n in npl:
             prompts = [[rng.choice(pool) for _ in range(args.n_prompt)] for _ in range(n)]
             for mode, sampling in modes.items():
+                python_steps(mode.endswith("-py"))
                 measure(ctx, prompts, n_gen=min(args.n_gen, 8), sampling=sampling,
                         exact=args.bias)  # warm-up
                 runs = [measure(ctx, prompts, n_gen=args.n_gen, sampling=sampling,
                                 exact=args.bias) for _ in range(args.runs)]
+                python_steps(False)
                 best = max(runs, key=lambda r: r["tokens_per_s"])
                 report["llamakit"].append({"npl": n, "sampling": mode, **best, "runs": runs})
                 print(f"llamakit npl {n} {mode}: {best['tokens_per_s']:,.1f} tok/s "
