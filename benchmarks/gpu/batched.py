@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import pstats
@@ -57,6 +58,26 @@ def run_batched_bench(binary: Path, model: Path, *, n_prompt: int, n_gen: int,
     for row in rows:
         row["command"] = " ".join(command)
     return rows
+
+
+def measure_engine(engine: llamakit.Engine, prompts: list[list[int]], *, n_gen: int,
+                   sampling: dict[str, Any], exact: bool = True) -> dict[str, float]:
+    """``measure`` through the engine: every prompt submitted at once (as many clients),
+    generated tokens over the wall time until the last result."""
+    ctx = engine._ctx
+    ctx.reset_perf()
+    started = time.perf_counter()
+    requests = [engine.submit(tokens=prompt, max_new_tokens=n_gen, **sampling)
+                for prompt in prompts]
+    results = [request.result() for request in requests]
+    wall = time.perf_counter() - started
+    perf = ctx.perf()
+    generated = sum(len(r.tokens) for r in results)
+    if exact and generated != n_gen * len(prompts):
+        raise RuntimeError(f"{generated} tokens generated, not {n_gen * len(prompts)}")
+    decode_ms = perf["t_eval_ms"] + perf["t_p_eval_ms"]
+    return {"wall_s": wall, "tokens_per_s": generated / wall, "decode_ms": decode_ms,
+            "host_ms": wall * 1e3 - decode_ms, "generated": generated}
 
 
 def _eog_bias(model: llamakit.Model) -> dict[str, float]:
@@ -105,7 +126,9 @@ def main() -> int:
                         help="sampling modes to measure: greedy, default (top_k 40, top_p "
                         "0.95, min_p 0.05, temperature 0.8), and the same with "
                         "backend_sampling (-graph: llama.cpp samples inside the graph); "
-                        "-py after any: every step through Python, no native runs")
+                        "-py after any: every step through Python, no native runs; "
+                        "engine- before greedy/default (and their -py): through "
+                        "llamakit.Engine")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     npl = [int(n) for n in args.npl.split(",")]
@@ -130,15 +153,28 @@ def main() -> int:
         # "-py": every step through Python (BatchStepper.step), as before generate_batch's
         # native runs; the same run's A/B
         every.update({f"{name}-py": sampling for name, sampling in list(every.items())})
+        # "engine-": the same requests through llamakit.Engine (continuous batching, every
+        # request submitted at once; its own context of the same size)
+        every.update({f"engine-{name}": sampling for name, sampling in list(every.items())
+                      if not name.endswith("-graph")})
         modes = {name: every[name] for name in args.modes.split(",")}
+        engine = None
+        if any(name.startswith("engine-") for name in modes):
+            engine = llamakit.Engine(model, n_parallel=max(npl), n_ctx=n_ctx, n_batch=2048,
+                                     n_ubatch=512, cache_prompt=False)
         for n in npl:
             prompts = [[rng.choice(pool) for _ in range(args.n_prompt)] for _ in range(n)]
             for mode, sampling in modes.items():
                 python_steps(mode.endswith("-py"))
-                measure(ctx, prompts, n_gen=min(args.n_gen, 8), sampling=sampling,
-                        exact=args.bias)  # warm-up
-                runs = [measure(ctx, prompts, n_gen=args.n_gen, sampling=sampling,
-                                exact=args.bias) for _ in range(args.runs)]
+                if mode.startswith("engine-"):
+                    assert engine is not None
+                    one = functools.partial(measure_engine, engine)
+                else:
+                    one = functools.partial(measure, ctx)
+                one(prompts, n_gen=min(args.n_gen, 8), sampling=sampling,
+                    exact=args.bias)  # warm-up
+                runs = [one(prompts, n_gen=args.n_gen, sampling=sampling, exact=args.bias)
+                        for _ in range(args.runs)]
                 python_steps(False)
                 best = max(runs, key=lambda r: r["tokens_per_s"])
                 report["llamakit"].append({"npl": n, "sampling": mode, **best, "runs": runs})
@@ -146,6 +182,8 @@ def main() -> int:
                       f"(decode {best['decode_ms']:.0f} ms, host {best['host_ms']:.0f} ms, "
                       f"{best['generated']} tokens)",
                       file=sys.stderr, flush=True)
+        if engine is not None:
+            engine.close()
         if args.profile:
             prompts = [[rng.choice(pool) for _ in range(args.n_prompt)]
                        for _ in range(args.profile)]
