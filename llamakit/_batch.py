@@ -143,8 +143,13 @@ class BatchStepper:
         #: stream per sequence: split_equal) and start the sequences some steps apart, so
         #: the last steps run part-full. A prompt that fits beside them still joins the
         #: generated tokens. Off for the engine, whose streams must not wait for a long
-        #: new prompt.
+        #: new prompt (it takes ``wave``).
         self.lockstep = False
+        #: The engine's lockstep: the generated tokens wait as with ``lockstep`` only while
+        #: every generating slot has just its first token (a burst of requests that arrived
+        #: together is fed as llama-batched-bench feeds it) and the prompts waiting fit
+        #: four decodes; a stream that has gone further never waits for a new prompt.
+        self.wave = False
         #: Whether ``step`` reports pieces; False (``generate_batch``, which reads only the
         #: results): its events are the finished slots alone, and while every active slot
         #: generates without stop strings or log-probabilities its steps run in C, many a
@@ -205,12 +210,16 @@ class BatchStepper:
         ordered = sorted(self.active, key=_seq_id)
         feeding = [slot for slot in ordered if slot.pending is None]
         hold = False
-        if self.lockstep and feeding:
+        if (self.lockstep or self.wave) and feeding:
             waiting = sum(len(slot.prompt) - slot.fed for slot in feeding)
             generating = len(ordered) - len(feeding)
             # a prompt cut by the last decode's end: the burst of prompts goes on
             hold = waiting > 0 and (waiting + generating > capacity or any(
                 0 < slot.fed < len(slot.prompt) for slot in feeding))
+            if hold and not self.lockstep:
+                # at most four decodes of prompts before a first token's successor
+                hold = waiting <= 4 * capacity and all(
+                    len(slot.generated) <= 1 for slot in ordered if slot.pending is not None)
         for slot in ordered:
             slot.output = None
         if not hold:

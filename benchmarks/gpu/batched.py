@@ -26,6 +26,7 @@ and the top functions by own time are printed (and kept in the JSON).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import functools
 import io
@@ -61,14 +62,19 @@ def run_batched_bench(binary: Path, model: Path, *, n_prompt: int, n_gen: int,
 
 
 def measure_engine(engine: llamakit.Engine, prompts: list[list[int]], *, n_gen: int,
-                   sampling: dict[str, Any], exact: bool = True) -> dict[str, float]:
-    """``measure`` through the engine: every prompt submitted at once (as many clients),
-    generated tokens over the wall time until the last result."""
+                   sampling: dict[str, Any], exact: bool = True, burst: bool = True
+                   ) -> dict[str, float]:
+    """``measure`` through the engine: every prompt submitted (as many clients), generated
+    tokens over the wall time until the last result. ``burst``: all of them queued before
+    the scheduler picks any (llama-batched-bench's start; the engine holds its lock while
+    they are submitted), else one after another as the submissions come (the first
+    starts alone)."""
     ctx = engine._ctx
     ctx.reset_perf()
     started = time.perf_counter()
-    requests = [engine.submit(tokens=prompt, max_new_tokens=n_gen, **sampling)
-                for prompt in prompts]
+    with engine._cond if burst else contextlib.nullcontext():
+        requests = [engine.submit(tokens=prompt, max_new_tokens=n_gen, **sampling)
+                    for prompt in prompts]
     results = [request.result() for request in requests]
     wall = time.perf_counter() - started
     perf = ctx.perf()
@@ -129,6 +135,9 @@ def main() -> int:
                         "-py after any: every step through Python, no native runs; "
                         "engine- before greedy/default (and their -py): through "
                         "llamakit.Engine")
+    parser.add_argument("--engine-arrival", choices=("burst", "staggered"), default="burst",
+                        help="engine- modes: every request queued before the scheduler "
+                        "picks any (burst), or as each submission comes (staggered)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     npl = [int(n) for n in args.npl.split(",")]
@@ -168,7 +177,8 @@ def main() -> int:
                 python_steps(mode.endswith("-py"))
                 if mode.startswith("engine-"):
                     assert engine is not None
-                    one = functools.partial(measure_engine, engine)
+                    one = functools.partial(measure_engine, engine,
+                                            burst=args.engine_arrival == "burst")
                 else:
                     one = functools.partial(measure, ctx)
                 one(prompts, n_gen=min(args.n_gen, 8), sampling=sampling,

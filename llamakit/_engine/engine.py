@@ -409,6 +409,9 @@ class Engine:
     def _run(self) -> None:
         ctx = self._ctx
         stepper = BatchStepper(ctx._handle, self.model._handle, starts_ahead(self.model))
+        # requests that arrive together are fed before their first tokens step on
+        # (BatchStepper.wave); a running stream never waits for a new prompt
+        stepper.wave = True
         try:
             while True:
                 with self._cond:
