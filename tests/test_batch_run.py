@@ -120,7 +120,7 @@ def test_small_runs_and_pieces_that_do_not_fit(bctx: llamakit.Context, runs: lis
     monkeypatch.setattr(batch_run, "RUN_STEPS", 256)
     monkeypatch.setattr(batch_run, "RUN_PIECE_BYTES", 5)
     _same(bctx.generate_batch(PROMPTS, max_new_tokens=20, temperature=0), expected)
-    assert len(runs) > 8
+    assert len(runs) >= 8  # two alone, six together
 
 
 def _slots(model: llamakit.Model, ctx: llamakit.Context, prompts: list[list[int]],
@@ -277,3 +277,33 @@ def test_close_during_a_run_waits_for_it(model: llamakit.Model) -> None:
         done.set()
         thread.join()
         ctx.close()
+
+
+def test_runs_on_two_contexts_in_two_threads(model: llamakit.Model, runs: list[int]) -> None:
+    """Two contexts of one model run generate_batch's native runs at the same time (each
+    run spreads its sampling over threads too): each gets what it gets alone."""
+    kwargs: dict[str, Any] = {"max_new_tokens": 24, "temperature": 0.7, "seed": 11}
+    with model.new_context(n_ctx=1024, n_batch=64, n_seq_max=4, n_threads=2) as first, \
+            model.new_context(n_ctx=1024, n_batch=64, n_seq_max=4, n_threads=2) as second:
+        alone = [first.generate_batch(PROMPTS[:4], **kwargs),
+                 second.generate_batch(PROMPTS[4:], **kwargs)]
+        together: list[Any] = [None, None]
+        errors: list[BaseException] = []
+
+        def work(i: int, ctx: llamakit.Context, prompts: list[str]) -> None:
+            try:
+                for _ in range(3):
+                    together[i] = ctx.generate_batch(prompts, **kwargs)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(0, first, PROMPTS[:4])),
+                   threading.Thread(target=work, args=(1, second, PROMPTS[4:]))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    for got, expected in zip(together, alone, strict=True):
+        _same(got, expected)
+    assert len(runs) >= 8  # two alone, six together
