@@ -469,11 +469,13 @@ class Engine:
                 picked.append((self._queue.popleft(), None))
             return picked
         idle = [slot for slot in self._slots if slot.request is None]
+        busy = {slot.seq_id for slot in self._slots if slot.request is not None}
         while self._queue and idle and self._queue[0].kind not in _WHOLE:
             request = self._queue.popleft()
             slot = choose_slot(idle, request.tokens, self.config.slot_prompt_similarity,
-                               self.cache_prompt)
+                               self.cache_prompt, busy)
             idle.remove(slot)
+            busy.add(slot.seq_id)
             slot.request = request
             self._uses += 1
             slot.last_used = self._uses

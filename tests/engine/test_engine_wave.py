@@ -74,3 +74,39 @@ def test_a_running_stream_does_not_wait_for_new_prompts(
     carrying = [seq_ids for seq_ids, _ in fills if seq_ids.count(1) > 1]
     assert len(carrying) >= 4
     assert all(0 in seq_ids for seq_ids in carrying)
+
+
+def test_slot_choice_keeps_busy_sequences_together() -> None:
+    """Without a cached prefix to reuse, a request takes the idle slot that fills a gap
+    between busy ones, else one beside a busy one, else the least recently used."""
+    from llamakit._engine.slots import EngineSlot, choose_slot
+    slots = [EngineSlot(seq_id=i, last_used=u) for i, u in enumerate([5, 9, 1, 7, 2, 0])]
+    idle = [slots[i] for i in (0, 2, 4, 5)]
+    assert choose_slot(idle, [1, 2], 0.5, True).seq_id == 5  # nothing busy: LRU
+    assert choose_slot(idle, [1, 2], 0.5, True, {1, 3}).seq_id == 2  # fills the gap
+    assert choose_slot(idle, [1, 2], 0.5, True, {3}).seq_id == 2  # beside 3, older than 4
+    assert choose_slot(idle, [1, 2], 0.5, True, {1}).seq_id == 2  # beside 1 (0 is newer)
+    slots[4].cached = [1, 2, 3]
+    assert choose_slot(idle, [1, 2, 3, 4], 0.5, True, {1, 3}).seq_id == 4  # its cache
+
+
+def test_a_new_request_fills_the_gap_a_cancelled_one_left(model: llamakit.Model) -> None:
+    """Busy slots 0-3, the request in slot 1 cancelled: the next request takes slot 1 (one
+    block of sequences, one ubatch a step), not the never-used slot 4."""
+    ban = {t: float("-inf") for t in range(model.n_vocab) if model.is_eog(t)}
+    with llamakit.Engine(model, n_parallel=8, n_ctx=8 * 256, n_batch=64,
+                         n_threads=2) as engine:
+        with engine._cond:
+            running = [engine.submit(tokens=p, max_new_tokens=200, temperature=0,
+                                     logit_bias=ban) for p in _prompts(4, 8)]
+        for request in running:
+            next(iter(request))  # each has started
+        assert sorted(r.slot.seq_id for r in running if r.slot is not None) == [0, 1, 2, 3]
+        running[1].cancel()
+        with pytest.raises(llamakit.AbortedError):
+            running[1].result()
+        late = engine.submit(tokens=_prompts(5, 8)[4], max_new_tokens=3, temperature=0)
+        late.result()
+        assert late.slot is not None and late.slot.seq_id == 1
+        for request in running:
+            request.cancel()
