@@ -307,3 +307,51 @@ def test_runs_on_two_contexts_in_two_threads(model: llamakit.Model, runs: list[i
     for got, expected in zip(together, alone, strict=True):
         _same(got, expected)
     assert len(runs) >= 8  # two alone, six together
+
+
+def test_sequences_that_end_leave_no_gap(model: llamakit.Model,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a sequence in the middle ends and no prompt is queued, the sequences above it
+    move down (``BatchStepper.compact``: llama.cpp puts only consecutive sequence ids in
+    one ubatch): every later batch holds ids 0..n-1, and every sequence gives the tokens
+    it gives without the moves, and alone."""
+    from llamakit._batch import BatchStepper
+    from llamakit._native import memory
+    from llamakit._native.batch import BatchHandle
+    kwargs: dict[str, Any] = {"max_new_tokens": 40, "temperature": 0.8, "seed": 3,
+                              "logit_bias": {model.eos_token: 1.0}}
+    moves: list[tuple[int, int]] = []
+    original_copy = memory.kv_copy
+
+    def kv_copy(ctx: Any, src: int, dst: int, p0: int, p1: int) -> None:
+        moves.append((src, dst))
+        original_copy(ctx, src, dst, p0, p1)
+
+    fills: list[list[int]] = []
+    original_fill = BatchHandle.fill
+
+    def fill(self: BatchHandle, tokens: Any, positions: Any, seq_ids: Any,
+             outputs: Any) -> None:
+        fills.append(list(seq_ids))
+        original_fill(self, tokens, positions, seq_ids, outputs)
+
+    monkeypatch.setattr(memory, "kv_copy", kv_copy)
+    monkeypatch.setattr(BatchHandle, "fill", fill)
+    with model.new_context(n_ctx=1024, n_batch=64, n_seq_max=8, n_threads=2) as ctx:
+        moved = ctx.generate_batch(PROMPTS, **kwargs)
+        streamed = _streamed(ctx, PROMPTS, **kwargs)
+        assert moves
+        for seq_ids in fills:  # the Python steps' batches (stream_batch's every step)
+            if len(set(seq_ids)) == len(seq_ids):  # generated tokens only
+                assert sorted(seq_ids) == list(range(len(seq_ids))), seq_ids
+        monkeypatch.setattr(BatchStepper, "compact", lambda self, free: None)
+        kept = ctx.generate_batch(PROMPTS, **kwargs)
+    _same(moved, kept)
+    _same(streamed, kept)
+    lengths = [len(r.tokens) for r in kept]
+    assert len(set(lengths)) > 3 and min(lengths) < max(lengths)
+    with model.new_context(n_ctx=256, n_threads=2) as single:
+        for i, (prompt, result) in enumerate(zip(PROMPTS, kept, strict=True)):
+            alone = single.generate(prompt, **{**kwargs, "seed": 3 + i})
+            assert alone.tokens == result.tokens
+            single.reset()
