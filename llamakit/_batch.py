@@ -414,14 +414,16 @@ class BatchStepper:
         ``seq_cp`` of the whole stream (llama.cpp copies the buffers at the next decode,
         after synchronizing) and ``seq_rm`` of the old id; the slot keeps its chain, its
         tokens and its output row. Not with a unified cache (one stream: any ids share a
-        ubatch), nor for a slot whose chain is attached by id for backend sampling."""
+        ubatch), nor where a backend-sampling chain is attached to either id."""
         handle = self._handle
         if handle.kv_unified or not free or not self.active:
             return
         while True:
             top = max(self.active, key=_seq_id)
             low = min(free)
-            if low > top.seq_id or top.seq_id in self._in_graph:
+            # a backend-sampling chain is attached by id (a finished slot's stays until
+            # its id is taken: BatchStepper.add detaches it then)
+            if low > top.seq_id or top.seq_id in self._in_graph or low in self._in_graph:
                 return
             memory.kv_copy(handle, top.seq_id, low, -1, -1)
             memory.kv_remove(handle, top.seq_id, -1, -1)
