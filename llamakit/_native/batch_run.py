@@ -61,14 +61,16 @@ class BatchRun:
         self._batch = batch
         ffi = context.ffi
         self._capacity = capacity
+        # the sizes the buffers were made with (a run takes at most _steps steps)
+        self._steps, self._piece_bytes = steps, piece_bytes = RUN_STEPS, RUN_PIECE_BYTES
         self._seqs = ffi.new("struct lk_batch_seq[]", capacity)
-        self._tokens = ffi.new("llama_token[]", capacity * RUN_STEPS)
-        self._pieces = ffi.new("char[]", capacity * RUN_PIECE_BYTES)
+        self._tokens = ffi.new("llama_token[]", capacity * steps)
+        self._pieces = ffi.new("char[]", capacity * piece_bytes)
         for i in range(capacity):
             seq = self._seqs[i]
-            seq.tokens = self._tokens + i * RUN_STEPS
-            seq.pieces = self._pieces + i * RUN_PIECE_BYTES
-            seq.pieces_cap = RUN_PIECE_BYTES
+            seq.tokens = self._tokens + i * steps
+            seq.pieces = self._pieces + i * piece_bytes
+            seq.pieces_cap = piece_bytes
         self._status = ffi.new("int32_t[3]")
         # sorted C arrays of the token sets passed so far (a batch's slots share theirs)
         self._arrays: dict[frozenset[int], tuple[Any, int]] = {}
@@ -128,7 +130,8 @@ class BatchRun:
                     seqs[i].chain = chains[i]._ptr  # pinned: the pointer holds
                 with batch.pinned() as native_batch:
                     done = int(lib.lk_batch_run(
-                        ctx, native_batch, batch.capacity, seqs, n, max(1, min(n_max, RUN_STEPS)),
+                        ctx, native_batch, batch.capacity, seqs, n,
+                        max(1, min(n_max, self._steps)),
                         RUN_MAX_US, launch_last, flag, ctrl_c_is_ours(), status, status + 1,
                         status + 2))
                 for i in range(n):
@@ -139,10 +142,11 @@ class BatchRun:
             context._end_call()
         context.sampled_in_graph = context.backend_samplers > 0
         results: list[SeqRun] = []
-        pieces = ffi.buffer(self._pieces, n * RUN_PIECE_BYTES)
+        room = self._piece_bytes
+        pieces = ffi.buffer(self._pieces, n * room)
         for i in range(n):
             seq = seqs[i]
-            start = i * RUN_PIECE_BYTES
+            start = i * room
             results.append(SeqRun(
                 ffi.unpack(seq.tokens, seq.n_tokens), seq.n_decoded,
                 pieces[start:start + seq.n_bytes], bool(seq.piece_missing), seq.finish,
