@@ -153,7 +153,7 @@ class BatchStepper:
         #: Whether ``step`` reports pieces; False (``generate_batch``, which reads only the
         #: results): its events are the finished slots alone, and while every active slot
         #: generates without stop strings or log-probabilities its steps run in C, many a
-        #: call (``BatchRun``).
+        #: call (``BatchRun``; with pieces, one step a call).
         self.pieces = True
         self._runs: BatchRun | None = None
 
@@ -272,7 +272,7 @@ class BatchStepper:
         handle, vocab = self._handle, self._vocab
         if not self._in_flight:
             self._launch()
-        if not self.pieces and self._runnable():
+        if self._runnable():
             return self._run(ahead)
         self._in_flight = False
         ready = [(slot, slot.output) for slot in self.active if slot.output is not None]
@@ -359,8 +359,11 @@ class BatchStepper:
                     for slot in self.active])
 
     def _run(self, ahead: bool) -> list[StepEvent]:
-        """``step``, many times in one native call (``BatchRun``): until a slot ends, and,
-        with ``ahead``, the next decode started for the others."""
+        """``step`` in one native call (``BatchRun``). Without pieces (``generate_batch``),
+        many steps: until a slot ends, and, with ``ahead``, the next decode started for the
+        others. With pieces (``stream_batch``, the engine), one step, each token's piece an
+        event as the Python step makes it: the sample, the ends and the next decode's start
+        (where ``starts_ahead``) happen in C, the text work after, while the GPU computes."""
         runs = self._runs
         if runs is None:
             runs = self._runs = BatchRun(self._handle, self._batch, self._handle.n_seq_max)
@@ -371,11 +374,12 @@ class BatchStepper:
                        n_ctx_seq + 1 - len(slot.prompt) - len(slot.generated))
                    for slot in slots]
         self._in_flight = False
+        pieces = self.pieces
         done, seqs, error = runs.run(
             [slot.chain._handle for slot in slots], rows, [slot.seq_id for slot in slots],
             [len(slot.kv) for slot in slots], budgets,
             [slot.stop_tokens for slot in slots], [slot.preserved_tokens for slot in slots],
-            max(budgets), ahead)
+            1 if pieces else max(budgets), ahead and (self.ahead or not pieces))
         vocab = self._vocab
         events: list[StepEvent] = []
         in_flight = False
@@ -390,13 +394,14 @@ class BatchStepper:
             data = seq.pieces
             if seq.missing:
                 data += vocab.piece(token, token in slot.preserved_tokens)
-            if data:
-                slot.assembler.feed(data)
+            piece = slot.assembler.feed(data) if data else ""
             slot.output = seq.output if seq.output >= 0 else None
             in_flight = in_flight or seq.output >= 0
             if seq.finish:
                 slot.finish = "eog" if seq.finish == 1 else "length"
-                events.append((slot, ""))
+                events.append((slot, piece))
+            elif piece and pieces:
+                events.append((slot, piece))
         self._in_flight = in_flight
         self.active = [slot for slot in self.active if slot.finish is None]
         if error is not None:

@@ -355,3 +355,27 @@ def test_sequences_that_end_leave_no_gap(model: llamakit.Model,
             alone = single.generate(prompt, **{**kwargs, "seed": 3 + i})
             assert alone.tokens == result.tokens
             single.reset()
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_streams_step_in_c_one_token_a_step(model: llamakit.Model, bctx: llamakit.Context,
+                                            runs: list[int], monkeypatch: pytest.MonkeyPatch,
+                                            ahead: bool) -> None:
+    """stream_batch (and the engine) run one step a native call: every sequence's pieces,
+    one event a token as the Python step makes them, the same results."""
+    monkeypatch.setattr("llamakit._batch.starts_ahead", lambda model: ahead)
+
+    def pieces() -> tuple[dict[int, list[str]], list[llamakit.GenerationResult]]:
+        by_index: dict[int, list[str]] = {}
+        stream = bctx.stream_batch(PROMPTS, max_new_tokens=12, temperature=0.7, seed=2)
+        for index, piece in stream:
+            by_index.setdefault(index, []).append(piece)
+        return by_index, stream.results
+
+    native, native_results = pieces()
+    assert runs and set(runs) == {1}
+    monkeypatch.setattr(BatchStepper, "_runnable", lambda self: False)
+    python, python_results = pieces()
+    assert native == python
+    _same(native_results, python_results)
+    assert max(len(p) for p in native.values()) > 5  # a piece a token, not one a run
