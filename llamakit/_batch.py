@@ -368,7 +368,10 @@ class BatchStepper:
         if runs is None:
             runs = self._runs = BatchRun(self._handle, self._batch, self._handle.n_seq_max)
         n_ctx_seq = self._handle.n_ctx_seq
-        slots = sorted(self.active, key=attrgetter("output"))
+        # the run's batches list the sequences in this order: ascending ids, as _launch's
+        # (llama.cpp puts consecutive ids into one ubatch; compact may have renumbered
+        # them since the decode in flight, whose rows each slot's output still names)
+        slots = sorted(self.active, key=_seq_id)
         rows = [slot.output for slot in slots if slot.output is not None]  # all (_runnable)
         budgets = [min(slot.limit - len(slot.generated),
                        n_ctx_seq + 1 - len(slot.prompt) - len(slot.generated))

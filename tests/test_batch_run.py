@@ -335,15 +335,27 @@ def test_sequences_that_end_leave_no_gap(model: llamakit.Model,
         fills.append(list(seq_ids))
         original_fill(self, tokens, positions, seq_ids, outputs)
 
+    # the batch each native run decoded last (lk_batch_run writes the stepper's llama_batch)
+    original_run = BatchRun.run
+
+    def run(self: BatchRun, *args: Any, **kwargs: Any) -> Any:
+        out = original_run(self, *args, **kwargs)
+        batch = self._batch.ptr
+        fills.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+        return out
+
     monkeypatch.setattr(memory, "kv_copy", kv_copy)
     monkeypatch.setattr(BatchHandle, "fill", fill)
+    monkeypatch.setattr(BatchRun, "run", run)
     with model.new_context(n_ctx=1024, n_batch=64, n_seq_max=8, n_threads=2) as ctx:
         moved = ctx.generate_batch(PROMPTS, **kwargs)
         streamed = _streamed(ctx, PROMPTS, **kwargs)
         assert moves
-        for seq_ids in fills:  # the Python steps' batches (stream_batch's every step)
+        # every batch of generated tokens (Python's and the runs'), once a move was made
+        # for it: ids 0..n-1 in that order, one ubatch
+        for seq_ids in fills:
             if len(set(seq_ids)) == len(seq_ids):  # generated tokens only
-                assert sorted(seq_ids) == list(range(len(seq_ids))), seq_ids
+                assert seq_ids == list(range(len(seq_ids))), seq_ids
         monkeypatch.setattr(BatchStepper, "compact", lambda self, free: None)
         kept = ctx.generate_batch(PROMPTS, **kwargs)
     _same(moved, kept)
