@@ -76,14 +76,7 @@ def measure_engine(engine: llamakit.Engine, prompts: list[list[int]], *, n_gen: 
         requests = [engine.submit(tokens=prompt, max_new_tokens=n_gen, **sampling)
                     for prompt in prompts]
     results = [request.result() for request in requests]
-    wall = time.perf_counter() - started
-    perf = ctx.perf()
-    generated = sum(len(r.tokens) for r in results)
-    if exact and generated != n_gen * len(prompts):
-        raise RuntimeError(f"{generated} tokens generated, not {n_gen * len(prompts)}")
-    decode_ms = perf["t_eval_ms"] + perf["t_p_eval_ms"]
-    return {"wall_s": wall, "tokens_per_s": generated / wall, "decode_ms": decode_ms,
-            "host_ms": wall * 1e3 - decode_ms, "generated": generated}
+    return _summary(ctx, started, results, n_gen * len(prompts) if exact else None)
 
 
 def _eog_bias(model: llamakit.Model) -> dict[str, float]:
@@ -95,11 +88,18 @@ def measure(ctx: llamakit.Context, prompts: list[list[int]], *, n_gen: int,
     ctx.reset_perf()
     started = time.perf_counter()
     results = ctx.generate_batch(prompts, max_new_tokens=n_gen, **sampling)
+    return _summary(ctx, started, results, n_gen * len(prompts) if exact else None)
+
+
+def _summary(ctx: llamakit.Context, started: float, results: list[Any],
+             expected: int | None) -> dict[str, float]:
+    """A measurement's figures: wall time since ``started``, generated tokens (exactly
+    ``expected`` unless None), llama.cpp's own decode time and the host time beside it."""
     wall = time.perf_counter() - started
     perf = ctx.perf()
     generated = sum(len(r.tokens) for r in results)
-    if exact and generated != n_gen * len(prompts):
-        raise RuntimeError(f"{generated} tokens generated, not {n_gen * len(prompts)}")
+    if expected is not None and generated != expected:
+        raise RuntimeError(f"{generated} tokens generated, not {expected}")
     decode_ms = perf["t_eval_ms"] + perf["t_p_eval_ms"]
     return {"wall_s": wall, "tokens_per_s": generated / wall, "decode_ms": decode_ms,
             "host_ms": wall * 1e3 - decode_ms, "generated": generated}
