@@ -25,7 +25,6 @@ constexpr int32_t piece_room = 64;
 struct run_state {
     llama_context * ctx;
     llama_batch batch;
-    int32_t batch_cap;
     lk_batch_seq * seqs;
     int32_t n_seqs;
     int32_t n_max;
@@ -207,7 +206,7 @@ extern "C" int32_t lk_batch_run(llama_context * ctx, llama_batch batch, int32_t 
             return 0;
         }
     }
-    run_state state{ctx, batch, batch_cap, seqs, n_seqs, n_max, max_us, launch_last, flag,
+    run_state state{ctx, batch, seqs, n_seqs, n_max, max_us, launch_last, flag,
                     decode_status, sample_status, failed_seq};
     try {
         return interruptible ? lk_run_interruptible(run_trampoline, &state, flag) : run(state);

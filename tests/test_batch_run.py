@@ -5,6 +5,8 @@ whatever ends a sequence, and safe against bad arguments, cancel and Ctrl-C."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -391,3 +393,71 @@ def test_streams_step_in_c_one_token_a_step(model: llamakit.Model, bctx: llamaki
     assert native == python
     _same(native_results, python_results)
     assert max(len(p) for p in native.values()) > 5  # a piece a token, not one a run
+
+
+_HOSTILE_RUN = '''
+import sys
+import llamakit
+from llamakit._native.batch import BatchHandle
+from llamakit._native.batch_run import BatchRun
+from llamakit._sampler_chain import SamplerChain
+
+with llamakit.load_model(sys.argv[1], backend="cpu") as model, \\
+        model.new_context(n_ctx=256, n_batch=16, n_seq_max=4, n_threads=1) as ctx:
+    h = ctx._handle
+    stages = ctx._sampling({"temperature": 0}, "test").stages(0, 256)
+    chain = SamplerChain.from_stages(model, stages)._handle
+    other = SamplerChain.from_stages(model, stages)._handle
+    toks = ctx.tokenize("Hello world")
+    n = len(toks)
+    cases = {  # chains, rows, sequence ids, positions, budgets
+        "seq_out_of_range": ([chain], [n - 1], [4], [n], [3]),
+        "seq_negative": ([chain], [n - 1], [-1], [n], [3]),
+        "seq_int32_max": ([chain], [n - 1], [2**31 - 1], [n], [3]),
+        "pos_jump": ([chain], [n - 1], [0], [n + 50], [3]),
+        "pos_back": ([chain], [n - 1], [0], [0], [3]),
+        "pos_negative": ([chain], [n - 1], [0], [-5], [3]),
+        "pos_int32_max": ([chain], [n - 1], [0], [2**31 - 2], [3]),
+        "row_huge": ([chain], [10**6], [0], [n], [3]),
+        "row_negative": ([chain], [-7], [0], [n], [3]),
+        "same_seq_twice": ([chain, other], [n - 1, 2 * n - 1], [0, 0], [n, n], [3, 3]),
+        "same_chain_twice": ([chain, chain], [n - 1, 2 * n - 1], [0, 1], [n, n], [3, 3]),
+        "budget_int32_max": ([chain], [n - 1], [0], [n], [2**31 - 1]),
+    }
+    for name, (chains, rows, seqs, positions, budgets) in cases.items():
+        h.clear_memory()
+        batch = BatchHandle(h.native, 16)
+        batch.fill(toks + toks, list(range(n)) * 2, [0] * n + [1] * n,
+                   [0] * (n - 1) + [1] + [0] * (n - 1) + [1])
+        batch.decode(h)
+        runner = BatchRun(h, batch, 4)
+        done, _, error = runner.run(chains, rows, seqs, positions, budgets,
+                                    [frozenset()] * len(chains), [frozenset()] * len(chains),
+                                    300, True)
+        h.synchronize()
+        batch.close()
+        print(name, done, type(error).__name__ if error else None, flush=True)
+    print("ok")
+'''
+
+
+def test_hostile_run_arguments_in_a_subprocess(tiny_model_path: Any) -> None:
+    """Sequence ids and positions llama.cpp refuses, output rows it has no logits for, a
+    sequence or a chain twice, an int32-sized budget, given to ``BatchRun`` itself: a typed
+    error from the run (or a run that holds up), never a crash (a crash kills only the
+    child, which the test reports)."""
+    proc = subprocess.run([sys.executable, "-c", _HOSTILE_RUN, str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode < 0:
+        pytest.fail(f"the process died by {signal.Signals(-proc.returncode).name}:\n"
+                    f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "ok"
+    outcome = {line.split()[0]: line.split()[1:] for line in lines[:-1]}
+    for name in ("seq_out_of_range", "seq_negative", "seq_int32_max", "pos_jump", "pos_back",
+                 "pos_negative", "pos_int32_max"):
+        assert outcome[name] == ["1", "InvalidBatchError"], (name, outcome[name])
+    for name in ("row_huge", "row_negative"):
+        assert outcome[name] == ["0", "SamplerError"], (name, outcome[name])
+    assert outcome["budget_int32_max"][1] in ("KVCacheFullError", "None")
